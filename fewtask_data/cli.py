@@ -1,0 +1,16 @@
+"""`fewtask-data`: build, inspect, verify and sample few-task few-shot families.
+
+Each command lives in the module that owns its job; this file only wires them up.
+"""
+
+from __future__ import annotations
+
+from fewtask_data.cliutil import make_app, run
+
+app = make_app("Build few-task few-shot families into sharded webdataset archives and sample episodes from them.")
+build_app = make_app("Build a family dataset (shards + index.json + manifest.json) from a source.")
+app.add_typer(build_app, name="build")
+
+
+def main() -> None:
+    run(app)

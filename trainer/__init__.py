@@ -1,0 +1,1 @@
+"""trainer: a lean functional MALTML trainer and its baselines."""

@@ -1,0 +1,14 @@
+"""`fewtask-train`: MALTML and its baselines on family episodes.
+
+Each command lives in the module that owns its job; this file only wires them up.
+"""
+
+from __future__ import annotations
+
+from fewtask_data.cliutil import make_app, run
+
+app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
+
+
+def main() -> None:
+    run(app)
