@@ -1,0 +1,144 @@
+"""Convolutional few-shot models: the 4-block conv net of Finn et al. and ResNet-12.
+
+Both are plain ``nn.Module``s, so the functional core can run them with
+``torch.func.functional_call`` and ``vmap`` over tasks and families.
+
+Batch norm policy (``bn``), written into every results file by the callers:
+
+- ``"task"`` (default, as in MAML): normalize with the statistics of the batch
+  the model is called on, i.e. the current task's support or query set; no
+  running statistics are kept (``track_running_stats=False``), so a forward pass
+  has no side effects and works under ``vmap``. Evaluation also uses the
+  current task's batch statistics (transductive, as MAML's reference code does).
+- ``"none"``: no normalization layers at all.
+
+Inputs are float images ``[B, C, H, W]`` (a missing channel axis is added for
+grayscale ``[B, H, W]``); uint8 images are scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from fewtask_data.errors import FewtaskError
+
+BN_POLICIES = ("task", "none")
+
+
+def _check_bn(bn: str) -> str:
+    if bn not in BN_POLICIES:
+        raise FewtaskError(f"unknown batch-norm policy {bn!r}; choose one of {', '.join(BN_POLICIES)}")
+    return bn
+
+
+def _norm(channels: int, bn: str) -> nn.Module:
+    if bn == "none":
+        return nn.Identity()
+    return nn.BatchNorm2d(channels, track_running_stats=False)
+
+
+def as_image_batch(x: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """[B, C, H, W] float from [B, C, H, W] or [B, H, W] (grayscale), uint8 or float."""
+    if x.dim() == 3 and in_channels == 1:
+        x = x.unsqueeze(1)
+    if x.dim() != 4 or x.shape[1] != in_channels:
+        raise FewtaskError(
+            f"model expects images [B, {in_channels}, H, W], got shape {tuple(x.shape)}; "
+            "check --image-size/--channels against the data"
+        )
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    return x
+
+
+class Conv4(nn.Module):
+    """Finn et al.'s conv net: 4 x (3x3 conv, batch norm, ReLU, 2x2 max-pool), then a linear head."""
+
+    def __init__(self, ways: int, in_channels: int = 1, image_size: int = 28, hidden: int = 64, bn: str = "task"):
+        super().__init__()
+        self.in_channels, self.bn = in_channels, _check_bn(bn)
+        blocks, channels, side = [], in_channels, image_size
+        for _ in range(4):
+            blocks += [nn.Conv2d(channels, hidden, 3, padding=1), _norm(hidden, bn), nn.ReLU(), nn.MaxPool2d(2)]
+            channels, side = hidden, side // 2
+        if side < 1:
+            raise FewtaskError(f"image size {image_size} is too small for 4 pooling blocks; use at least 16")
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(hidden * side * side, ways)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(as_image_batch(x, self.in_channels)).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class _ResBlock(nn.Module):
+    """ResNet-12 block: 3 x (3x3 conv, norm, leaky ReLU) plus a 1x1 conv shortcut, then 2x2 max-pool."""
+
+    def __init__(self, cin: int, cout: int, bn: str):
+        super().__init__()
+        layers, c = [], cin
+        for i in range(3):
+            layers += [nn.Conv2d(c, cout, 3, padding=1, bias=False), _norm(cout, bn)]
+            if i < 2:
+                layers.append(nn.LeakyReLU(0.1))
+            c = cout
+        self.main = nn.Sequential(*layers)
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), _norm(cout, bn))
+        self.out = nn.Sequential(nn.LeakyReLU(0.1), nn.MaxPool2d(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.main(x) + self.shortcut(x))
+
+
+class ResNet12(nn.Module):
+    """ResNet-12 (Oreshkin et al., Lee et al.): 4 residual blocks, global average pool, linear head."""
+
+    def __init__(
+        self,
+        ways: int,
+        in_channels: int = 3,
+        image_size: int = 84,
+        widths: Sequence[int] = (64, 160, 320, 640),
+        bn: str = "task",
+    ):
+        super().__init__()
+        if len(widths) != 4:
+            raise FewtaskError(f"ResNet-12 needs 4 block widths, got {list(widths)}")
+        if image_size < 16:
+            raise FewtaskError(f"image size {image_size} is too small for 4 pooling blocks; use at least 16")
+        self.in_channels, self.bn = in_channels, _check_bn(bn)
+        blocks, c = [], in_channels
+        for w in widths:
+            blocks.append(_ResBlock(c, w, bn))
+            c = w
+        self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(c, ways)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(as_image_batch(x, self.in_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def build_conv(
+    name: str, ways: int, in_channels: int, image_size: int, bn: str = "task", hidden: int = 64
+) -> nn.Module:
+    """A conv model by name: ``conv4`` or ``resnet12`` (``hidden`` sets conv4's width / ResNet's first width)."""
+    if name == "conv4":
+        return Conv4(ways, in_channels, image_size, hidden, bn)
+    if name == "resnet12":
+        scale = hidden / 64
+        widths = tuple(max(1, round(w * scale)) for w in (64, 160, 320, 640))
+        return ResNet12(ways, in_channels, image_size, widths, bn)
+    raise FewtaskError(f"unknown conv model {name!r}; choose conv4 or resnet12")
+
+
+def head_names(model: nn.Module) -> list[str]:
+    """Names of the head's parameters (the part ANIL adapts; BOIL adapts the rest)."""
+    return [n for n, _ in model.named_parameters() if n.startswith("head.")]
