@@ -1,0 +1,102 @@
+"""Procedural sinusoid families (MALTML section 4.1) and plain MAML sinusoid tasks.
+
+Family j: phase phi ~ U[0, pi]. Task in family j: amplitude A ~ U[0.1, 5.0].
+Examples: x ~ U[-5, 5], y = A * sin(x - phi). With ``per_task_phase`` every task
+draws its own phase too: the plain task distribution of Finn et al.'s MAML
+sinusoid benchmark.
+
+Batches are a pure function of (seed, step), so a training run can resume at any
+step and get exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from fewtask_data.episode import EpisodeShape, FamilyBatch
+from fewtask_data.errors import FewtaskError
+
+
+@dataclass(frozen=True)
+class SinusoidSpec:
+    amplitude: tuple[float, float] = (0.1, 5.0)
+    phase: tuple[float, float] = (0.0, math.pi)
+    x_range: tuple[float, float] = (-5.0, 5.0)
+    per_task_phase: bool = False  # True: Finn et al.'s plain MAML tasks
+
+
+def _uniform(gen: torch.Generator, shape: tuple[int, ...], low_high: tuple[float, float]) -> torch.Tensor:
+    low, high = low_high
+    return torch.rand(shape, generator=gen, dtype=torch.float64) * (high - low) + low
+
+
+def sample_batch(
+    gen: torch.Generator,
+    families: int,
+    shape: EpisodeShape,
+    spec: SinusoidSpec = SinusoidSpec(),
+    dtype: torch.dtype = torch.float32,
+) -> FamilyBatch:
+    """B sinusoid families with L meta tasks (K+Q points) and C goal tasks (K+V points).
+
+    ``meta_info``/``goal_info`` hold each task's true (amplitude, phase) for oracles.
+    """
+    if not isinstance(families, int) or families < 1:
+        raise FewtaskError(f"need at least one family per batch, got {families!r}")
+    if shape.ways != 1:
+        raise FewtaskError("sinusoid regression has one output: ways must be 1")
+    b, tasks = families, shape.meta_tasks + shape.goal_tasks
+    phase = _uniform(gen, (b, tasks if spec.per_task_phase else 1), spec.phase).expand(b, tasks)
+    amp = _uniform(gen, (b, tasks), spec.amplitude)
+
+    def points(task_slice: slice, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        a, p = amp[:, task_slice, None], phase[:, task_slice, None]
+        x = _uniform(gen, (b, a.shape[1], n), spec.x_range)
+        y = a * torch.sin(x - p)
+        return x.unsqueeze(-1).to(dtype), y.unsqueeze(-1).to(dtype)
+
+    meta = slice(0, shape.meta_tasks)
+    goal = slice(shape.meta_tasks, tasks)
+    meta_x, meta_y = points(meta, shape.meta_size)
+    goal_x, goal_y = points(goal, shape.goal_size)
+    info = torch.stack([amp, phase], dim=-1).to(dtype)
+    names = [f"sinusoid-phase-{float(p):.6f}" for p in phase[:, 0]]
+    return FamilyBatch(
+        meta_x, meta_y, goal_x, goal_y, shape, names,
+        identities=[{"source": "sinusoid", "phase": float(p)} for p in phase[:, 0]],
+        meta_info=info[:, meta], goal_info=info[:, goal],
+    )  # fmt: skip
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator for one training step: batches depend only on (seed, step)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63))
+
+
+def batches(
+    seed: int, families: int, shape: EpisodeShape, spec: SinusoidSpec = SinusoidSpec(), start_step: int = 0
+) -> Iterator[FamilyBatch]:
+    """Endless training batches from ``start_step`` on."""
+    step = start_step
+    while True:
+        yield sample_batch(step_generator(seed, step), families, shape, spec)
+        step += 1
+
+
+def with_task_info(batch: FamilyBatch) -> FamilyBatch:
+    """Append each task's true (amplitude, phase) to every input: the oracle's view."""
+    if batch.meta_info is None or batch.goal_info is None:
+        raise FewtaskError("the oracle needs batches that carry task parameters (meta_info/goal_info)")
+
+    def extend(x: torch.Tensor, info: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, info[:, :, None, :].expand(*x.shape[:3], info.shape[-1])], dim=-1)
+
+    return FamilyBatch(
+        extend(batch.meta_x, batch.meta_info), batch.meta_y,
+        extend(batch.goal_x, batch.goal_info), batch.goal_y,
+        batch.shape, batch.families, batch.identities, batch.meta_info, batch.goal_info,
+    )  # fmt: skip

@@ -1,0 +1,158 @@
+"""The pure torch.func core of the trainer: losses, `adapt` and `meta_adapt`.
+
+Parameters are plain dicts ``{name: tensor}``; a model enters only through
+``forward(params, buffers, x)`` (see `make_forward`). Every function here is pure,
+so `torch.func.grad` can differentiate through it to any order and `vmap` can
+batch it over tasks and families.
+
+Derivative order is controlled per level with ``first_order`` flags: a
+first-order step detaches its gradient, which `torch.func` applies at every
+transform level, so an outer `grad` treats that update direction as a constant.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad, vmap
+
+Params = dict[str, torch.Tensor]
+Forward = Callable[[Params, Params, torch.Tensor], torch.Tensor]
+
+
+def make_forward(model: torch.nn.Module) -> Forward:
+    """A pure function ``forward(params, buffers, x)`` evaluating ``model``."""
+
+    def forward(params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(model, (params, buffers), (x,))
+
+    return forward
+
+
+def task_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error for float targets, cross-entropy for int64 labels."""
+    if y.dtype == torch.int64:
+        return F.cross_entropy(pred, y)
+    return F.mse_loss(pred, y)
+
+
+def accuracy(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (pred.argmax(-1) == y).to(pred.dtype).mean()
+
+
+def loss_on(forward: Forward, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return task_loss(forward(params, buffers, x), y)
+
+
+def adapting(params: Params, names: frozenset[str] | None) -> list[str]:
+    """Names of the parameters that adapt in an inner loop (all when ``names`` is None)."""
+    return list(params) if names is None else [k for k in params if k in names]
+
+
+def sgd_step(params: Params, grads: Mapping[str, torch.Tensor], lrs: Mapping[str, torch.Tensor]) -> Params:
+    """One gradient step on the parameters named in ``grads``; the rest pass through."""
+    return {k: (p - lrs[k] * grads[k]) if k in grads else p for k, p in params.items()}
+
+
+def _grad_of(loss_fn: Callable[[Params], torch.Tensor], params: Params, names: list[str], first_order: bool) -> Params:
+    """Gradient of ``loss_fn`` with respect to the named subset of ``params``."""
+    sub = {k: params[k] for k in names}
+    g = grad(lambda s: loss_fn({**params, **s}))(sub)
+    if first_order:
+        g = {k: v.detach() for k, v in g.items()}
+    return g
+
+
+def adapt(
+    forward: Forward,
+    params: Params,
+    buffers: Params,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    lrs: Mapping[str, torch.Tensor],
+    steps: int,
+    names: frozenset[str] | None = None,
+    first_order: bool = False,
+) -> Params:
+    """U_lr: ``steps`` plain gradient steps on one task's support set (Eq. 1)."""
+    keys = adapting(params, names)
+    for _ in range(steps):
+        g = _grad_of(lambda p: loss_on(forward, p, buffers, x, y), params, keys, first_order)
+        params = sgd_step(params, g, lrs)
+    return params
+
+
+def adapted_metrics(
+    forward: Forward,
+    params: Params,
+    buffers: Params,
+    support: tuple[torch.Tensor, torch.Tensor],
+    target: tuple[torch.Tensor, torch.Tensor],
+    lrs: Mapping[str, torch.Tensor],
+    steps: int,
+    names: frozenset[str] | None = None,
+    first_order: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, accuracy) on ``target`` after adapting on ``support``: one task's MAML
+    objective. Accuracy is 0 for regression targets."""
+    fast = adapt(forward, params, buffers, support[0], support[1], lrs, steps, names, first_order)
+    pred = forward(fast, buffers, target[0])
+    acc = accuracy(pred, target[1]) if target[1].dtype == torch.int64 else pred.new_zeros(())
+    return task_loss(pred, target[1]), acc
+
+
+def tasks_adapted_metrics(
+    forward: Forward,
+    params: Params,
+    buffers: Params,
+    support: tuple[torch.Tensor, torch.Tensor],
+    target: tuple[torch.Tensor, torch.Tensor],
+    lrs: Mapping[str, torch.Tensor],
+    steps: int,
+    names: frozenset[str] | None = None,
+    first_order: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean `adapted_metrics` over a leading task axis of ``support``/``target`` (vmapped)."""
+
+    def one(sx, sy, tx, ty):
+        return adapted_metrics(forward, params, buffers, (sx, sy), (tx, ty), lrs, steps, names, first_order)
+
+    loss, acc = vmap(one)(support[0], support[1], target[0], target[1])
+    return loss.mean(), acc.mean()
+
+
+def meta_adapt(
+    forward: Forward,
+    params: Params,
+    buffers: Params,
+    support: tuple[torch.Tensor, torch.Tensor],
+    query: tuple[torch.Tensor, torch.Tensor],
+    alpha: Mapping[str, torch.Tensor],
+    beta: Mapping[str, torch.Tensor],
+    task_steps: int,
+    meta_steps: int,
+    names: frozenset[str] | None = None,
+    task_first_order: bool = False,
+    meta_first_order: bool = False,
+) -> Params:
+    """V_beta: ``meta_steps`` MAML steps (size beta) over one family's L tasks (Eq. 2).
+
+    ``support``/``query`` have a leading task axis [L, ...]; each meta step adapts
+    every task with ``task_steps`` steps of size alpha and descends the mean query
+    loss. With L = 0 the parameters pass through unchanged.
+    """
+    if support[0].shape[0] == 0:
+        return params
+    keys = adapting(params, names)
+    for _ in range(meta_steps):
+
+        def meta_loss(p: Params) -> torch.Tensor:
+            return tasks_adapted_metrics(
+                forward, p, buffers, support, query, alpha, task_steps, names, task_first_order
+            )[0]
+
+        g = _grad_of(meta_loss, params, keys, meta_first_order)
+        params = sgd_step(params, g, beta)
+    return params

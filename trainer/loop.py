@@ -1,0 +1,166 @@
+"""The training loop: an iterator of FamilyBatch + an algorithm + Adam.
+
+It knows nothing of datasets. ``make_batches(start_step)`` must return the batches
+from ``start_step`` on; for an exact ``resume`` it must give the same batches as
+an uninterrupted run would (sources that draw from the global RNGs get them
+restored by the loop before the first batch is drawn).
+
+Output folder: ``checkpoint.pt`` (atomic, every ``checkpoint_every`` steps and at
+the end) and ``metrics.jsonl`` (one JSON object per logged step).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from tqdm import tqdm
+
+from fewtask_data.episode import FamilyBatch
+from fewtask_data.errors import FewtaskError
+from trainer import checkpoint as ckpt
+from trainer.algorithms import Algorithm
+from trainer.models import signature
+
+
+@dataclass
+class TrainConfig:
+    steps: int
+    out: Path
+    lr: float = 1e-3  # Adam's eta
+    seed: int = 0
+    log_every: int = 100
+    checkpoint_every: int = 1000
+    resume: bool = False
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)  # caller's settings, stored in the checkpoint
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise FewtaskError(f"steps must be >= 0, got {self.steps}")
+        if not self.lr > 0:
+            raise FewtaskError(f"learning rate must be positive, got {self.lr}")
+        if self.log_every < 1 or self.checkpoint_every < 1:
+            raise FewtaskError("log-every and checkpoint-every must be >= 1")
+        self.out = Path(self.out)
+
+
+@dataclass
+class TrainResult:
+    params: dict[str, torch.Tensor]
+    step_sizes: dict[str, torch.Tensor]
+    step: int
+    last_metrics: dict[str, float]
+    seconds: float
+
+
+def ensure_writable(folder: Path) -> Path:
+    """Create ``folder`` and check we can write there, or fail with one line."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise FewtaskError(f"cannot write to output folder {folder} ({err.strerror}); choose a writable --out") from None
+    return folder
+
+
+def _trim_metrics(path: Path, step: int) -> None:
+    """Drop logged lines past the checkpoint we resume from, so the log stays one run."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def train(
+    model: torch.nn.Module,
+    algorithm: Algorithm,
+    make_batches: Callable[[int], Iterator[FamilyBatch]],
+    config: TrainConfig,
+    transform: Callable[[FamilyBatch], FamilyBatch] | None = None,
+) -> TrainResult:
+    """Run (or resume) training; returns the final parameters and step sizes."""
+    out = ensure_writable(config.out)
+    ckpt_path, metrics_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+    step_sizes = {k: v.clone().requires_grad_(algorithm.learn_step_sizes) for k, v in algorithm.init_step_sizes(params).items()}
+    trainable = list(params.values()) + (list(step_sizes.values()) if algorithm.learn_step_sizes else [])
+    opt = torch.optim.Adam(trainable, lr=config.lr)
+
+    start = 0
+    if config.resume and ckpt_path.exists():
+        state = ckpt.load(ckpt_path, signature(model))
+        if state.get("algorithm") != algorithm.name:
+            raise FewtaskError(
+                f"checkpoint {ckpt_path} was trained with {state.get('algorithm')}, not {algorithm.name}; use a fresh --out"
+            )
+        model.load_state_dict(state["model"])
+        with torch.no_grad():
+            for k, v in state["step_sizes"].items():
+                step_sizes[k].copy_(v)
+        opt.load_state_dict(state["optimizer"])
+        ckpt.set_rng_state(state["rng"])
+        start = state["step"]
+        _trim_metrics(metrics_path, start)
+    else:
+        metrics_path.unlink(missing_ok=True)
+
+    config_record = {**asdict(config), "out": str(config.out), "algorithm": algorithm.name}
+
+    def save(step: int) -> None:
+        ckpt.save(
+            ckpt_path,
+            {
+                "model": model.state_dict(),
+                "step_sizes": {k: v.detach().clone() for k, v in step_sizes.items()},
+                "optimizer": opt.state_dict(),
+                "rng": ckpt.rng_state(),
+                "step": step,
+                "config": config_record,
+                "algorithm": algorithm.name,
+                "signature": signature(model),
+            },
+        )
+
+    t0 = time.perf_counter()
+    metrics: dict[str, float] = {}
+    batches = make_batches(start)
+    bar = tqdm(total=config.steps, initial=start, disable=not config.progress, desc=algorithm.name, mininterval=1.0)
+    with open(metrics_path, "a") as log:
+        for step in range(start + 1, config.steps + 1):
+            batch = next(batches)
+            if transform is not None:
+                batch = transform(batch)
+            detached = {k: v.detach() for k, v in params.items()}
+            sizes = {k: v.detach() for k, v in step_sizes.items()}
+            grads, sgrads, raw = algorithm.outer_grads(detached, sizes, buffers, batch)
+            for k, p in params.items():
+                p.grad = grads[k]
+            for k, g in sgrads.items():
+                step_sizes[k].grad = g
+            opt.step()
+            if step % config.log_every == 0 or step == config.steps:
+                metrics = {k: float(v) for k, v in raw.items()}
+                log.write(json.dumps({"step": step, **metrics, "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+            if step % config.checkpoint_every == 0 and step != config.steps:
+                save(step)
+            bar.update(1)
+    bar.close()
+    save(max(start, config.steps))
+    return TrainResult(
+        {k: v.detach() for k, v in params.items()},
+        {k: v.detach() for k, v in step_sizes.items()},
+        max(start, config.steps),
+        metrics,
+        time.perf_counter() - t0,
+    )

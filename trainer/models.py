@@ -1,0 +1,53 @@
+"""Models and a small registry: ``build_model(name, **kw)``.
+
+Convention shared by all models: the last layer is called ``head``, so ANIL
+(adapt only ``head.*``) and BOIL (adapt everything else) need no per-model code.
+Register a new model with ``MODELS["name"] = constructor``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from fewtask_data.errors import FewtaskError
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU net, e.g. 1-40-40-1 for the sinusoid experiments."""
+
+    def __init__(self, in_features: int = 1, hidden: tuple[int, ...] = (40, 40), out_features: int = 1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP}
+
+
+def build_model(name: str, **kw) -> nn.Module:
+    if name not in MODELS:
+        raise FewtaskError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name](**kw)
+
+
+def head_names(model: nn.Module) -> frozenset[str]:
+    """Names of the head's parameters (ANIL adapts these, BOIL the rest)."""
+    return frozenset(n for n, _ in model.named_parameters() if n.startswith("head."))
+
+
+def signature(model: nn.Module) -> dict[str, list[int]]:
+    """Parameter and buffer names with shapes: identifies a model for checkpoints."""
+    sig = {n: list(p.shape) for n, p in model.named_parameters()}
+    sig.update({n: list(b.shape) for n, b in model.named_buffers()})
+    return sig
