@@ -33,3 +33,14 @@ def imagenet_samples() -> Path:
 @pytest.fixture
 def splits_dir() -> Path:
     return shared_path("splits")
+
+
+@pytest.fixture(scope="session")
+def wordnet():
+    """WordNet 3.0 (fewtask_data.wordnet), or skip with the reason and both fixes."""
+    from fewtask_data.wordnet import load_wordnet, wordnet_available
+
+    ok, reason = wordnet_available()
+    if not ok:
+        pytest.skip(f"WordNet 3.0 unavailable: {reason}")
+    return load_wordnet()
