@@ -3,7 +3,8 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from fewtask_data import FewtaskError
-from trainer.convnets import Conv4, ResNet12, build_conv, head_names
+from trainer.convnets import Conv4, ResNet12, build_conv
+from trainer.models import build_model, head_names
 
 torch.set_num_threads(1)
 
@@ -75,5 +76,6 @@ def test_second_order_through_inner_step():
     assert all(torch.isfinite(o).all() for o in outer)
 
 
-def test_head_names():
-    assert head_names(Conv4(ways=5)) == ["head.weight", "head.bias"]
+def test_registered_in_model_registry_with_a_head():
+    model = build_model("resnet12", ways=5, in_channels=1, image_size=28, hidden=8)
+    assert head_names(model) == {"head.weight", "head.bias"}

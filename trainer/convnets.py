@@ -138,7 +138,3 @@ def build_conv(
         return ResNet12(ways, in_channels, image_size, widths, bn)
     raise FewtaskError(f"unknown conv model {name!r}; choose conv4 or resnet12")
 
-
-def head_names(model: nn.Module) -> list[str]:
-    """Names of the head's parameters (the part ANIL adapts; BOIL adapts the rest)."""
-    return [n for n, _ in model.named_parameters() if n.startswith("head.")]

@@ -7,12 +7,14 @@ Register a new model with ``MODELS["name"] = constructor``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
 from torch import nn
 
 from fewtask_data.errors import FewtaskError
+from trainer.convnets import build_conv
 
 
 class MLP(nn.Module):
@@ -33,6 +35,8 @@ class MLP(nn.Module):
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP}
+# Conv nets for image families (trainer/convnets.py): build_model("conv4", ways=5, in_channels=1, image_size=28, bn="task").
+MODELS.update({name: partial(build_conv, name) for name in ("conv4", "resnet12")})
 
 
 def build_model(name: str, **kw) -> nn.Module:
