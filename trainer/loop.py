@@ -12,6 +12,7 @@ the end) and ``metrics.jsonl`` (one JSON object per logged step).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     resume: bool = False
     progress: bool = True
+    tensorboard: bool = False  # also log to OUT/tensorboard when the tensorboard package is installed
     extra: dict[str, Any] = field(default_factory=dict)  # caller's settings, stored in the checkpoint
 
     def __post_init__(self) -> None:
@@ -71,6 +73,37 @@ def ensure_writable(folder: Path) -> Path:
     return folder
 
 
+def _all_finite(loss: torch.Tensor, trainable: list[torch.Tensor]) -> bool:
+    """One check (one device sync) that the loss and every gradient are finite."""
+    norms = [p.grad.detach().norm() for p in trainable if p.grad is not None]
+    return bool(torch.isfinite(torch.stack([loss.detach().float().reshape(()), *[n.float() for n in norms]])).all())
+
+
+class _Rate:
+    """Family episodes per second since the last ``take``."""
+
+    def __init__(self) -> None:
+        self.count, self.since = 0, time.perf_counter()
+
+    def add(self, n: int) -> None:
+        self.count += n
+
+    def take(self) -> float:
+        now = time.perf_counter()
+        value = self.count / max(now - self.since, 1e-9)
+        self.count, self.since = 0, now
+        return round(value, 2)
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard writer under OUT/tensorboard, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
 def _trim_metrics(path: Path, step: int) -> None:
     """Drop logged lines past the checkpoint we resume from, so the log stays one run."""
     if not path.exists():
@@ -85,8 +118,16 @@ def train(
     make_batches: Callable[[int], Iterator[FamilyBatch]],
     config: TrainConfig,
     transform: Callable[[FamilyBatch], FamilyBatch] | None = None,
+    after_backward: Callable[[list[torch.Tensor]], None] | None = None,
+    is_main: bool = True,
 ) -> TrainResult:
-    """Run (or resume) training; returns the final parameters and step sizes."""
+    """Run (or resume) training; returns the final parameters and step sizes.
+
+    ``after_backward(trainable)`` runs once the outer gradients are set and before the
+    optimizer step (multi-process training averages them there); only the ``is_main``
+    process writes checkpoints and logs. A non-finite loss or gradient stops training
+    with a FewtaskError and leaves the last checkpoint (all finite) untouched.
+    """
     out = ensure_writable(config.out)
     ckpt_path, metrics_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
     params = dict(model.named_parameters())
@@ -109,13 +150,16 @@ def train(
         opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"])
         start = state["step"]
-        _trim_metrics(metrics_path, start)
-    else:
+        if is_main:
+            _trim_metrics(metrics_path, start)
+    elif is_main:
         metrics_path.unlink(missing_ok=True)
 
     config_record = {**asdict(config), "out": str(config.out), "algorithm": algorithm.name}
 
     def save(step: int) -> None:
+        if not is_main:
+            return
         ckpt.save(
             ckpt_path,
             {
@@ -133,8 +177,11 @@ def train(
     t0 = time.perf_counter()
     metrics: dict[str, float] = {}
     batches = make_batches(start)
-    bar = tqdm(total=config.steps, initial=start, disable=not config.progress, desc=algorithm.name, mininterval=1.0)
-    with open(metrics_path, "a") as log:
+    bar = tqdm(total=config.steps, initial=start, disable=not (config.progress and is_main), desc=algorithm.name, mininterval=1.0)
+    board = _tensorboard(out) if config.tensorboard and is_main else None
+    saved = start if ckpt_path.exists() and config.resume else None
+    rate = _Rate()
+    with open(metrics_path if is_main else os.devnull, "a") as log:
         for step in range(start + 1, config.steps + 1):
             batch = next(batches)
             if transform is not None:
@@ -146,16 +193,32 @@ def train(
                 p.grad = grads[k]
             for k, g in sgrads.items():
                 step_sizes[k].grad = g
+            if after_backward is not None:
+                after_backward(trainable)
+            if not _all_finite(raw["loss"], trainable):
+                kept = f"the last good checkpoint (step {saved}) is kept in {ckpt_path}" if saved is not None else "no checkpoint was written yet"
+                raise FewtaskError(
+                    f"non-finite loss or gradient at step {step}; training stopped and {kept}; "
+                    "lower --lr or the step sizes, then resume with --resume"
+                )
             opt.step()
+            rate.add(len(batch))
             if step % config.log_every == 0 or step == config.steps:
                 metrics = {k: float(v) for k, v in raw.items()}
+                metrics["episodes_per_s"] = rate.take()
                 log.write(json.dumps({"step": step, **metrics, "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n")
                 log.flush()
-                bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+                if board is not None:
+                    for k, v in metrics.items():
+                        board.add_scalar(k, v, step)
+                bar.set_postfix({"loss": f"{metrics['loss']:.4f}", "ep/s": f"{metrics['episodes_per_s']:.1f}"}, refresh=False)
             if step % config.checkpoint_every == 0 and step != config.steps:
                 save(step)
+                saved = step
             bar.update(1)
     bar.close()
+    if board is not None:
+        board.close()
     save(max(start, config.steps))
     return TrainResult(
         {k: v.detach() for k, v in params.items()},
