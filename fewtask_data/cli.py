@@ -11,6 +11,12 @@ app = make_app("Build few-task few-shot families into sharded webdataset archive
 build_app = make_app("Build a family dataset (shards + index.json + manifest.json) from a source.")
 app.add_typer(build_app, name="build")
 
+from fewtask_data import hdf5, manifest, shards  # noqa: E402
+
+app.command("inspect")(manifest.inspect_command)
+app.command("verify")(shards.verify_command)
+app.command("episodes")(hdf5.episodes_command)
+
 
 def main() -> None:
     run(app)

@@ -1,0 +1,259 @@
+"""Streaming from shards: family episodes for meta-training, flat batches for pretraining.
+
+``FamilyStream`` is a webdataset pipeline whose unit of work is a family visit:
+
+    visits (families shuffled per epoch with the seed)
+      -> wds.split_by_node -> wds.split_by_worker
+      -> load the family: read only the shards holding its classes (checksums checked)
+      -> FamilyBuffer (one family in memory per worker)
+      -> episodes_per_visit FamilyEpisodes from the pluggable sampler
+
+Episode seeds come from (seed, epoch, visit position, episode number), never from the
+worker, so the set of episodes does not depend on how many workers or nodes share it.
+
+``FlatStream`` reads the shards of a split's classes (shard order shuffled per epoch
+with the seed, split by node and worker), shuffles samples in a buffer and yields
+labelled (x, y) batches for the pretraining baseline.
+"""
+
+from __future__ import annotations
+
+import random
+from itertools import count, islice
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset
+
+from fewtask_data.episode import EpisodeShape, FamilyBatch, FamilyEpisode, collate
+from fewtask_data.errors import FewtaskError
+from fewtask_data.manifest import Manifest, load_manifest, read_bytes
+from fewtask_data.sampling import ClassEpisodeSampler, EpisodeSampler, FamilyBuffer, Transform, to_tensor
+from fewtask_data.shards import INDEX_NAME, class_locations, decode_image, load_index, read_shard, sha256_bytes
+
+TransformFactory = Callable[[dict, dict], Transform]
+
+__all__ = [
+    "ClassEpisodeSampler",
+    "EpisodeSampler",
+    "FamilyBuffer",
+    "FamilyStream",
+    "FlatStream",
+    "family_loader",
+    "episode_seed",
+]
+
+
+def default_transform_factory(space: dict, family_augment: dict) -> Transform:
+    from fewtask_data import augment  # owned by the augmentation module; imported only when used
+
+    return augment.family_transform(space, family_augment)
+
+
+def episode_seed(seed: int, epoch: int, position: int, episode: int) -> int:
+    """A 63-bit seed for one episode, independent of workers and nodes."""
+    state = np.random.SeedSequence([seed, epoch, position, episode]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+class ShardReader:
+    """Reads a dataset's index once and loads families' images from just their shards."""
+
+    def __init__(self, manifest: Manifest, verify: bool = True):
+        self.manifest = manifest
+        self.verify = verify
+        if verify:
+            raw = read_bytes(manifest.location(INDEX_NAME))
+            if sha256_bytes(raw) != manifest.data["index"]["sha256"]:
+                raise FewtaskError(f"{manifest.location(INDEX_NAME)} does not match the manifest's checksum; rebuild")
+        self.index = load_index(manifest.root)
+        self.locations = class_locations(self.index)
+
+    def shards_for(self, classes: Sequence[str]) -> dict[int, list[tuple[int, int]]]:
+        """shard number -> [(start, stop), ...] of the wanted classes."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        for cls in classes:
+            for shard, start, stop in self.locations.get(cls, ()):
+                out.setdefault(shard, []).append((start, stop))
+        return out
+
+    def samples(self, shard: int, ranges: list[tuple[int, int]]) -> Iterator[tuple[str, str, bytes]]:
+        entry = self.index["shards"][shard]
+        keep = np.zeros(entry["count"], bool)
+        for start, stop in ranges:
+            keep[start:stop] = True
+        sha = entry["sha256"] if self.verify else None
+        for _, cls, sample, data in read_shard(self.manifest.location(entry["name"]), sha, keep.__getitem__, entry["count"]):
+            yield cls, sample, data
+
+    def load_family(self, family: dict, split: str) -> FamilyBuffer:
+        buffer = FamilyBuffer(family, split, {c: [] for c in family["classes"]})
+        for shard, ranges in sorted(self.shards_for(family["classes"]).items()):
+            for cls, sample, data in self.samples(shard, ranges):
+                buffer.images[cls].append((sample, decode_image(data)))
+        return buffer
+
+
+class FamilyStream(IterableDataset):
+    """FamilyEpisodes from a split's families; see the module doc. Iterate it directly or
+    through ``family_loader`` (a DataLoader that collates to FamilyBatch)."""
+
+    def __init__(
+        self,
+        source: str | Manifest,
+        split: str,
+        shape: EpisodeShape,
+        *,
+        seed: int = 0,
+        episodes_per_visit: int = 8,
+        epochs: int | None = None,
+        families: Sequence[str] | None = None,
+        sampler: EpisodeSampler | None = None,
+        transform_factory: TransformFactory | None = None,
+        verify: bool = True,
+    ):
+        super().__init__()
+        if episodes_per_visit < 1:
+            raise FewtaskError(f"episodes_per_visit must be >= 1, got {episodes_per_visit}")
+        self.manifest = load_manifest(source)
+        self.split, self.shape, self.seed = split, shape, seed
+        self.episodes_per_visit, self.epochs = episodes_per_visit, epochs
+        self.sampler = sampler or ClassEpisodeSampler()
+        self.transform_factory = transform_factory or default_transform_factory
+        self.reader = ShardReader(self.manifest, verify)
+        fams = self.manifest.families(split)
+        if families is not None:
+            wanted = set(families)
+            for f in wanted:
+                if self.manifest.split_of(f) != split:
+                    raise FewtaskError(f"family {f!r} belongs to split {self.manifest.split_of(f)!r}, not {split!r}")
+            fams = [f for f in fams if f["id"] in wanted]
+        if not fams:
+            raise FewtaskError(f"split {split!r} has no families to stream")
+        counts = {c: self.manifest.class_count(c) for f in fams for c in f["classes"]}
+        for fam in fams:
+            self.sampler.check(fam, counts, shape)
+        self.families = fams
+        self._transforms: dict[str, Transform | None] = {}
+        self._last: FamilyBuffer | None = None
+
+    def transform_for(self, family: dict) -> Transform | None:
+        if "augment" not in family:
+            return None
+        if family["id"] not in self._transforms:
+            space = self.manifest.data.get("augment_space", {})
+            self._transforms[family["id"]] = self.transform_factory(space, family["augment"])
+        return self._transforms[family["id"]]
+
+    def buffer_for(self, family: dict) -> FamilyBuffer:
+        """The family's images; keeps only the last family (one buffer per worker)."""
+        if self._last is None or self._last.family["id"] != family["id"]:
+            self._last = None  # free the old buffer before loading the next
+            self._last = self.reader.load_family(family, self.split)
+        return self._last
+
+    # ---- pipeline stages (plain functions over iterators, webdataset style)
+
+    def _visits(self) -> Iterator[tuple[int, int, dict]]:
+        epochs = count() if self.epochs is None else range(self.epochs)
+        for epoch in epochs:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.families))
+            for position, i in enumerate(order):
+                yield epoch, position, self.families[i]
+
+    def _episodes(self, visits: Iterator[tuple[int, int, dict]]) -> Iterator[FamilyEpisode]:
+        for epoch, position, family in visits:
+            buffer = self.buffer_for(family)
+            transform = self.transform_for(family)
+            for e in range(self.episodes_per_visit):
+                yield self.sampler.sample(buffer, self.shape, episode_seed(self.seed, epoch, position, e), transform)
+
+    def pipeline(self) -> wds.DataPipeline:
+        return wds.DataPipeline(self._visits, wds.split_by_node, wds.split_by_worker, self._episodes)
+
+    def __iter__(self) -> Iterator[FamilyEpisode]:
+        return iter(self.pipeline())
+
+    def take(self, n: int) -> list[FamilyEpisode]:
+        return list(islice(iter(self), n))
+
+    def replay(self, identity: dict) -> FamilyEpisode:
+        """Rebuild an episode from its identity (family, shape, seed); checks classes and samples match."""
+        family = self.manifest.family(identity["family"])
+        shape = EpisodeShape(**identity["shape"])
+        episode = self.sampler.sample(
+            self.reader.load_family(family, identity["split"]), shape, identity["seed"], self.transform_for(family)
+        )
+        if episode.identity["tasks"] != identity["tasks"]:
+            raise FewtaskError(f"replay of a {identity['family']!r} episode drew other samples; the data has changed")
+        return episode
+
+
+def family_loader(stream: FamilyStream, batch_size: int, num_workers: int = 0, **kwargs) -> DataLoader:
+    """A DataLoader yielding FamilyBatch (each worker streams its own families)."""
+    return DataLoader(stream, batch_size=batch_size, num_workers=num_workers, collate_fn=collate, **kwargs)
+
+
+def batches(stream: FamilyStream, batch_size: int) -> Iterator[FamilyBatch]:
+    """FamilyBatches in this process, without a DataLoader."""
+    it = iter(stream)
+    while chunk := list(islice(it, batch_size)):
+        yield collate(chunk)
+
+
+class FlatStream(IterableDataset):
+    """Labelled (x [B, C, H, W] float, y [B] int64) batches over a split's classes; label i is
+    ``self.classes[i]``. Use with ``DataLoader(flat, batch_size=None, num_workers=...)``."""
+
+    def __init__(
+        self,
+        source: str | Manifest,
+        split: str,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle_buffer: int = 5000,
+        epochs: int | None = None,
+        verify: bool = True,
+    ):
+        super().__init__()
+        self.manifest = load_manifest(source)
+        self.reader = ShardReader(self.manifest, verify)
+        self.classes = self.manifest.split_classes(split)
+        self.label = {c: i for i, c in enumerate(self.classes)}
+        self.shards = sorted(self.reader.shards_for(self.classes).items())
+        self.batch_size, self.seed = batch_size, seed
+        self.shuffle_buffer, self.epochs = shuffle_buffer, epochs
+        self.image_ndim = len(self.manifest.data["image"]["shape"])
+
+    def _shards(self) -> Iterator[tuple[int, list]]:
+        epochs = count() if self.epochs is None else range(self.epochs)
+        for epoch in epochs:
+            for i in np.random.default_rng([self.seed, epoch]).permutation(len(self.shards)):
+                yield self.shards[i]
+
+    def _samples(self, shards: Iterator[tuple[int, list]]) -> Iterator[tuple[np.ndarray, int]]:
+        for shard, ranges in shards:
+            for cls, _, data in self.reader.samples(shard, ranges):
+                yield decode_image(data), self.label[cls]
+
+    def _collate(self, samples: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_tensor(np.stack([s[0] for s in samples]), self.image_ndim)
+        return x, torch.tensor([s[1] for s in samples], dtype=torch.int64)
+
+    def pipeline(self) -> wds.DataPipeline:
+        info = wds.utils.pytorch_worker_info()
+        rng = random.Random(f"{self.seed}-{info[0]}-{info[2]}")
+        return wds.DataPipeline(
+            self._shards,
+            wds.split_by_node,
+            wds.split_by_worker,
+            self._samples,
+            wds.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 1000), rng=rng),
+            wds.batched(self.batch_size, collation_fn=self._collate, partial=True),
+        )
+
+    def __iter__(self):
+        return iter(self.pipeline())
