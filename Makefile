@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.fewtask-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean wordnet
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,12 +14,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) wordnet
+
+# WordNet 3.0 for the ImageNet families: Debian's packages when missing and apt is usable
+# as root; otherwise the WordNet tests skip and say how to install it.
+wordnet:
+	@test -f /usr/share/wordnet/data.noun || ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ] \
+	  || (apt-get update -qq && apt-get install -y -qq wordnet-base wordnet-sense-index >/dev/null) \
+	  || echo "note: could not install WordNet 3.0; ImageNet family tests will skip"
 
 demo: $(STAMP)
 	$(VENV)/bin/fewtask-train demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) wordnet
 	$(PY) -m pytest -q
 
 clean:
