@@ -17,6 +17,10 @@ app.command("inspect")(manifest.inspect_command)
 app.command("verify")(shards.verify_command)
 app.command("episodes")(hdf5.episodes_command)
 
+from fewtask_data.omniglot_build import omniglot_families_command  # noqa: E402
+
+build_app.command("omniglot-families")(omniglot_families_command)
+
 
 def main() -> None:
     run(app)

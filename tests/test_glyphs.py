@@ -70,3 +70,127 @@ def test_labelled_synthetic():
 def test_bad_counts_rejected():
     with pytest.raises(FewtaskError, match=">= 1"):
         list_glyph_characters(characters=0)
+
+
+# ----------------------------------------------------------------------------- end to end: CLI build -> stream
+
+import json  # noqa: E402
+
+from typer.testing import CliRunner  # noqa: E402
+
+from fewtask_data.episode import EpisodeShape  # noqa: E402
+
+SMALL_GLYPHS = ["--glyph-alphabets", "6", "--glyph-characters", "6", "--glyph-drawers", "6", "--workers", "1"]
+ONE_SHOT = EpisodeShape(ways=5, shots=1, queries=1, val=2, meta_tasks=2, goal_tasks=1)
+
+
+def cli(*args: str):
+    from fewtask_data.cli import app
+
+    return CliRunner().invoke(app, ["build", "omniglot-families", *args])
+
+
+@pytest.fixture(scope="module")
+def glyph_build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("glyphs") / "out"
+    result = cli("--out", str(out), "--families-per-alphabet", "2", *SMALL_GLYPHS)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_cli_build_is_labelled_synthetic(glyph_build):
+    manifest = json.loads((glyph_build / "manifest.json").read_text())
+    assert manifest["synthetic"] is True and manifest["dataset"] == "glyphs-synthetic"
+    assert "SYNTHETIC" in manifest["source"]["note"]
+    assert manifest["augment_space"]["rotation"] == [-30.0, 30.0]
+    fams = [f for s in manifest["splits"].values() for f in s["families"]]
+    assert len(fams) == 12 and all("fixed" in f["augment"] for f in fams)
+    assert sum(c["count"] for c in manifest["classes"]) == 6 * 6 * 6
+
+
+def test_stream_five_way_one_shot_from_glyph_build(glyph_build):
+    from fewtask_data.stream import FamilyStream
+
+    stream = FamilyStream(glyph_build, "train", ONE_SHOT, seed=0, episodes_per_visit=2)
+    episodes = stream.take(4)
+    again = FamilyStream(glyph_build, "train", ONE_SHOT, seed=0, episodes_per_visit=2).take(4)
+    for ep, twin in zip(episodes, again):
+        assert ep.meta_x.shape == (2, 10, 1, 28, 28) and ep.goal_x.shape == (1, 15, 1, 28, 28)
+        assert sorted(ep.meta_y[0, :5].tolist()) == [0, 1, 2, 3, 4]
+        assert torch_equal(ep.meta_x, twin.meta_x)  # augmentation replays exactly
+    assert torch_equal(stream.replay(episodes[0].identity).meta_x, episodes[0].meta_x)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_rebuild_gives_identical_bytes(glyph_build, tmp_path):
+    out = tmp_path / "again"
+    assert cli("--out", str(out), "--families-per-alphabet", "2", *SMALL_GLYPHS).exit_code == 0
+    for name in ("manifest.json", "index.json", "shard-000000.tar"):
+        assert (out / name).read_bytes() == (glyph_build / name).read_bytes()
+
+
+def test_materialized_eval_families_need_no_augmentation(tmp_path):
+    from fewtask_data.stream import FamilyStream
+
+    out = tmp_path / "mat"
+    result = cli("--out", str(out), "--families-per-alphabet", "2", "--materialize-eval", *SMALL_GLYPHS)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["materialized_splits"] == ["val", "test"]
+    test_fams = manifest["splits"]["test"]["families"]
+    assert all("augment" not in f and "materialized_augment" in f["meta"] for f in test_fams)
+    assert "augment" in manifest["splits"]["train"]["families"][0]
+
+    def refuse(space, augment):
+        raise AssertionError("evaluation families must not be augmented in the stream")
+
+    episodes = FamilyStream(out, "test", ONE_SHOT, seed=0, transform_factory=refuse).take(2)
+    assert episodes[0].meta_x.shape == (2, 10, 1, 28, 28)
+    # The two families of one alphabet hold differently augmented copies of the same images.
+    first, second = test_fams[0], test_fams[1]
+    assert first["meta"]["alphabet"] == second["meta"]["alphabet"]
+    assert first["classes"] != second["classes"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--split", "vinyals"], "Vinyals split is defined on real Omniglot"),
+        (["--space", "nope"], "neither a named space"),
+        (["--fixed-dims", "3-1"], "LOW <= HIGH"),
+        (["--alphabet-split", "1,2"], "three positive numbers"),
+        (["--families-per-alphabet", "-1"], ">= 0"),
+        (["--image-size", "4"], ">= 8"),
+        (["--root", "/nonexistent/omniglot"], "not a folder"),
+    ],
+)
+def test_cli_bad_input_is_one_line_error(tmp_path, capsys, args, message):
+    import sys
+
+    from fewtask_data.cli import app
+    from fewtask_data.cliutil import run
+
+    argv = ["fewtask-data", "build", "omniglot-families", "--out", str(tmp_path / "x"), *SMALL_GLYPHS, *args]
+    old, sys.argv = sys.argv, argv
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            run(app)
+    finally:
+        sys.argv = old
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "x" / "manifest.json").exists()
+
+
+def test_cli_bad_space_file(tmp_path):
+    space = tmp_path / "space.json"
+    space.write_text(json.dumps({"rotation": [10, -10]}))
+    result = cli("--out", str(tmp_path / "x"), "--space", str(space), *SMALL_GLYPHS)
+    assert result.exit_code != 0
+    assert "low <= high" in str(result.exception)

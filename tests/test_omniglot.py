@@ -216,3 +216,49 @@ def test_plain_alphabet_families(glyph_chars):
     assert len(plan.classes) == len(glyph_chars)
     with pytest.raises(FewtaskError, match=">= 0"):
         plan_families(bases, space=None, per_alphabet=-1)
+
+
+# ----------------------------------------------------------------------------- end to end on real Omniglot
+
+
+def build_cli(*args: str):
+    from typer.testing import CliRunner
+
+    from fewtask_data.cli import app
+
+    return CliRunner().invoke(app, ["build", "omniglot-families", *args])
+
+
+def test_real_omniglot_build_and_stream(omniglot_dir, tmp_path):
+    import json
+
+    from fewtask_data.episode import EpisodeShape
+    from fewtask_data.shards import verify
+    from fewtask_data.stream import FamilyStream
+
+    out = tmp_path / "omni"
+    result = build_cli(
+        "--root", str(omniglot_dir), "--sets", "images_background_small1", "--out", str(out),
+        "--families-per-alphabet", "2", "--workers", "2",
+    )
+    assert result.exit_code == 0, result.output
+    assert "2720 images" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dataset"] == "omniglot" and manifest["synthetic"] is False
+    assert all(c["count"] == 20 for c in manifest["classes"]) and len(manifest["classes"]) == 136
+    alphabets = {s: {f["meta"]["alphabet"] for f in body["families"]} for s, body in manifest["splits"].items()}
+    assert [len(alphabets[s]) for s in ("train", "val", "test")] == [3, 1, 1]
+    assert not (alphabets["train"] & alphabets["test"])
+    assert verify(out) == []
+    shape = EpisodeShape(ways=5, shots=1, queries=5, val=5, meta_tasks=3, goal_tasks=1)
+    for split in ("train", "test"):
+        ep = FamilyStream(out, split, shape, seed=1).take(1)[0]
+        assert ep.meta_x.shape == (3, 30, 1, 28, 28) and ep.goal_x.shape == (1, 30, 1, 28, 28)
+        assert ep.identity["family"].split("~aug")[0] in alphabets[split]
+
+
+def test_real_omniglot_vinyals_on_subset_fails_clearly(omniglot_dir, tmp_path):
+    result = build_cli("--root", str(omniglot_dir), "--sets", "images_background_small1", "--split", "vinyals",
+                       "--out", str(tmp_path / "v"))
+    assert result.exit_code != 0
+    assert "characters the source lacks" in str(result.exception)
