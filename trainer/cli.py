@@ -9,6 +9,12 @@ from fewtask_data.cliutil import make_app, run
 
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 
+from trainer.evalcmd import eval_command  # noqa: E402
+from trainer.fit import fit_command  # noqa: E402
+
+app.command("fit")(fit_command)
+app.command("eval")(eval_command)
+
 
 def main() -> None:
     run(app)

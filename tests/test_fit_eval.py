@@ -1,0 +1,166 @@
+"""`fewtask-train fit` / `eval` on small shard datasets: resume, determinism, clear errors."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import toydata
+from fewtask_data import FewtaskError
+from fewtask_data.episode import EpisodeShape
+from fewtask_data.hdf5 import write_episodes
+from fewtask_data.stream import FamilyStream
+from trainer import checkpoint as ckpt
+from trainer.cli import app
+from trainer.evalcmd import evaluate, mean_ci95
+from trainer.fit import FitConfig, fit
+
+torch.set_num_threads(1)
+
+SHAPE = dict(ways=3, shots=1, queries=2, val=2, meta_tasks=2, goal_tasks=1)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("toy") / "data"
+    toydata.build_toy(out, n_classes=16, per_class=8, side=16)
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_h5(toy, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("eps") / "test.h5"
+    stream = FamilyStream(str(toy), "test", EpisodeShape(**SHAPE), seed=5)
+    write_episodes(path, islice(iter(stream), 12), {"split": "test"})
+    return path
+
+
+def config(data: Path, out: Path, **kw) -> FitConfig:
+    base = dict(SHAPE, batch=2, steps=4, hidden=4, log_every=1, checkpoint_every=2, progress=False, alpha=0.1, beta=0.1, gamma=0.1)
+    return FitConfig(data=str(data), out=str(out), **{**base, **kw})
+
+
+def params_of(out: Path) -> dict[str, torch.Tensor]:
+    return ckpt.load(out / ckpt.CHECKPOINT_NAME)["model"]
+
+
+def test_fit_writes_checkpoint_config_and_metrics(toy, tmp_path):
+    record = fit(config(toy, tmp_path / "run"))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["batch_norm"] == "task" and saved["model"]["name"] == "conv4"
+    assert saved["model"]["in_channels"] == 1 and saved["model"]["image_size"] == 16
+    assert saved["result"]["step"] == record["result"]["step"] == 4
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3, 4]
+    assert all(x["episodes_per_s"] > 0 and 0 <= x["acc"] <= 1 for x in lines)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_is_exact(toy, tmp_path, workers):
+    fit(config(toy, tmp_path / "a", steps=6, workers=workers))
+    fit(config(toy, tmp_path / "b", steps=3, workers=workers, checkpoint_every=1))
+    fit(config(toy, tmp_path / "b", steps=6, workers=workers, resume=True))
+    a, b = params_of(tmp_path / "a"), params_of(tmp_path / "b")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_eval_is_deterministic_and_reports_both_protocols(toy, test_h5, tmp_path):
+    fit(config(toy, tmp_path / "run", algo="maml"))
+    first = evaluate(tmp_path / "run", test_h5, steps=3, batch_size=5)
+    second = evaluate(tmp_path / "run" / "checkpoint.pt", test_h5, steps=3, batch_size=5)
+    for key in ("without_meta_finetuning", "with_meta_finetuning"):
+        assert first[key] == second[key]
+        assert len(first[key]["accuracy"]) == 4 and all(0 <= a <= 1 for a in first[key]["accuracy"])
+    assert first["episodes"] == 12 and first["batch_norm"] == "task" and first["finetune_level"] == "alpha"
+    # 0 finetuning steps without meta-finetuning is the plain model: both sides agree there only if L=0
+    assert first["steps"] == [0, 1, 2, 3]
+
+
+def test_eval_cli_writes_json_and_plot(toy, test_h5, tmp_path):
+    fit(config(toy, tmp_path / "run", steps=2))
+    result = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path / "run"), "--episodes", str(test_h5), "--steps", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert data["finetune_level"] == "gamma" and (tmp_path / "run" / "eval.png").stat().st_size > 0
+
+
+def test_eval_rejects_episodes_of_another_shape(toy, tmp_path):
+    fit(config(toy, tmp_path / "run", steps=1))
+    other = tmp_path / "two_way.h5"
+    stream = FamilyStream(str(toy), "test", EpisodeShape(**{**SHAPE, "ways": 2}), seed=1)
+    write_episodes(other, islice(iter(stream), 2), {})
+    with pytest.raises(FewtaskError, match="2-way episodes but the model has 3 outputs"):
+        evaluate(tmp_path / "run", other, steps=1)
+    big = tmp_path / "big"
+    toydata.build_toy(big, n_classes=8, per_class=8, side=20)
+    bigger = tmp_path / "big.h5"
+    write_episodes(bigger, islice(iter(FamilyStream(str(big), "test", EpisodeShape(**SHAPE), seed=1)), 2), {})
+    with pytest.raises(FewtaskError, match="images of shape"):
+        evaluate(tmp_path / "run", bigger, steps=1)
+
+
+def test_resume_with_another_model_is_a_clear_error(toy, tmp_path):
+    fit(config(toy, tmp_path / "run", steps=1))
+    with pytest.raises(FewtaskError, match="different model"):
+        fit(config(toy, tmp_path / "run", steps=2, hidden=6, resume=True))
+
+
+def test_missing_shard_mid_training_names_it_or_is_skipped(toy, tmp_path, capfd):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(toy, data)
+    shard = sorted(data.glob("*.tar"))[0]
+    shard.unlink()  # after the build, before the stream reaches it
+    with pytest.raises(FewtaskError, match=shard.name):
+        fit(config(data, tmp_path / "stop", steps=3))
+    assert not (tmp_path / "stop" / "checkpoint.pt").exists()
+    fit(config(data, tmp_path / "skip", steps=3, skip_bad_shards=True))
+    assert shard.name in capfd.readouterr().err
+    assert (tmp_path / "skip" / "checkpoint.pt").exists()
+
+
+def test_corrupt_shard_stops_via_cli_with_one_line(toy, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(toy, data)
+    for shard in data.glob("*.tar"):
+        shard.write_bytes(shard.read_bytes()[:-700])  # truncated
+    result = CliRunner().invoke(app, ["fit", "--data", str(data), "--out", str(tmp_path / "o"), "--ways", "3",
+                                      "--queries", "2", "--val", "2", "--meta-tasks", "2", "--steps", "2",
+                                      "--hidden", "4", "--no-progress"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, FewtaskError) and ".tar" in str(result.exception)
+
+
+def test_nan_guard_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch):
+    from trainer import algorithms
+
+    real = algorithms.Algorithm.outer_grads
+    calls = {"n": 0}
+
+    def poisoned(self, params, sizes, buffers, batch):
+        calls["n"] += 1
+        grads, sgrads, metrics = real(self, params, sizes, buffers, batch)
+        if calls["n"] == 3:
+            grads = {k: torch.full_like(v, float("nan")) for k, v in grads.items()}
+        return grads, sgrads, metrics
+
+    monkeypatch.setattr(algorithms.Algorithm, "outer_grads", poisoned)
+    with pytest.raises(FewtaskError, match=r"non-finite .* step 3.*last good checkpoint \(step 2\)"):
+        fit(config(toy, tmp_path / "run", steps=4, algo="maml"))
+    state = ckpt.load(tmp_path / "run" / "checkpoint.pt")
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+def test_mean_ci95():
+    mean, half = mean_ci95(torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    assert mean == 0.5 and half == pytest.approx(1.96 * 0.57735 / 2, rel=1e-4)

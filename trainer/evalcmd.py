@@ -1,0 +1,211 @@
+"""`fewtask-train eval`: accuracy against finetuning steps on fixed family episodes.
+
+The paper's protocol, per held-out family episode (from an HDF5 EpisodeStore):
+
+- without meta-finetuning: theta -> finetune on each goal task's support for
+  s = 0..N steps (step size gamma) -> accuracy on its validation set;
+- with meta-finetuning: theta -> V_beta on the family's L tasks (alpha, beta, the
+  trained task and meta steps) -> the same finetuning curve.
+
+Per episode the accuracy is averaged over its goal tasks; the figure is the mean
+over episodes with a 95% interval (1.96 standard errors). Episodes are fixed
+files and nothing is random, so two runs give identical numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import typer
+from torch.func import vmap
+
+from fewtask_data import atomic
+from fewtask_data.episode import FamilyBatch
+from fewtask_data.errors import FewtaskError
+from fewtask_data.hdf5 import EpisodeStore
+from trainer import checkpoint as ckpt
+from trainer import functional as fn
+from trainer.algorithms import level_lrs, make_algorithm
+from trainer.distributed import device_for
+from trainer.fit import build_from_spec
+from trainer.models import signature
+
+# Algorithms whose goal-task finetuning uses gamma; the others finetune with alpha.
+GAMMA_FINETUNED = ("maltml", "fo-maltml")
+
+
+def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and the half-width of its 95% normal interval over the first axis."""
+    n = values.shape[0]
+    mean = float(values.mean())
+    if n < 2:
+        return mean, float("nan")
+    return mean, 1.96 * float(values.std(unbiased=True)) / math.sqrt(n)
+
+
+def load_trained(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, dict, dict, dict]:
+    """(model with trained weights, its fit record, log step sizes, the raw checkpoint)."""
+    path = checkpoint / ckpt.CHECKPOINT_NAME if checkpoint.is_dir() else checkpoint
+    payload = ckpt.load(path)
+    record = payload.get("config", {}).get("extra", {})
+    if "model" not in record or "algorithm" not in record:
+        raise FewtaskError(f"{path} was not written by `fewtask-train fit` (no model spec); evaluate it with its own command")
+    model = build_from_spec(record["model"])
+    ckpt.load(path, signature(model))  # a clear error if the weights do not fit the spec
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), record, payload["step_sizes"], payload
+
+
+def check_episodes_fit(store: EpisodeStore, spec: dict) -> None:
+    """The episodes must have the model's number of ways and image shape."""
+    if store.shape.ways != spec["ways"]:
+        raise FewtaskError(
+            f"{store.path} holds {store.shape.ways}-way episodes but the model has {spec['ways']} outputs; "
+            "write episodes with the same --ways"
+        )
+    x = store.batch(0, 1).goal_x
+    image = tuple(x.shape[3:])
+    want_c, side = spec["in_channels"], spec["image_size"]
+    ok = image in ((want_c, side, side),) or (want_c == 1 and image == (side, side))
+    if not ok:
+        raise FewtaskError(
+            f"{store.path} has images of shape {image}, the model expects {(want_c, side, side)}; "
+            "use episodes from the dataset the model was trained on"
+        )
+
+
+def finetune_curve(algo, params, buffers, lrs, sx, sy, vx, vy, steps: int) -> torch.Tensor:
+    """Accuracy on (vx, vy) after 0..steps finetuning steps on (sx, sy): [steps + 1]."""
+    accs = []
+    for s in range(steps + 1):
+        if s:
+            params = fn.adapt(algo.forward, params, buffers, sx, sy, lrs, 1, algo.names, True)
+        accs.append(fn.accuracy(algo.forward(params, buffers, vx), vy))
+    return torch.stack(accs)
+
+
+def episode_curves(algo, params, buffers, sizes, batch: FamilyBatch, steps: int, finetune_level: str):
+    """[B, steps+1] accuracy curves without and with meta-finetuning (mean over goal tasks)."""
+    a, b, g = (level_lrs(sizes, lv) for lv in ("alpha", "beta", "gamma"))
+    ft = {"alpha": a, "gamma": g}[finetune_level]
+    (msx, msy), (mqx, mqy) = batch.meta_support(), batch.meta_query()
+    (gsx, gsy), (gvx, gvy) = batch.goal_support(), batch.goal_val()
+
+    def goal_curves(theta, sx, sy, vx, vy):
+        one = lambda *t: finetune_curve(algo, theta, buffers, ft, *t, steps)  # noqa: E731
+        return vmap(one)(sx, sy, vx, vy).mean(0)
+
+    def family(msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
+        plain = goal_curves(params, gsx, gsy, gvx, gvy)
+        theta = fn.meta_adapt(
+            algo.forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
+            algo.task_steps, algo.meta_steps, algo.names, True, True,
+        )  # fmt: skip
+        return plain, goal_curves(theta, gsx, gsy, gvx, gvy)
+
+    return vmap(family)(msx, msy, mqx, mqy, gsx, gsy, gvx, gvy)
+
+
+def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int = 8, device: str = "cpu",
+             finetune_lr: float | None = None) -> dict:
+    """Run the protocol; returns the results dict (see module doc)."""
+    if steps < 0 or batch_size < 1:
+        raise FewtaskError("--steps must be >= 0 and --batch-size >= 1")
+    dev = device_for(device)
+    model, record, sizes, payload = load_trained(Path(checkpoint), dev)
+    hp = {k: v for k, v in record["algorithm"].items() if k not in ("name", "compile")}
+    algo = make_algorithm(record["algorithm"]["name"], model, **hp)
+    level = "gamma" if algo.name in GAMMA_FINETUNED else "alpha"
+    sizes = {k: v.to(dev) for k, v in sizes.items()}
+    if finetune_lr is not None:
+        if not finetune_lr > 0:
+            raise FewtaskError(f"--finetune-lr must be positive, got {finetune_lr}")
+        sizes.update({k: torch.full_like(v, math.log(finetune_lr)) for k, v in sizes.items() if k.startswith(f"{level}:")})
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = dict(model.named_buffers())
+    with EpisodeStore(Path(episodes)) as store:
+        check_episodes_fit(store, record["model"])
+        plain, meta = [], []
+        with torch.no_grad():
+            for batch in store.batches(batch_size):
+                p, m = episode_curves(algo, params, buffers, sizes, batch.to(dev), steps, level)
+                plain.append(p.cpu())
+                meta.append(m.cpu())
+        plain, meta = torch.cat(plain), torch.cat(meta)
+        n, store_info, shape = len(store), store.info, store.shape.as_dict()
+
+    def summary(curves: torch.Tensor) -> dict:
+        stats = [mean_ci95(curves[:, s]) for s in range(steps + 1)]
+        return {"accuracy": [m for m, _ in stats], "ci95": [c for _, c in stats]}
+
+    ft_lrs = level_lrs(sizes, level)
+    return {
+        "checkpoint": str(checkpoint),
+        "episodes_file": str(episodes),
+        "episodes": n,
+        "episode_shape": shape,
+        "episodes_info": store_info,
+        "algorithm": record["algorithm"],
+        "model": record["model"],
+        "batch_norm": record["model"].get("bn"),
+        "trained_steps": payload["step"],
+        "finetune_level": level,
+        "finetune_lr_mean": float(torch.stack(list(ft_lrs.values())).mean()),
+        "steps": list(range(steps + 1)),
+        "without_meta_finetuning": summary(plain),
+        "with_meta_finetuning": summary(meta),
+    }
+
+
+def plot_curves(results: dict[str, dict], path: Path, title: str = "") -> None:
+    """Accuracy vs finetuning steps, with and without meta-finetuning, for each labelled result."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (label, res) in enumerate(results.items()):
+        color = f"C{i}"
+        for key, style, tag in (("without_meta_finetuning", "--", "no meta-ft"), ("with_meta_finetuning", "-", "meta-ft")):
+            acc, ci = torch.tensor(res[key]["accuracy"]), torch.tensor(res[key]["ci95"]).nan_to_num(0.0)
+            ax.plot(res["steps"], acc, style, color=color, label=f"{label} ({tag})")
+            ax.fill_between(res["steps"], acc - ci, acc + ci, color=color, alpha=0.15)
+    ax.set_xlabel("finetuning steps on the goal task")
+    ax.set_ylabel("goal validation accuracy")
+    n = next(iter(results.values()))["episodes"]
+    ax.set_title(title or f"held-out family episodes (n={n}, 95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = atomic.temp_path(path)
+    fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def eval_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint.pt from `fewtask-train fit` (or its folder)"),
+    episodes: Path = typer.Option(..., "--episodes", help="fixed evaluation episodes (HDF5 from `fewtask-data episodes`)"),
+    out: Path = typer.Option(None, "--out", help="results folder (default: the checkpoint's folder)"),
+    steps: int = typer.Option(10, help="finetuning steps: accuracy is reported after 0..STEPS"),
+    batch_size: int = typer.Option(8, help="episodes evaluated together"),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto"),
+    finetune_lr: float = typer.Option(None, help="override the goal finetuning step size (default: trained gamma, alpha for MAML-like)"),
+) -> None:
+    """Accuracy vs finetuning steps (95% CI) with and without meta-finetuning; writes eval.json and eval.png."""
+    results = evaluate(checkpoint, episodes, steps, batch_size, device, finetune_lr)
+    folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(folder / "eval.json", results)
+    plot_curves({results["algorithm"]["name"]: results}, folder / "eval.png")
+    for key in ("without_meta_finetuning", "with_meta_finetuning"):
+        r = results[key]
+        typer.echo(
+            f"{key.replace('_', ' ')}: {r['accuracy'][0]:.4f} ± {r['ci95'][0]:.4f} at 0 steps, "
+            f"{r['accuracy'][-1]:.4f} ± {r['ci95'][-1]:.4f} at {steps} steps"
+        )
+    typer.echo(f"{results['episodes']} episodes; results in {folder / 'eval.json'} and {folder / 'eval.png'}")
