@@ -17,6 +17,12 @@ app.command("inspect")(manifest.inspect_command)
 app.command("verify")(shards.verify_command)
 app.command("episodes")(hdf5.episodes_command)
 
+from fewtask_data.imagenet_build import imagenet_families_command  # noqa: E402
+from fewtask_data.manifests_api import manifests_app  # noqa: E402
+
+build_app.command("imagenet-families")(imagenet_families_command)
+app.add_typer(manifests_app, name="manifests")
+
 from fewtask_data.omniglot_build import omniglot_families_command  # noqa: E402
 
 build_app.command("omniglot-families")(omniglot_families_command)

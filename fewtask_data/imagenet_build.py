@@ -1,0 +1,246 @@
+"""`fewtask-data build imagenet-families`: an ImageNet folder -> WordNet family shards.
+
+Steps: find the folder layout and its classes; get the family definitions (computed
+from WordNet for a preset, or read from a shipped/saved definitions file); check the
+preset's classes are present; hand the classes, in each split's depth-first leaf
+order, to the generic build (fewtask_data.build), which decodes in worker processes
+with the picklable ImageDecoder and writes shards, index, report and manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import typer
+
+from fewtask_data.build import BuildOptions, BuildReport, SourceClass, build
+from fewtask_data.errors import FewtaskError
+from fewtask_data.families import wordnet as fw
+from fewtask_data.sources import imagenet as src
+
+BUILDER = "imagenet-families"
+BUILDER_VERSION = "1"
+
+
+def parse_roots(specs: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """['val=n02075296', 'test=n03183080,n04576211'] -> {split: wnids}."""
+    out: dict[str, list[str]] = {}
+    for spec in specs:
+        split, sep, wnids = spec.partition("=")
+        if not sep or split not in fw.SPLITS or not wnids:
+            raise FewtaskError(f"--roots {spec!r}: expected SPLIT=WNID[,WNID...] with SPLIT one of {', '.join(fw.SPLITS)}")
+        for wnid in wnids.split(","):
+            src.WNID.match(wnid) or _bad_wnid(wnid)
+            out.setdefault(split, []).append(wnid)
+    return {s: tuple(w) for s, w in out.items()}
+
+
+def _bad_wnid(wnid: str) -> None:
+    raise FewtaskError(f"{wnid!r} is not a wnid; expected 'n' and 8 digits, e.g. n02075296")
+
+
+def read_class_file(path: Path) -> list[str]:
+    """Class wnids from a text file: the first token of each non-empty, non-# line."""
+    if not path.is_file():
+        raise FewtaskError(f"class list {path} does not exist")
+    wnids = [line.split()[0] for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    for w in wnids:
+        src.WNID.match(w) or _bad_wnid(w)
+    return wnids
+
+
+def missing_error(missing: Sequence[str], where: Path, what: str) -> FewtaskError:
+    shown = ", ".join(missing[:20]) + (f" ... ({len(missing)} in all)" if len(missing) > 20 else "")
+    return FewtaskError(
+        f"{len(missing)} class(es) of {what} are missing from {where}: {shown}; "
+        "add them, or pass --allow-missing to build without them (recorded in the manifest)"
+    )
+
+
+def resolve_definitions(
+    folder_classes: Sequence[str],
+    *,
+    preset_name: str,
+    roots: dict[str, tuple[str, ...]],
+    class_list: Sequence[str] | None,
+    definitions: str | None,
+    rule: fw.FamilyRule,
+    wordnet_dir: str | None,
+) -> tuple[dict, list[str], str]:
+    """(definitions over the wanted classes, the wanted classes, what they come from)."""
+    if definitions:
+        from fewtask_data.manifests_api import load_definitions
+
+        defs = load_definitions(definitions)
+        wanted = sorted({c for body in defs["splits"].values() for c in body["classes"]})
+        return defs, wanted, f"definitions {definitions}"
+    from fewtask_data.wordnet import load_wordnet
+
+    p = fw.preset(preset_name, roots)
+    wanted = sorted(set(class_list)) if class_list else sorted(p.classes or folder_classes)
+    present = sorted(set(wanted) & set(folder_classes))
+    if not present:
+        return {}, wanted, f"preset {preset_name}"
+    defs = fw.family_definitions(f"imagenet-{preset_name}", p, present, load_wordnet(wordnet_dir), rule)
+    return defs, wanted, f"preset {preset_name}"
+
+
+def select_items(images: list[Path], cls: str, max_per_class: int | None, seed: int) -> list[tuple[str, str]]:
+    """(sample id, path) pairs; with max_per_class a seeded subset, kept in name order."""
+    if max_per_class is not None and len(images) > max_per_class:
+        rng = np.random.default_rng([seed, zlib.crc32(cls.encode()), 1])
+        images = sorted(images[i] for i in rng.choice(len(images), max_per_class, replace=False))
+    return [(src.sample_id(p), str(p)) for p in images]
+
+
+def fingerprint(layout: str, listing: dict[str, list[tuple[str, str]]]) -> str:
+    """Layout + class + file names + sizes: cheap, independent of where the folder lives."""
+    h = hashlib.sha256(layout.encode())
+    for cls in sorted(listing):
+        for sid, path in listing[cls]:
+            h.update(f"{cls}/{sid}:{Path(path).stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
+def build_imagenet_families(
+    imagenet_root: Path,
+    out: Path,
+    *,
+    preset_name: str = "meta-dataset",
+    roots: dict[str, tuple[str, ...]] | None = None,
+    class_list: Sequence[str] | None = None,
+    definitions: str | None = None,
+    image_size: int = 84,
+    resize: str = "squash",
+    max_per_class: int | None = None,
+    rule: fw.FamilyRule = fw.FamilyRule(),
+    allow_missing: bool = False,
+    wordnet_dir: str | None = None,
+    options: BuildOptions = BuildOptions(encoding="jpeg", quality=95),
+    progress=None,
+) -> BuildReport:
+    """The whole command as a function (see module doc)."""
+    decoder = src.ImageDecoder(image_size, resize)
+    if max_per_class is not None and max_per_class < 1:
+        raise FewtaskError(f"--max-per-class must be >= 1, got {max_per_class}")
+    layout, train_dir = src.find_train_dir(imagenet_root)
+    images = {c: src.list_images(folder) for c, folder in src.list_classes(train_dir).items()}
+    available = sorted(c for c, files in images.items() if files)  # an empty folder counts as missing
+    defs, wanted, what = resolve_definitions(
+        available, preset_name=preset_name, roots=roots or {}, class_list=class_list,
+        definitions=definitions, rule=rule, wordnet_dir=wordnet_dir,
+    )
+    missing = sorted(set(wanted) - set(available))
+    if missing and not allow_missing:
+        raise missing_error(missing, train_dir, what)
+    if len(missing) == len(wanted):
+        raise FewtaskError(f"none of the {len(wanted)} classes of {what} has images in {train_dir}")
+    listing = {c: select_items(images[c], c, max_per_class, options.seed) for c in wanted if c in images and images[c]}
+    if definitions and missing:
+        defs = fw.restrict_definitions(defs, set(wanted) - set(missing))
+
+    lemmas = defs.get("lemmas", {})
+    classes, splits = [], {}
+    for split in (s for s in fw.SPLITS if s in defs["splits"]):
+        body = defs["splits"][split]
+        for c in body["classes"]:
+            classes.append(SourceClass(c, listing[c], {"lemma": lemmas.get(c, ""), "split": split}))
+        splits[split] = [
+            {"id": f["id"], "classes": f["classes"], "meta": {k: f[k] for k in ("wnid", "lemma", "depth")}}
+            for f in body["families"]
+        ]
+    if not any(splits.values()):
+        raise FewtaskError(
+            f"no family has {rule.min_classes}..{rule.max_classes} classes among the {len(classes)} classes found; "
+            "lower --min-classes or raise --max-classes"
+        )
+    params = {
+        "preset": defs.get("preset", {}).get("name", preset_name),
+        "definitions": definitions,
+        "family_params": defs["params"],
+        "image_size": image_size,
+        "resize": resize,
+        "max_per_class": max_per_class,
+        "layout": layout,
+        "allow_missing": allow_missing,
+        "missing_classes": missing,
+        "taxonomy": defs.get("taxonomy", "WordNet 3.0"),
+    }
+    return build(
+        out,
+        dataset=f"imagenet-{params['preset']}",
+        builder=BUILDER,
+        builder_version=BUILDER_VERSION,
+        source={"fingerprint": fingerprint(layout, listing), "layout": layout, "classes": len(listing)},
+        classes=classes,
+        decode=decoder,
+        splits=splits,
+        options=options,
+        params=params,
+        seeds={"max_per_class": options.seed},
+        progress=progress,
+    )
+
+
+class _ProgressBar:
+    """A tqdm bar opened at the first update, so errors before any decoding print alone."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="img", desc="imagenet-families")
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def imagenet_families_command(
+    imagenet_root: Path = typer.Option(..., help="ImageNet folder: holds train/<wnid>/ (standard), ILSVRC/Data/CLS-LOC/train/ (Kaggle) or <wnid>/ folders"),
+    out: Path = typer.Option(..., help="output folder for shards, index.json, build_report.json, manifest.json"),
+    preset: str = typer.Option("meta-dataset", help="class split: meta-dataset (712/158/130), tiered (351/97/160), mini (64/16/20) or custom (--roots)"),
+    roots: list[str] = typer.Option([], help="custom preset: SPLIT=WNID[,WNID] (repeatable), e.g. --roots val=n02075296"),
+    classes: Path = typer.Option(None, help="custom preset: file of class wnids to use (default: every class folder)"),
+    definitions: str = typer.Option(None, help="use shipped/saved family definitions (name from `fewtask-data manifests list` or .json path) instead of WordNet"),
+    families: str = typer.Option("wordnet", help="wordnet: nodes whose leaf span is within the bounds; tiered: the 34 tieredImageNet categories"),
+    min_classes: int = typer.Option(5, help="smallest family (classes in its leaf span)"),
+    max_classes: int = typer.Option(50, help="largest family"),
+    disjoint: bool = typer.Option(False, help="non-overlapping families (largest first; see docs/imagenet.md)"),
+    image_size: int = typer.Option(84, help="output images are IMAGE_SIZE x IMAGE_SIZE RGB"),
+    resize: str = typer.Option("squash", help="squash (resize whole image, as mini-ImageNet) or center-crop"),
+    max_per_class: int = typer.Option(None, help="at most N images per class (a seeded subset)"),
+    workers: int = typer.Option(0, help="decode processes (0 = all cores)"),
+    shard_size: int = typer.Option(2000, help="images per shard"),
+    quality: int = typer.Option(95, help="JPEG quality of the stored images"),
+    seed: int = typer.Option(0, help="within-class shuffle and subset seed"),
+    allow_missing: bool = typer.Option(False, help="build without preset classes absent from the folder (recorded in the manifest)"),
+    strict: bool = typer.Option(False, help="an unreadable image stops the build (default: skipped and listed in build_report.json)"),
+    wordnet_dir: str = typer.Option(None, help="WordNet 3.0 database folder (else $FEWTASK_WORDNET_DIR, nltk's corpus, /usr/share/wordnet)"),
+) -> None:
+    """Build ImageNet families from the WordNet hierarchy into class-contiguous shards."""
+    options = BuildOptions(encoding="jpeg", quality=quality, shard_size=shard_size, seed=seed, workers=workers, strict=strict)
+    bar = _ProgressBar()
+    try:
+        report = build_imagenet_families(
+            imagenet_root, out, preset_name=preset, roots=parse_roots(roots),
+            class_list=read_class_file(classes) if classes else None, definitions=definitions,
+            image_size=image_size, resize=resize, max_per_class=max_per_class,
+            rule=fw.FamilyRule(min_classes, max_classes, disjoint, families), allow_missing=allow_missing,
+            wordnet_dir=wordnet_dir, options=options, progress=bar,
+        )
+    finally:
+        bar.close()
+    typer.echo(report.summary())
+    for f in report.failed[:10]:
+        typer.echo(f"  unreadable: {f['class']}/{f['sample']}: {f['reason']}")
+    if len(report.failed) > 10:
+        typer.echo(f"  ... {len(report.failed) - 10} more in {out / 'build_report.json'}")
