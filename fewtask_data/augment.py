@@ -17,8 +17,8 @@ Three plain-JSON objects, all stored in the manifest:
 The transforms are albumentations 2 transforms (Affine, GaussianBlur) plus two small
 custom albumentations transforms (elastic distortion with a ranged strength, and
 signed stroke thickness). A fixed value is simply a degenerate range ``(v, v)``.
-Each transform gets its own seed drawn from the caller's rng, so dimensions never
-share random draws.
+All random draws come from the caller's rng, one after another, so dimensions never
+share a draw and the same rng state gives the same image.
 
 Other family builders (e.g. unsupervised families) reuse this module: add
 dimensions with ``register_stage`` and name spaces in ``SPACES``.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -355,8 +356,11 @@ class FamilyTransform:
             raise FewtaskError(f"augmentation expects uint8 images, got {image.dtype}")
         out = image
         for transform in self._transforms:
-            # One seed per transform: dimensions never share random draws.
-            transform.set_random_seed(int(rng.integers(0, 2**32 - 1)))
+            # What albumentations' set_random_seed sets, without building a new numpy
+            # Generator per image: the caller's rng (draws follow one another, so no two
+            # dimensions share a draw) and a python Random seeded from it.
+            transform.random_generator = rng
+            transform.py_random = random.Random(int(rng.integers(0, 2**63 - 1)))
             out = transform(image=out)["image"]
             if record is not None:
                 record.append(_drawn(type(transform).__name__, transform.params))
