@@ -262,3 +262,52 @@ def test_real_omniglot_vinyals_on_subset_fails_clearly(omniglot_dir, tmp_path):
                        "--out", str(tmp_path / "v"))
     assert result.exit_code != 0
     assert "characters the source lacks" in str(result.exception)
+
+
+# ----------------------------------------------------------------------------- extracted-folder layout, any machine
+
+
+def fake_omniglot(root, alphabets=("Alpha", "Beta", "Gamma"), characters=5, drawers=4, corrupt=()):
+    """An extracted images_background/ folder of black-on-white 105x105 mode-1 PNGs."""
+    from PIL import Image, ImageDraw
+
+    n = 0
+    for a, alphabet in enumerate(alphabets):
+        for c in range(1, characters + 1):
+            n += 1
+            folder = root / "images_background" / alphabet / f"character{c:02d}"
+            folder.mkdir(parents=True)
+            for d in range(1, drawers + 1):
+                path = folder / f"{n:04d}_{d:02d}.png"
+                if (alphabet, c, d) in corrupt:
+                    path.write_bytes(b"\x89PNG broken")
+                    continue
+                img = Image.new("1", (105, 105), 1)
+                ImageDraw.Draw(img).line([(20 + 5 * a, 10 * c), (80, 20 + 7 * d)], fill=0, width=6)
+                img.save(path)
+    return root
+
+
+def test_folder_source_corrupt_image_reported_and_strict(tmp_path):
+    import json
+
+    root = fake_omniglot(tmp_path / "src", corrupt={("Beta", 2, 3)})
+    chars = list_characters(root, ("images_background",))
+    assert len(chars) == 15 and all(len(c.images) == 4 for c in chars)
+    img = OmniglotDecoder(28)((chars[0].images[0][1], 0))
+    assert img.shape == (28, 28) and img.max() > 200 and img[0, 0] == 0
+
+    out = tmp_path / "out"
+    args = ["--root", str(root), "--sets", "images_background", "--families-per-alphabet", "1", "--workers", "1"]
+    result = build_cli(*args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "1 failed" in result.output and "Beta~character02/0007_03" in result.output
+    report = json.loads((out / "build_report.json").read_text())
+    assert report["failed_count"] == 1 and report["failed"][0]["sample"] == "0007_03"
+    manifest = json.loads((out / "manifest.json").read_text())
+    counts = {c["id"]: c["count"] for c in manifest["classes"]}
+    assert counts["Beta~character02"] == 3 and sum(counts.values()) == 59
+
+    strict = build_cli(*args, "--out", str(tmp_path / "strict"), "--strict")
+    assert strict.exit_code != 0 and "0007_03" in str(strict.exception)
+    assert not (tmp_path / "strict" / "manifest.json").exists()
