@@ -31,6 +31,7 @@ from fewtask_data.errors import FewtaskError
 ENV_VAR = "FEWTASK_WORDNET_DIR"
 DEBIAN_DIR = Path("/usr/share/wordnet")
 CACHE_ENV_VAR = "FEWTASK_CACHE"
+CACHE_PREFIX = "nltk-wordnet-"
 
 # The files nltk's WordNetCorpusReader opens (index.sense/cntlist.rev only lazily).
 DATABASE_FILES = (
@@ -95,12 +96,11 @@ def _nltk_installed_corpus() -> Path | None:
     try:
         import nltk.data
 
-        return Path(str(nltk.data.find("corpora/wordnet")))
-    except LookupError:
-        pass
-    except Exception:  # a broken nltk data path must not hide the other sources
+        found = Path(str(nltk.data.find("corpora/wordnet")))
+    except Exception:  # LookupError, or a broken nltk data path: try the other sources
         return None
-    return None
+    # our own cached copy (added to nltk.data.path by nltk_corpus_dir) is not nltk's corpus
+    return None if CACHE_PREFIX in str(found) else found
 
 
 def _cache_root() -> Path:
@@ -130,7 +130,7 @@ def _cached_corpus(database: Path) -> Path:
     stat = (database / "data.noun").stat()  # a changed database gets a fresh copy
     key = hashlib.sha256(f"{database}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     for base in (_cache_root(), Path(tempfile.gettempdir()) / f"fewtask-cache-{os.getuid()}"):
-        data_root = base / f"nltk-wordnet-{key}"
+        data_root = base / f"{CACHE_PREFIX}{key}"
         corpus = data_root / "corpora" / "wordnet"
         if (corpus / "lexnames").is_file() and (corpus / "data.noun").exists():
             return corpus
@@ -214,17 +214,31 @@ class WordNet:
         return ", ".join(name.replace("_", " ") for name in self.synset(wnid).lemma_names())
 
 
-@functools.lru_cache(maxsize=4)
-def _open(source: str, folder: Path) -> WordNet:
+def _reader_class():
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
-    if source == "nltk corpus":  # nltk's loader also handles a zipped corpus
-        from nltk.corpus import wordnet as reader
+    class Reader(WordNetCorpusReader):
+        """nltk's reader without the start-up mapping to another WordNet version: nltk
+        3.10 builds it from index.sense twice on every load (seconds), and we only
+        ever read WordNet 3.0, checked by locate()."""
 
-        return WordNet(reader, source, folder)
+        def map_wn(self, version="wordnet"):
+            return None
+
+    return Reader
+
+
+@functools.lru_cache(maxsize=4)
+def _open(source: str, folder: Path) -> WordNet:
+    if source == "nltk corpus":  # a path pointer also covers a zipped corpus
+        import nltk.data
+
+        root = nltk.data.find("corpora/wordnet")
+    else:
+        root = str(nltk_corpus_dir(folder))
     with warnings.catch_warnings():  # no multilingual (OMW) data is needed or wanted
         warnings.simplefilter("ignore")
-        reader = WordNetCorpusReader(str(nltk_corpus_dir(folder)), None)
+        reader = _reader_class()(root, None)
     return WordNet(reader, source, folder)
 
 
