@@ -203,6 +203,107 @@ register_stage(
 register_stage(Stage("blur", (Dimension("blur", 0.05, 5.0, 0.05, "Gaussian sigma, pixels"),), _blur))
 
 
+# Stages for unsupervised (UMTRA-style) and natural-image families. Each draws its
+# per-image value from its range with py_random (so a fixed value is exact) and any
+# further randomness (which pixels, where to crop) from random_generator.
+
+
+class PixelZeroing(A.ImageOnlyTransform):
+    """Zero a random subset of pixels (all channels); the fraction is drawn from a range.
+    UMTRA's Omniglot augmentation, together with translation."""
+
+    def __init__(self, fraction_range: Range = (0.0, 0.0), p: float = 1.0):
+        super().__init__(p=p)
+        self.fraction_range = tuple(fraction_range)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        fraction = self.py_random.uniform(*self.fraction_range)
+        h, w = params["shape"][:2]
+        mask = self.random_generator.random((h, w)) < fraction if fraction > 0 else None
+        return {"fraction": fraction, "mask": mask}
+
+    def apply(self, img: np.ndarray, mask: np.ndarray | None = None, **params: Any) -> np.ndarray:
+        if mask is None:
+            return img
+        out = img.copy()
+        out[mask] = 0
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("fraction_range",)
+
+
+class AreaCrop(A.ImageOnlyTransform):
+    """Crop a window with the image's aspect ratio covering a fraction of its area, at a
+    random position, and resize it back to the full size (a random-resized crop whose
+    area fraction is the dimension)."""
+
+    def __init__(self, area_range: Range = (1.0, 1.0), p: float = 1.0):
+        super().__init__(p=p)
+        self.area_range = tuple(area_range)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        area = self.py_random.uniform(*self.area_range)
+        h, w = params["shape"][:2]
+        ch, cw = max(1, round(h * math.sqrt(area))), max(1, round(w * math.sqrt(area)))
+        top = int(self.random_generator.integers(0, h - ch + 1))
+        left = int(self.random_generator.integers(0, w - cw + 1))
+        return {"area": area, "box": (top, left, ch, cw)}
+
+    def apply(self, img: np.ndarray, box: tuple[int, int, int, int] = (0, 0, 0, 0), **params: Any) -> np.ndarray:
+        top, left, ch, cw = box
+        h, w = img.shape[:2]
+        if (ch, cw) == (h, w):
+            return img
+        window = np.ascontiguousarray(img[top : top + ch, left : left + cw])
+        return cv2.resize(window, (w, h), interpolation=cv2.INTER_LINEAR).reshape(img.shape)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("area_range",)
+
+
+class ChanceFlip(A.ImageOnlyTransform):
+    """Horizontal flip whose probability is the dimension: a family can fix it at 0
+    (never flipped) or 1 (always), or leave it random per image."""
+
+    def __init__(self, probability_range: Range = (0.0, 0.0), p: float = 1.0):
+        super().__init__(p=p)
+        self.probability_range = tuple(probability_range)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        probability = self.py_random.uniform(*self.probability_range)
+        return {"probability": probability, "flipped": float(self.random_generator.random() < probability)}
+
+    def apply(self, img: np.ndarray, flipped: float = 0.0, **params: Any) -> np.ndarray:
+        return np.ascontiguousarray(img[:, ::-1]) if flipped else img
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("probability_range",)
+
+
+def _colour(r: dict[str, Range]) -> A.BasicTransform:
+    return A.ColorJitter(brightness=r["brightness"], contrast=r["contrast"], saturation=r["saturation"], hue=r["hue"], p=1.0)
+
+
+register_stage(Stage("crop", (Dimension("crop", 0.05, 1.0, 1.0, "area fraction kept"),), lambda r: AreaCrop(r["crop"])))
+register_stage(Stage("flip", (Dimension("flip", 0.0, 1.0, 0.0, "horizontal flip probability"),), lambda r: ChanceFlip(r["flip"])))
+register_stage(
+    Stage(
+        "colour",
+        (
+            Dimension("brightness", 0.1, 3.0, 1.0, "factor"),
+            Dimension("contrast", 0.1, 3.0, 1.0, "factor"),
+            Dimension("saturation", 0.0, 3.0, 1.0, "factor"),
+            Dimension("hue", -0.5, 0.5, 0.0, "fraction of the hue circle"),
+        ),
+        _colour,
+    )
+)
+register_stage(
+    Stage("dropout", (Dimension("dropout", 0.0, 0.9, 0.0, "fraction of pixels zeroed"),), lambda r: PixelZeroing(r["dropout"]))
+)
+
+
 # ----------------------------------------------------------------------------- space and family specs
 
 
