@@ -194,3 +194,32 @@ def test_cli_bad_space_file(tmp_path):
     result = cli("--out", str(tmp_path / "x"), "--space", str(space), *SMALL_GLYPHS)
     assert result.exit_code != 0
     assert "low <= high" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_to_identical_bytes(tmp_path):
+    """SIGKILL a real build process once some shards exist; the rerun must give the bytes
+    of an uninterrupted build."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["build", "omniglot-families", "--families-per-alphabet", "2", "--glyph-alphabets", "6",
+            "--glyph-characters", "10", "--glyph-drawers", "20", "--workers", "1", "--shard-size", "50"]
+    command = [sys.executable, "-c", "from fewtask_data.cli import main; main()", *args]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (killed / "shard-000003.tar").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "manifest.json").exists(), "the build finished before it could be killed"
+    subprocess.run([*command, "--out", str(killed)], check=True, capture_output=True)
+    clean = tmp_path / "clean"
+    subprocess.run([*command, "--out", str(clean)], check=True, capture_output=True)
+    names = sorted(p.name for p in clean.iterdir())
+    assert sorted(p.name for p in killed.iterdir()) == names
+    for name in names:
+        assert (killed / name).read_bytes() == (clean / name).read_bytes(), name
