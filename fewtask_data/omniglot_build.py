@@ -163,7 +163,7 @@ def omniglot_families_command(
     families_per_alphabet: int = typer.Option(10, help="augmented families per alphabet and split (0: plain alphabet families, no augmentation)"),
     split: str = typer.Option("alphabets", help="alphabets: alphabet-disjoint train/val/test; lake: background/evaluation alphabets; vinyals: the 1028/172/423-character split with rotations"),
     image_size: int = typer.Option(28, help="images are IMAGE_SIZE x IMAGE_SIZE grayscale, bright strokes on black"),
-    space: str = typer.Option("handwritten", help="augmentation space: a named space or a JSON file of dimension -> [low, high] (see docs/omniglot.md)"),
+    space: str = typer.Option("handwritten", help="augmentation space: a named space or a JSON file mapping each dimension to its low and high (see docs/omniglot.md)"),
     fixed_dims: str = typer.Option("1-3", help="how many dimensions each family fixes: N or LOW-HIGH"),
     rotations: bool = typer.Option(None, "--rotations/--no-rotations", help="90-degree rotations as extra classes (default: only for vinyals)"),
     alphabet_split: str = typer.Option("0.6,0.2,0.2", help="alphabets split: TRAIN,VAL,TEST fractions of the alphabets"),
