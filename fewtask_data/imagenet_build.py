@@ -170,6 +170,8 @@ def build_imagenet_families(
         "missing_classes": missing,
         "taxonomy": defs.get("taxonomy", "WordNet 3.0"),
     }
+    if progress:  # start the clock now: the generic build reports only finished shards
+        progress(0, sum(len(c.items) for c in classes))
     return build(
         out,
         dataset=f"imagenet-{params['preset']}",
