@@ -271,7 +271,7 @@ def build(
     written = sum(e["count"] for e in entries)
     counts = {c.id: 0 for c in classes}
     for e in entries:
-        for cls, start, stop in e["classes"]:
+        for cls, start, stop, *_ in e["classes"]:
             counts[cls] += stop - start
 
     index_bytes = atomic.json_bytes(index_document(entries, options.encoding))

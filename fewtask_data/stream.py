@@ -31,7 +31,15 @@ from fewtask_data.episode import EpisodeShape, FamilyBatch, FamilyEpisode, colla
 from fewtask_data.errors import FewtaskError
 from fewtask_data.manifest import Manifest, load_manifest, read_bytes
 from fewtask_data.sampling import ClassEpisodeSampler, EpisodeSampler, FamilyBuffer, Transform, to_tensor
-from fewtask_data.shards import INDEX_NAME, class_locations, decode_image, load_index, read_shard, sha256_bytes
+from fewtask_data.shards import (
+    INDEX_NAME,
+    class_locations,
+    decode_image,
+    iter_class_ranges,
+    iter_shard_bytes,
+    load_index,
+    sha256_bytes,
+)
 
 TransformFactory = Callable[[dict, dict], Transform]
 
@@ -79,19 +87,39 @@ class ShardReader:
                 out.setdefault(shard, []).append((start, stop))
         return out
 
+    def shard_data(self, shard: int) -> bytes:
+        """A shard's bytes, checked against the index's sha256 (error naming the shard)."""
+        entry = self.index["shards"][shard]
+        location = self.manifest.location(entry["name"])
+        data = read_bytes(location)
+        if self.verify and sha256_bytes(data) != entry["sha256"]:
+            raise FewtaskError(f"shard {location} does not match its index checksum (truncated or altered); rebuild")
+        return data
+
     def samples(self, shard: int, ranges: list[tuple[int, int]]) -> Iterator[tuple[str, str, bytes]]:
+        """(class, sample, image bytes) at the given position ranges of a shard."""
         entry = self.index["shards"][shard]
         keep = np.zeros(entry["count"], bool)
         for start, stop in ranges:
             keep[start:stop] = True
-        sha = entry["sha256"] if self.verify else None
-        for _, cls, sample, data in read_shard(self.manifest.location(entry["name"]), sha, keep.__getitem__, entry["count"]):
-            yield cls, sample, data
+        data = self.shard_data(shard)
+        for _, cls, sample, image in iter_shard_bytes(data, entry["name"], keep.__getitem__, entry["count"]):
+            yield cls, sample, image
+
+    def class_samples(self, shard: int, classes: set[str]) -> Iterator[tuple[str, str, bytes]]:
+        """(class, sample, image bytes) of whole classes, parsing only their byte ranges."""
+        entry = self.index["shards"][shard]
+        ranges = [r for r in entry["classes"] if r[0] in classes]
+        data = self.shard_data(shard)
+        # A verified sha256 covers every header, so header checksums are skipped then.
+        for _, cls, sample, image in iter_class_ranges(data, entry["name"], ranges, check=not self.verify):
+            yield cls, sample, image
 
     def load_family(self, family: dict, split: str) -> FamilyBuffer:
         buffer = FamilyBuffer(family, split, {c: [] for c in family["classes"]})
-        for shard, ranges in sorted(self.shards_for(family["classes"]).items()):
-            for cls, sample, data in self.samples(shard, ranges):
+        wanted = set(family["classes"])
+        for shard in sorted(self.shards_for(family["classes"])):
+            for cls, sample, data in self.class_samples(shard, wanted):
                 buffer.images[cls].append((sample, decode_image(data)))
         return buffer
 
@@ -223,20 +251,21 @@ class FlatStream(IterableDataset):
         self.reader = ShardReader(self.manifest, verify)
         self.classes = self.manifest.split_classes(split)
         self.label = {c: i for i, c in enumerate(self.classes)}
-        self.shards = sorted(self.reader.shards_for(self.classes).items())
+        self.shards = sorted(self.reader.shards_for(self.classes))
+        self.wanted = set(self.classes)
         self.batch_size, self.seed = batch_size, seed
         self.shuffle_buffer, self.epochs = shuffle_buffer, epochs
         self.image_ndim = len(self.manifest.data["image"]["shape"])
 
-    def _shards(self) -> Iterator[tuple[int, list]]:
+    def _shards(self) -> Iterator[int]:
         epochs = count() if self.epochs is None else range(self.epochs)
         for epoch in epochs:
             for i in np.random.default_rng([self.seed, epoch]).permutation(len(self.shards)):
                 yield self.shards[i]
 
-    def _samples(self, shards: Iterator[tuple[int, list]]) -> Iterator[tuple[np.ndarray, int]]:
-        for shard, ranges in shards:
-            for cls, _, data in self.reader.samples(shard, ranges):
+    def _samples(self, shards: Iterator[int]) -> Iterator[tuple[np.ndarray, int]]:
+        for shard in shards:
+            for cls, _, data in self.reader.class_samples(shard, self.wanted):
                 yield decode_image(data), self.label[cls]
 
     def _collate(self, samples: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import toydata
 from fewtask_data.cli import app
 from fewtask_data.errors import FewtaskError
-from fewtask_data.shards import decode_image, encode_image, read_shard, sample_key, shard_bytes, verify
+from fewtask_data.shards import decode_image, encode_image, iter_shard_bytes, read_shard, sample_key, shard_bytes, verify
 
 SAMPLES = [("a", "x1", b"one"), ("a", "x0", b"two"), ("b", "y", b"three")]
 
@@ -21,7 +21,8 @@ SAMPLES = [("a", "x1", b"one"), ("a", "x0", b"two"), ("b", "y", b"three")]
 def test_shard_bytes_are_reproducible_and_normalized():
     data, entry = shard_bytes(SAMPLES, "png")
     assert data == shard_bytes(SAMPLES, "png")[0]
-    assert entry["count"] == 3 and entry["classes"] == [["a", 0, 2], ["b", 2, 3]]
+    assert entry["count"] == 3 and [r[:3] for r in entry["classes"]] == [["a", 0, 2], ["b", 2, 3]]
+    assert entry["classes"][0][3] == 0 and entry["classes"][0][4] == entry["classes"][1][3] == 4 * 1024
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         members = tar.getmembers()
     names = [m.name for m in members]
@@ -100,3 +101,23 @@ def test_verify_catches_an_altered_index(built):
     index = built / "index.json"
     index.write_text(index.read_text().replace('"count": 25', '"count": 24', 1))
     assert any("index.json: checksum" in p for p in verify(built))
+
+
+def test_long_keys_use_gnu_long_names(tmp_path):
+    long_cls, long_sample = "c" * 90, "s" * 40
+    data, _ = shard_bytes([(long_cls, long_sample, b"img"), ("b", "y", b"x" * 700)], "png")
+    (tmp_path / "s.tar").write_bytes(data)
+    with tarfile.open(tmp_path / "s.tar") as tar:
+        names = tar.getnames()
+        assert tar.extractfile(names[3]).read() == b"x" * 700
+    assert names[1] == f"000000_{long_cls}_{long_sample}.png"
+    assert [(c, s) for _, c, s, _ in read_shard(str(tmp_path / "s.tar"), count=2)] == [(long_cls, long_sample), ("b", "y")]
+    got = list(wds.WebDataset(str(tmp_path / "s.tar"), shardshuffle=False))
+    assert got[0]["png"] == b"img"
+
+
+def test_corrupt_header_is_caught_without_a_checksum(tmp_path):
+    data = bytearray(shard_bytes(SAMPLES, "png")[0])
+    data[1024 + 10] ^= 1  # inside the second member's name
+    with pytest.raises(FewtaskError, match="bad tar header checksum"):
+        list(iter_shard_bytes(bytes(data), "s.tar"))
