@@ -71,6 +71,7 @@ def build_omniglot_families(
     sets: Sequence[str] = omniglot.DEFAULT_SETS,
     split: str = "alphabets",
     families_per_alphabet: int = 10,
+    eval_families_per_alphabet: int | None = None,
     image_size: int = 28,
     space: str = "handwritten",
     fixed_dims: tuple[int, int] = (1, 3),
@@ -115,12 +116,15 @@ def build_omniglot_families(
     )
     fam.check_hygiene(assignment, alphabet_disjoint=split != "vinyals")
     bases = fam.base_families(assignment, use_rotations)
-    aug_space, space_name = load_space(space) if families_per_alphabet else (None, None)
-    materialize = tuple(s for s in assignment if s != "train") if materialize_eval and families_per_alphabet else ()
+    eval_count = families_per_alphabet if eval_families_per_alphabet is None else eval_families_per_alphabet
+    augmented = families_per_alphabet > 0 or eval_count > 0
+    aug_space, space_name = load_space(space) if augmented else (None, None)
+    materialize = tuple(s for s in assignment if s != "train") if materialize_eval and eval_count else ()
     plan = fam.plan_families(
         bases,
         space=aug_space,
         per_alphabet=families_per_alphabet,
+        eval_per_alphabet=eval_families_per_alphabet,
         seed=seed,
         fixed_count=fixed_dims,
         materialize=materialize,
@@ -134,6 +138,7 @@ def build_omniglot_families(
         "image_size": image_size,
         "image_polarity": "bright strokes on black",
         "families_per_alphabet": families_per_alphabet,
+        "eval_families_per_alphabet": eval_count,
         "fixed_dims": list(fixed_dims),
         "augment_space_name": space_name,
         "materialized_splits": list(materialize),
@@ -161,6 +166,7 @@ def omniglot_families_command(
     out: Path = typer.Option(..., help="output folder for shards, index.json, build_report.json, manifest.json"),
     root: Path = typer.Option(None, help="folder with Omniglot's images_background.zip / images_evaluation.zip (or the extracted folders); without it the embedded SYNTHETIC glyphs are used"),
     families_per_alphabet: int = typer.Option(10, help="augmented families per alphabet and split (0: plain alphabet families, no augmentation)"),
+    eval_families_per_alphabet: int = typer.Option(None, help="the same for the val/test splits (default: --families-per-alphabet)"),
     split: str = typer.Option("alphabets", help="alphabets: alphabet-disjoint train/val/test; lake: background/evaluation alphabets; vinyals: the 1028/172/423-character split with rotations"),
     image_size: int = typer.Option(28, help="images are IMAGE_SIZE x IMAGE_SIZE grayscale, bright strokes on black"),
     space: str = typer.Option("handwritten", help="augmentation space: a named space or a JSON file mapping each dimension to its low and high (see docs/omniglot.md)"),
@@ -197,6 +203,7 @@ def omniglot_families_command(
             sets=[s for s in sets.split(",") if s],
             split=split,
             families_per_alphabet=families_per_alphabet,
+            eval_families_per_alphabet=eval_families_per_alphabet,
             image_size=image_size,
             space=space,
             fixed_dims=parse_range(fixed_dims, "--fixed-dims"),

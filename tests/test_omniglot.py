@@ -311,3 +311,15 @@ def test_folder_source_corrupt_image_reported_and_strict(tmp_path):
     strict = build_cli(*args, "--out", str(tmp_path / "strict"), "--strict")
     assert strict.exit_code != 0 and "0007_03" in str(strict.exception)
     assert not (tmp_path / "strict" / "manifest.json").exists()
+
+
+def test_separate_family_count_for_evaluation_splits(glyph_chars):
+    bases = base_families(assign_splits(glyph_chars, "alphabets", seed=0), rotations=False)
+    space = named_space("handwritten")
+    plan = plan_families(bases, space=space, per_alphabet=3, eval_per_alphabet=1, seed=0)
+    per_split = {s: Counter(f["meta"]["alphabet"] for f in fams) for s, fams in plan.splits.items()}
+    assert set(per_split["train"].values()) == {3}
+    assert set(per_split["val"].values()) == set(per_split["test"].values()) == {1}
+    plain_eval = plan_families(bases, space=space, per_alphabet=2, eval_per_alphabet=0, seed=0)
+    assert all("augment" in f for f in plain_eval.splits["train"])
+    assert all("augment" not in f for s in ("val", "test") for f in plain_eval.splits[s])

@@ -307,6 +307,7 @@ def plan_families(
     *,
     space: AugmentSpace | None,
     per_alphabet: int,
+    eval_per_alphabet: int | None = None,
     seed: int = 0,
     fixed_count: tuple[int, int] = (1, 3),
     materialize: Sequence[str] = (),
@@ -316,11 +317,12 @@ def plan_families(
 
     ``per_alphabet`` = 0 gives plain alphabet families (no augmentation); otherwise each
     alphabet gets that many augmented families, their specs drawn from one generator
-    seeded with ``seed`` in base-family order. Splits in ``materialize`` get their
+    seeded with ``seed`` in base-family order. ``eval_per_alphabet`` (default: the same)
+    sets the count for every split but train. Splits in ``materialize`` get their
     augmented images written as classes of their own."""
-    if per_alphabet < 0:
-        raise FewtaskError(f"--families-per-alphabet must be >= 0, got {per_alphabet}")
-    if per_alphabet and space is None:
+    if per_alphabet < 0 or (eval_per_alphabet is not None and eval_per_alphabet < 0):
+        raise FewtaskError(f"families per alphabet must be >= 0, got {per_alphabet} / {eval_per_alphabet}")
+    if (per_alphabet or eval_per_alphabet) and space is None:
         raise FewtaskError("augmented families need an augmentation space")
     rng = np.random.default_rng(seed)
     classes: list[tuple[str, list[tuple[str, Any]], dict]] = []
@@ -336,12 +338,13 @@ def plan_families(
     for base in bases:
         family_meta = {"alphabet": base.alphabet, "split_kind": split_kind}
         fams = splits.setdefault(base.split, [])
-        if per_alphabet == 0:
+        count = per_alphabet if base.split == "train" or eval_per_alphabet is None else eval_per_alphabet
+        if count == 0:
             for cid, char, rotation in base.classes:
                 add_class(cid, char, rotation, None, {})
             fams.append({"id": base.id, "classes": [c for c, _, _ in base.classes], "meta": family_meta})
             continue
-        for j in range(per_alphabet):
+        for j in range(count):
             augment = sample_family_augment(space, rng, fixed_count)
             fid = f"{base.id}~aug{j:03d}"
             meta = {**family_meta, "augment_index": j}

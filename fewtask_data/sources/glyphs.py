@@ -258,6 +258,7 @@ def fingerprint(seed: int = 0) -> str:
 def describe() -> dict:
     """Manifest-ready description: clearly synthetic, which fonts and matplotlib."""
     import matplotlib
+    import PIL
 
     return {
         "kind": "synthetic-glyphs",
@@ -265,4 +266,5 @@ def describe() -> dict:
         "note": "SYNTHETIC glyphs rendered from fonts shipped with matplotlib; not Omniglot",
         "fonts": sorted(_charmaps()),
         "matplotlib": matplotlib.__version__,
+        "pillow": PIL.__version__,  # its FreeType renders the glyphs
     }
