@@ -7,6 +7,9 @@
       -> load the family: read only the shards holding its classes (checksums checked)
       -> FamilyBuffer (one family in memory per worker)
       -> episodes_per_visit FamilyEpisodes from the pluggable sampler
+      -> (optional) a shuffle buffer of ``mix`` episodes, so consecutive episodes (and
+         so one DataLoader batch) come from several families; memory grows by ``mix``
+         episodes, not by family buffers
 
 Episode seeds come from (seed, epoch, visit position, episode number), never from the
 worker, so the set of episodes does not depend on how many workers or nodes share it.
@@ -64,6 +67,12 @@ def episode_seed(seed: int, epoch: int, position: int, episode: int) -> int:
     """A 63-bit seed for one episode, independent of workers and nodes."""
     state = np.random.SeedSequence([seed, epoch, position, episode]).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+def worker_rng(seed: int) -> random.Random:
+    """A generator fixed by (seed, node rank, worker id), for shuffle buffers."""
+    rank, _, worker, _ = wds.utils.pytorch_worker_info()
+    return random.Random(f"{seed}-{rank}-{worker}")
 
 
 class ShardReader:
@@ -141,13 +150,14 @@ class FamilyStream(IterableDataset):
         sampler: EpisodeSampler | None = None,
         transform_factory: TransformFactory | None = None,
         verify: bool = True,
+        mix: int = 0,
     ):
         super().__init__()
-        if episodes_per_visit < 1:
+        if episodes_per_visit < 1 or mix < 0:
             raise FewtaskError(f"episodes_per_visit must be >= 1, got {episodes_per_visit}")
         self.manifest = load_manifest(source)
         self.split, self.shape, self.seed = split, shape, seed
-        self.episodes_per_visit, self.epochs = episodes_per_visit, epochs
+        self.episodes_per_visit, self.epochs, self.mix = episodes_per_visit, epochs, mix
         self.sampler = sampler or ClassEpisodeSampler()
         self.transform_factory = transform_factory or default_transform_factory
         self.reader = ShardReader(self.manifest, verify)
@@ -199,7 +209,10 @@ class FamilyStream(IterableDataset):
                 yield self.sampler.sample(buffer, self.shape, episode_seed(self.seed, epoch, position, e), transform)
 
     def pipeline(self) -> wds.DataPipeline:
-        return wds.DataPipeline(self._visits, wds.split_by_node, wds.split_by_worker, self._episodes)
+        stages = [self._visits, wds.split_by_node, wds.split_by_worker, self._episodes]
+        if self.mix:
+            stages.append(wds.shuffle(self.mix, initial=self.mix, rng=worker_rng(self.seed)))
+        return wds.DataPipeline(*stages)
 
     def __iter__(self) -> Iterator[FamilyEpisode]:
         return iter(self.pipeline())
@@ -273,14 +286,12 @@ class FlatStream(IterableDataset):
         return x, torch.tensor([s[1] for s in samples], dtype=torch.int64)
 
     def pipeline(self) -> wds.DataPipeline:
-        info = wds.utils.pytorch_worker_info()
-        rng = random.Random(f"{self.seed}-{info[0]}-{info[2]}")
         return wds.DataPipeline(
             self._shards,
             wds.split_by_node,
             wds.split_by_worker,
             self._samples,
-            wds.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 1000), rng=rng),
+            wds.shuffle(self.shuffle_buffer, initial=min(self.shuffle_buffer, 1000), rng=worker_rng(self.seed)),
             wds.batched(self.batch_size, collation_fn=self._collate, partial=True),
         )
 

@@ -215,3 +215,42 @@ def test_flat_stream_covers_each_image_once_with_its_label(root):
 def test_flat_stream_with_dataloader_workers(root):
     loader = torch.utils.data.DataLoader(FlatStream(root, "train", 16, epochs=1), batch_size=None, num_workers=2)
     assert sum(len(y) for _, y in loader) == 119
+
+
+def test_mix_spreads_families_within_a_batch(root):
+    plain = FamilyStream(root, "train", SHAPE, seed=1, episodes_per_visit=4, epochs=3)
+    mixed = FamilyStream(root, "train", SHAPE, seed=1, episodes_per_visit=4, epochs=3, mix=12)
+    first = [b.families for b in batches(plain, 4)]
+    assert all(len(set(f)) == 1 for f in first)  # one visit fills a whole batch
+    got = [b.families for b in batches(mixed, 4)]
+    assert any(len(set(f)) > 1 for f in got)
+    assert sorted(e.identity["seed"] for e in mixed) == sorted(e.identity["seed"] for e in plain)
+    assert [e.identity for e in mixed] == [e.identity for e in FamilyStream(root, "train", SHAPE, seed=1,
+                                                                             episodes_per_visit=4, epochs=3, mix=12)]
+
+
+def test_real_omniglot_build_stream_and_episode_file(omniglot_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from fewtask_data.cli import app
+    from fewtask_data.hdf5 import EpisodeStore
+    from fewtask_data.shards import verify
+
+    classes, splits = toydata.omniglot_zip_classes(omniglot_dir / "images_background_small1.zip", alphabets=3)
+    report = build(tmp_path / "omni", dataset="omniglot-subset", builder="test", builder_version="1",
+                   source={"fingerprint": "images_background_small1.zip"}, classes=classes,
+                   decode=toydata.ZipPng(), splits=splits, options=BuildOptions(workers=2, shard_size=500))
+    assert report.failed == [] and report.written == 20 * len(classes)
+    assert verify(tmp_path / "omni") == []
+    shape = EpisodeShape(ways=5, shots=1, queries=5, val=15, meta_tasks=2, goal_tasks=1)
+    eps = FamilyStream(tmp_path / "omni", "train", shape, seed=0, epochs=1, episodes_per_visit=2).take(4)
+    assert {e.family for e in eps} == {f["id"] for f in splits["train"]}
+    x = eps[0].goal_x
+    assert x.shape == (1, 80, 1, 28, 28) and 0.02 < float(x.mean()) < 0.5  # bright strokes on black
+    out = tmp_path / "test.h5"
+    r = CliRunner().invoke(app, ["episodes", str(tmp_path / "omni"), "--count", "6", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    with EpisodeStore(out) as store:
+        b = store.batch(0, 6)
+    again = FamilyStream(tmp_path / "omni", "test", EpisodeShape(5, 1, 5, 15, 4, 1), seed=0, episodes_per_visit=10)
+    assert torch.equal(b.meta_x, torch.stack([e.meta_x for e in again.take(6)]))

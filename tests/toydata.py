@@ -21,6 +21,48 @@ def decode(item: tuple[int, int, int]) -> np.ndarray:
     return (rng.random((side, side)) * 255).astype(np.uint8)
 
 
+class ZipPng:
+    """Picklable decoder of (zip path, member) -> 28x28 uint8 strokes-bright image; each
+    process opens the zip once."""
+
+    _open: dict = {}
+
+    def __call__(self, item: tuple[str, str]) -> np.ndarray:
+        import zipfile
+
+        import cv2
+
+        path, member = item
+        if path not in self._open:
+            self._open[path] = zipfile.ZipFile(path)
+        raw = np.frombuffer(self._open[path].read(member), np.uint8)
+        img = cv2.imdecode(raw, cv2.IMREAD_GRAYSCALE)
+        return 255 - cv2.resize(img, (28, 28), interpolation=cv2.INTER_AREA)
+
+
+def omniglot_zip_classes(zip_path: Path, alphabets: int) -> tuple[list[SourceClass], dict[str, list[dict]]]:
+    """The first ``alphabets`` alphabets of an Omniglot zip: class = character, family = alphabet;
+    the last alphabet is the test split."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as z:
+        names = sorted(n for n in z.namelist() if n.endswith(".png"))
+    chars: dict[tuple[str, str], list[str]] = {}
+    for n in names:
+        _, alphabet, char, _ = n.split("/")
+        chars.setdefault((alphabet, char), []).append(n)
+    chosen = sorted({a for a, _ in chars})[:alphabets]
+    safe = lambda text: re.sub(r"[^A-Za-z0-9_-]", "-", text)  # noqa: E731
+    classes = [
+        SourceClass(safe(f"{a}-{c}"), [(safe(Path(m).stem), (str(zip_path), m)) for m in members], {"alphabet": a})
+        for (a, c), members in chars.items()
+        if a in chosen
+    ]
+    fams = [{"id": safe(a), "classes": [c.id for c in classes if c.meta["alphabet"] == a], "meta": {}} for a in chosen]
+    return classes, {"train": fams[:-1], "test": fams[-1:]}
+
+
 def decode_rgb(item: tuple[int, int, int]) -> np.ndarray:
     gray = decode(item)
     return np.stack([gray, 255 - gray, gray // 2], axis=-1)
