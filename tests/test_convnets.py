@@ -79,3 +79,36 @@ def test_second_order_through_inner_step():
 def test_registered_in_model_registry_with_a_head():
     model = build_model("resnet12", ways=5, in_channels=1, image_size=28, hidden=8)
     assert head_names(model) == {"head.weight", "head.bias"}
+
+
+@pytest.mark.parametrize("algo_name,order,bn", [("maltml", 3, "task"), ("maml", 2, "task"), ("maltml", 3, "none")])
+def test_exact_gradients_through_conv4_match_finite_differences(algo_name, order, bn):
+    """torch.func differentiates F.batch_norm's backward wrongly at second and third order
+    (seen on torch 2.14); TaskBatchNorm2d uses plain ops, so MAML (order 2) and exact MALTML
+    (order 3) gradients through conv + batch norm must equal central differences (float64)."""
+    from fewtask_data.episode import EpisodeShape, FamilyBatch
+    from trainer.algorithms import batch_parts, make_algorithm
+
+    torch.manual_seed(0)
+    model = build_conv("conv4", ways=2, in_channels=1, image_size=16, hidden=8, bn=bn).double()
+    algo = make_algorithm(algo_name, model, alpha=0.3, beta=0.3, gamma=0.3, order=order)
+    shape = EpisodeShape(ways=2, shots=1, queries=1, val=1, meta_tasks=2, goal_tasks=1)
+    lab = torch.tensor([0, 1, 0, 1])
+    gen = torch.Generator().manual_seed(1)
+    batch = FamilyBatch(torch.rand(1, 2, 4, 1, 16, 16, dtype=torch.float64, generator=gen), lab.expand(1, 2, 4).clone(),
+                        torch.rand(1, 1, 4, 1, 16, 16, dtype=torch.float64, generator=gen), lab.expand(1, 1, 4).clone(),
+                        shape, ["f"])
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    sizes = algo.init_step_sizes(params)
+    grads, _, _ = algo.outer_grads(params, sizes, {}, batch)
+    parts = batch_parts(batch)
+    direction = {k: torch.randn(v.shape, dtype=v.dtype, generator=gen) for k, v in params.items()}
+    eps = 1e-7  # batch norm over 2-image support sets makes the objective very curved
+
+    def objective(sign):
+        moved = {k: v + sign * eps * direction[k] for k, v in params.items()}
+        return float(algo.objective(moved, sizes, {}, parts)[0])
+
+    numeric = (objective(1) - objective(-1)) / (2 * eps)
+    analytic = float(sum((grads[k] * direction[k]).sum() for k in params))
+    assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-6)

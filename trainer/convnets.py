@@ -7,8 +7,9 @@ Batch norm policy (``bn``), written into every results file by the callers:
 
 - ``"task"`` (default, as in MAML): normalize with the statistics of the batch
   the model is called on, i.e. the current task's support or query set; no
-  running statistics are kept (``track_running_stats=False``), so a forward pass
-  has no side effects and works under ``vmap``. Evaluation also uses the
+  running statistics are kept (like ``track_running_stats=False``), so a forward
+  pass has no side effects and works under ``vmap``; written with plain ops so
+  that third derivatives (exact MALTML) are right (see ``TaskBatchNorm2d``). Evaluation also uses the
   current task's batch statistics (transductive, as MAML's reference code does).
 - ``"none"``: no normalization layers at all.
 
@@ -34,10 +35,31 @@ def _check_bn(bn: str) -> str:
     return bn
 
 
+class TaskBatchNorm2d(nn.Module):
+    """Batch norm with the statistics of the current batch and no running state.
+
+    Written with plain tensor ops on purpose: ``F.batch_norm``'s backward formula is
+    not differentiable again, so torch.func silently drops terms of third and higher
+    derivatives through it (MALTML's exact order). Plain ops differentiate to any order.
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)  # biased, as batch norm normalizes
+        x = (x - mean) * torch.rsqrt(var + self.eps)
+        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
 def _norm(channels: int, bn: str) -> nn.Module:
     if bn == "none":
         return nn.Identity()
-    return nn.BatchNorm2d(channels, track_running_stats=False)
+    return TaskBatchNorm2d(channels)
 
 
 def as_image_batch(x: torch.Tensor, in_channels: int) -> torch.Tensor:
