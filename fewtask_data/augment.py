@@ -403,7 +403,8 @@ def sample_family_augment(space: AugmentSpace, rng: np.random.Generator, fixed_c
     fixed = {}
     for name in chosen:
         low, high = space.dims[name]
-        fixed[name] = round(float(rng.uniform(low, high)), 4)  # rounded: readable JSON, value used as stored
+        # Rounded for readable JSON (the stored value is the one used), kept inside the range.
+        fixed[name] = min(max(round(float(rng.uniform(low, high)), 4), low), high)
     return {"fixed": fixed, "seed": int(rng.integers(0, 2**31 - 1))}
 
 

@@ -154,3 +154,11 @@ def test_non_uint8_images_rejected():
     t = family_transform({"rotation": [-5, 5]}, {"fixed": {}, "seed": 0})
     with pytest.raises(FewtaskError, match="uint8"):
         t(np.zeros((8, 8), np.float32), np.random.default_rng(0))
+
+
+def test_sampled_values_stay_inside_ranges_with_many_decimals():
+    space = AugmentSpace.from_json({"elastic": [0.012345, 0.012346], "rotation": [-0.00001, 0.00001]})
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        augment = sample_family_augment(space, rng, (2, 2))
+        assert validate_family_augment(space, augment) == augment
