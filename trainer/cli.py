@@ -9,11 +9,13 @@ from fewtask_data.cliutil import make_app, run
 
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 
+from trainer.demo import demo_command  # noqa: E402
 from trainer.evalcmd import eval_command  # noqa: E402
 from trainer.fit import fit_command  # noqa: E402
 
 app.command("fit")(fit_command)
 app.command("eval")(eval_command)
+app.command("demo")(demo_command)
 
 
 def main() -> None:

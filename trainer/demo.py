@@ -1,0 +1,174 @@
+"""`fewtask-train demo` (what `make demo` runs): the main job end to end, no download.
+
+1. build augmented families of the embedded SYNTHETIC glyphs into shards,
+2. write fixed held-out (test split) family episodes to HDF5,
+3. meta-train MALTML and MAML on the same streamed training families,
+4. evaluate both on the fixed episodes (accuracy vs finetuning steps, 95% CI,
+   with and without meta-finetuning),
+5. write OUT/report.md with the numbers and OUT/accuracy.png.
+
+Sized to finish within about 10 minutes on 2 CPU cores; every stage reuses its
+output when rerun (the build resumes, finished runs are not retrained).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+
+import typer
+
+from fewtask_data import atomic
+from fewtask_data.build import BuildOptions
+from fewtask_data.episode import EpisodeShape
+from fewtask_data.hdf5 import write_episodes
+from fewtask_data.omniglot_build import build_omniglot_families
+from fewtask_data.stream import FamilyStream
+from trainer.evalcmd import evaluate, plot_curves
+from trainer.fit import FitConfig, fit
+from trainer.loop import ensure_writable
+
+
+@dataclass
+class DemoConfig:
+    image_size: int = 20
+    glyph_alphabets: int | None = None  # None: all scripts
+    glyph_characters: int = 20
+    glyph_drawers: int = 20
+    families_per_alphabet: int = 4
+    ways: int = 5
+    shots: int = 1
+    queries: int = 3
+    val: int = 5
+    meta_tasks: int = 3
+    batch: int = 4
+    steps: int = 300
+    hidden: int = 32
+    step_size: float = 0.4  # alpha = beta = gamma, MAML's Omniglot value
+    lr: float = 1e-3
+    eval_episodes: int = 600
+    eval_steps: int = 5
+    workers: int = 1
+    seed: int = 0
+    algorithms: tuple[str, ...] = ("maltml", "maml")
+
+    def shape(self) -> EpisodeShape:
+        return EpisodeShape(self.ways, self.shots, self.queries, self.val, self.meta_tasks, 1)
+
+
+def _log(message: str) -> None:
+    typer.echo(f"[demo {time.strftime('%H:%M:%S')}] {message}")
+
+
+def build_data(out: Path, cfg: DemoConfig) -> Path:
+    data = out / "data"
+    if (data / "manifest.json").exists():
+        _log(f"reusing glyph families in {data}")
+        return data
+    _log("building SYNTHETIC glyph families into shards")
+    report = build_omniglot_families(
+        data,
+        families_per_alphabet=cfg.families_per_alphabet,
+        image_size=cfg.image_size,
+        glyph_alphabets=cfg.glyph_alphabets,
+        glyph_characters=cfg.glyph_characters,
+        glyph_drawers=cfg.glyph_drawers,
+        options=BuildOptions(workers=0, seed=cfg.seed),
+    )
+    _log(f"{report.written} images in {report.shards} shards")
+    return data
+
+
+def write_test_episodes(data: Path, out: Path, cfg: DemoConfig) -> Path:
+    path = out / "test.h5"
+    if path.exists():
+        return path
+    _log(f"writing {cfg.eval_episodes} fixed held-out family episodes to {path}")
+    stream = FamilyStream(str(data), "test", cfg.shape(), seed=10_000 + cfg.seed, episodes_per_visit=10)
+    write_episodes(path, islice(iter(stream), cfg.eval_episodes), {"split": "test", "seed": 10_000 + cfg.seed})
+    return path
+
+
+def train_one(algo: str, data: Path, out: Path, cfg: DemoConfig) -> dict:
+    run = out / algo
+    fit_cfg = FitConfig(
+        data=str(data), out=str(run), algo=algo, ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, val=cfg.val,
+        meta_tasks=cfg.meta_tasks, goal_tasks=1, batch=cfg.batch, steps=cfg.steps, hidden=cfg.hidden,
+        alpha=cfg.step_size, beta=cfg.step_size, gamma=cfg.step_size, lr=cfg.lr, seed=cfg.seed,
+        workers=cfg.workers, log_every=max(1, cfg.steps // 20), checkpoint_every=max(1, cfg.steps // 4),
+        resume=True, tensorboard=False,
+    )  # fmt: skip
+    _log(f"training {algo} for {cfg.steps} outer steps ({cfg.batch} families each)")
+    record = fit(fit_cfg)
+    return record["result"]
+
+
+def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: dict[str, dict], seconds: float) -> Path:
+    plot_curves(results, out / "accuracy.png", title=f"SYNTHETIC glyph families: {cfg.ways}-way {cfg.shots}-shot, held-out")
+    n = cfg.eval_steps
+    lines = [
+        "# fewtask demo: MALTML vs MAML on held-out synthetic glyph families",
+        "",
+        "Data: the embedded **SYNTHETIC** glyph source (Unicode scripts rendered with matplotlib's fonts, "
+        f"not Omniglot), {cfg.image_size}x{cfg.image_size}, {cfg.families_per_alphabet} augmented families per alphabet, "
+        "alphabet-disjoint train/val/test splits.",
+        f"Episodes: {cfg.ways}-way {cfg.shots}-shot, L={cfg.meta_tasks} meta-finetuning tasks (Q={cfg.queries}), "
+        f"1 goal task (V={cfg.val}); model conv4 ({cfg.hidden} filters, batch norm: task statistics); "
+        f"alpha=beta=gamma={cfg.step_size}; Adam lr {cfg.lr}; {cfg.steps} outer steps x {cfg.batch} families.",
+        f"Evaluation: {next(iter(results.values()))['episodes']} fixed test-split family episodes (`test.h5`), "
+        "mean accuracy on the goal task's validation set with 95% intervals.",
+        "",
+        f"| algorithm | train s | ep/s | no meta-ft, 0 steps | no meta-ft, {n} steps | meta-ft, 0 steps | meta-ft, {n} steps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, res in results.items():
+        plain, meta = res["without_meta_finetuning"], res["with_meta_finetuning"]
+        cell = lambda r, i: f"{100 * r['accuracy'][i]:.1f} ± {100 * r['ci95'][i]:.1f}"  # noqa: E731
+        t = trained[name]
+        lines.append(
+            f"| {name} | {t.get('seconds', 0):.0f} | {t.get('episodes_per_s', 0):.1f} | {cell(plain, 0)} | {cell(plain, n)} "
+            f"| {cell(meta, 0)} | {cell(meta, n)} |"
+        )
+    lines += [
+        "",
+        "Accuracies in %. 'meta-ft' = the model first meta-finetunes on the family's L tasks "
+        "(MALTML's V_beta), then finetunes on the goal task's support; MAML's finetuning uses alpha, MALTML's gamma.",
+        "",
+        "![accuracy vs finetuning steps](accuracy.png)",
+        "",
+        f"Total demo time: {seconds / 60:.1f} min. Per-run details: `*/config.json`, `*/metrics.jsonl`, `*/eval.json`.",
+        "",
+    ]
+    path = out / "report.md"
+    atomic.write_bytes(path, "\n".join(lines).encode())
+    return path
+
+
+def run_demo(out: Path, cfg: DemoConfig) -> dict[str, dict]:
+    t0 = time.perf_counter()
+    out = ensure_writable(out)
+    data = build_data(out, cfg)
+    test = write_test_episodes(data, out, cfg)
+    results, trained = {}, {}
+    for algo in cfg.algorithms:
+        trained[algo] = train_one(algo, data, out, cfg)
+        _log(f"evaluating {algo} on {test.name}")
+        results[algo] = evaluate(out / algo, test, steps=cfg.eval_steps, batch_size=16)
+        atomic.write_json(out / algo / "eval.json", results[algo])
+    atomic.write_json(out / "demo_config.json", asdict(cfg))
+    report = write_report(out, cfg, results, trained, time.perf_counter() - t0)
+    _log(f"report: {report}")
+    return results
+
+
+def demo_command(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="folder for data, runs, report.md and accuracy.png"),
+    steps: int = typer.Option(DemoConfig.steps, help="outer steps per algorithm"),
+    eval_episodes: int = typer.Option(DemoConfig.eval_episodes, help="fixed held-out family episodes"),
+    workers: int = typer.Option(DemoConfig.workers, help="DataLoader workers streaming families"),
+) -> None:
+    """The main job end to end on the embedded synthetic glyphs: build shards, train MALTML and MAML, evaluate, report."""
+    run_demo(out, DemoConfig(steps=steps, eval_episodes=eval_episodes, workers=workers))
+    typer.echo((out / "report.md").read_text())
