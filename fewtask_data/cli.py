@@ -27,6 +27,10 @@ from fewtask_data.omniglot_build import omniglot_families_command  # noqa: E402
 
 build_app.command("omniglot-families")(omniglot_families_command)
 
+from fewtask_data.unsupervised_build import unsupervised_families_command  # noqa: E402
+
+build_app.command("unsupervised-families")(unsupervised_families_command)
+
 
 def main() -> None:
     run(app)

@@ -152,3 +152,17 @@ class ClassEpisodeSampler:
         return episode_from_tasks(
             [t[:2] for t in meta], [t[:2] for t in goal], shape, buffer.family["id"], identity, image_shape
         )
+
+
+def sampler_for(manifest) -> EpisodeSampler:
+    """The sampler a dataset asks for in its manifest (``params.episode_sampler``):
+    ordinary class episodes unless the builder chose another, e.g. unsupervised
+    families (each image its own class), so every reader streams them the same way."""
+    spec = manifest.data["params"].get("episode_sampler")
+    if spec is None or spec.get("name") == ClassEpisodeSampler.name:
+        return ClassEpisodeSampler()
+    if spec.get("name") == "umtra":
+        from fewtask_data.families.unsupervised import UmtraSampler  # imported only for such datasets
+
+        return UmtraSampler.from_manifest(manifest)
+    raise FewtaskError(f"the manifest asks for episode sampler {spec.get('name')!r}, which this fewtask does not know; upgrade fewtask")

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from fewtask_data.episode import EpisodeShape, FamilyBatch, FamilyEpisode, collate
 from fewtask_data.errors import FewtaskError
 from fewtask_data.manifest import Manifest, load_manifest, read_bytes
-from fewtask_data.sampling import ClassEpisodeSampler, EpisodeSampler, FamilyBuffer, Transform, to_tensor
+from fewtask_data.sampling import ClassEpisodeSampler, EpisodeSampler, FamilyBuffer, Transform, sampler_for, to_tensor
 from fewtask_data.shards import (
     INDEX_NAME,
     class_locations,
@@ -158,7 +158,7 @@ class FamilyStream(IterableDataset):
         self.manifest = load_manifest(source)
         self.split, self.shape, self.seed = split, shape, seed
         self.episodes_per_visit, self.epochs, self.mix = episodes_per_visit, epochs, mix
-        self.sampler = sampler or ClassEpisodeSampler()
+        self.sampler = sampler or sampler_for(self.manifest)
         self.transform_factory = transform_factory or default_transform_factory
         self.reader = ShardReader(self.manifest, verify)
         fams = self.manifest.families(split)
@@ -188,6 +188,10 @@ class FamilyStream(IterableDataset):
     def buffer_for(self, family: dict) -> FamilyBuffer:
         """The family's images; keeps only the last family (one buffer per worker)."""
         if self._last is None or self._last.family["id"] != family["id"]:
+            if self._last is not None and self._last.family["classes"] == family["classes"]:
+                # Same images, other augmentation (augmented or unsupervised families): no reload.
+                self._last = FamilyBuffer(family, self.split, self._last.images)
+                return self._last
             self._last = None  # free the old buffer before loading the next
             self._last = self.reader.load_family(family, self.split)
         return self._last
