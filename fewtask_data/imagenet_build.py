@@ -154,10 +154,12 @@ def build_imagenet_families(
             for f in body["families"]
         ]
     if not any(splits.values()):
-        raise FewtaskError(
-            f"no family has {rule.min_classes}..{rule.max_classes} classes among the {len(classes)} classes found; "
-            "lower --min-classes or raise --max-classes"
-        )
+        p = defs["params"]
+        if p["families"] == "tiered":
+            kind, fix = "tieredImageNet category with 2 or more classes", "add classes"
+        else:
+            kind, fix = f"family of {p['min_classes']}..{p['max_classes']} classes", "add classes, or lower --min-classes"
+        raise FewtaskError(f"no {kind} is left among the {len(classes)} classes found ({what}); {fix}")
     params = {
         "preset": defs.get("preset", {}).get("name", preset_name),
         "definitions": definitions,

@@ -266,3 +266,8 @@ def test_family_counts_for_the_1000_classes(wordnet):
     assert counts["meta-dataset", True] == [30, 7, 5]
     assert counts["tiered", False] == [47, 16, 21]
     assert counts["mini", False] == [11, 5, 6]
+
+
+def test_category_families_skip_categories_with_fewer_than_two_classes():
+    fams = fw.category_families(["a1", "a2", "b1"], ["A", "B"], TOY, order=["a1", "a2", "b1"])
+    assert [(f.wnid, f.classes) for f in fams] == [("A", ("a1", "a2"))]  # B has one class: no task

@@ -369,13 +369,14 @@ def span_families(h: Hierarchy, taxonomy: Taxonomy, min_classes: int, max_classe
 
 
 def category_families(split_classes: Sequence[str], categories: Sequence[str], taxonomy: Taxonomy, order: Sequence[str]) -> list[Family]:
-    """One family per category (e.g. tieredImageNet's): the split's classes under it."""
+    """One family per category (e.g. tieredImageNet's): the split's classes under it; a
+    category with fewer than 2 of them (possible for a partial class set) makes no task."""
     lineage = _ancestor_sets(ancestors_closure(split_classes, taxonomy))
     position = {c: i for i, c in enumerate(order)}
     out = []
     for cat in categories:
         members = tuple(sorted((c for c in split_classes if cat in lineage[c]), key=position.__getitem__))
-        if members:
+        if len(members) >= 2:
             out.append(Family(cat, taxonomy.lemma(cat), 0, members))
     return sorted(out, key=lambda f: (position[f.classes[0]], f.wnid))
 
