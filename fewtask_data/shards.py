@@ -86,17 +86,28 @@ def _octal(value: int, width: int) -> bytes:
     return f"{value:0{width - 1}o}".encode() + b"\0"
 
 
-def _header(name: bytes, size: int, typeflag: bytes = b"0") -> bytes:
+def _template() -> bytes:
     h = bytearray(BLOCK)
-    h[0 : len(name)] = name
     h[100:108] = b"0000644\0"
     h[108:116] = h[116:124] = _octal(0, 8)  # uid, gid
-    h[124:136] = _octal(size, 12)
     h[136:148] = _octal(0, 12)  # mtime
-    h[148:156] = b" " * 8
-    h[156:157] = typeflag
+    h[148:156] = b" " * 8  # the checksum counts its own field as spaces
     h[257:265] = GNU_MAGIC
-    h[148:156] = f"{sum(h):06o}".encode() + b"\0 "
+    return bytes(h)
+
+
+TEMPLATE = _template()
+TEMPLATE_SUM = sum(TEMPLATE)
+
+
+def _header(name: bytes, size: int, typeflag: bytes = b"0") -> bytes:
+    h = bytearray(TEMPLATE)
+    size_field = _octal(size, 12)
+    h[0 : len(name)] = name
+    h[124:136] = size_field
+    h[156:157] = typeflag
+    checksum = TEMPLATE_SUM + sum(name) + sum(size_field) + typeflag[0]
+    h[148:156] = f"{checksum:06o}".encode() + b"\0 "
     return bytes(h)
 
 

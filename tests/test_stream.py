@@ -254,3 +254,24 @@ def test_real_omniglot_build_stream_and_episode_file(omniglot_dir, tmp_path):
         b = store.batch(0, 6)
     again = FamilyStream(tmp_path / "omni", "test", EpisodeShape(5, 1, 5, 15, 4, 1), seed=0, episodes_per_visit=10)
     assert torch.equal(b.meta_x, torch.stack([e.meta_x for e in again.take(6)]))
+
+
+def test_streams_over_http(root):
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        remote = FamilyStream(url, "test", SHAPE, seed=1, epochs=1).take(2)
+        local = FamilyStream(root, "test", SHAPE, seed=1, epochs=1).take(2)
+        assert [e.identity for e in remote] == [e.identity for e in local]
+        assert torch.equal(remote[1].meta_x, local[1].meta_x)
+        with pytest.raises(FewtaskError, match="cannot read"):
+            FamilyStream(url + "/nothing-here", "test", SHAPE)
+    finally:
+        server.shutdown()
