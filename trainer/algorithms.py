@@ -19,6 +19,7 @@ is pretrain on inputs that carry the true task parameters). Build one with
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -139,14 +140,39 @@ class Algorithm:
         if not self.compile:
             return self._grads
         if self._compiled is None:
-            # Compile the function that calls torch.func.grad: dynamo traces the
-            # transforms into one forward graph (aot_autograd has no double backward).
-            self._compiled = torch.compile(self._grads, dynamic=False)
+            self._compiled = compiled_or_eager(self._grads, self.name)
         return self._compiled
 
     def order_flags(self) -> tuple[bool, bool, bool]:
         """(task, meta, goal) first-order flags for the derivative order."""
         return {3: (False, False, False), 2: (True, False, False), 1: (True, True, True)}[self.order]
+
+
+def compiled_or_eager(f: Callable, label: str) -> Callable:
+    """``torch.compile(f)``, falling back to eager ``f`` (with a warning) if compiling fails.
+
+    Compile the function that calls torch.func.grad: dynamo traces the transforms
+    into one forward graph (aot_autograd itself has no double backward). The C++
+    wrapper removes per-kernel Python overhead, which dominates for small models;
+    inductor's on-disk cache makes later runs start faster.
+    """
+    state = {"fn": None}
+
+    def call(*args):
+        if state["fn"] is not None:
+            return state["fn"](*args)
+        on_cpu = next(iter(args[0].values())).device.type == "cpu"
+        compiled = torch.compile(f, dynamic=False, options={"cpp_wrapper": on_cpu})
+        try:
+            out = compiled(*args)
+            state["fn"] = compiled
+        except Exception as err:  # no C++ compiler, unsupported op, ...: stay correct, just slower
+            warnings.warn(f"torch.compile failed for {label} ({type(err).__name__}: {err}); running eagerly")
+            state["fn"] = f
+            out = f(*args)
+        return out
+
+    return call
 
 
 class MALTML(Algorithm):
@@ -217,7 +243,10 @@ class PseudoGradient(Algorithm):
         if self.impl == "loop":
             raise FewtaskError(f"{self.name} has no plain-loop reference; use --impl vmap")
         parts = batch_parts(batch)
-        target, loss = self.target_params(params, step_sizes, buffers, parts)
+        if self.compile and self._compiled is None:
+            self._compiled = compiled_or_eager(self.target_params, self.name)
+        step = self._compiled if self.compile else self.target_params
+        target, loss = step(params, step_sizes, buffers, parts)
         grads = {k: (p - target[k]).detach() for k, p in params.items()}
         return grads, {}, {"loss": loss.detach(), "acc": loss.new_zeros(())}
 

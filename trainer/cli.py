@@ -12,10 +12,13 @@ app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL
 from trainer.demo import demo_command  # noqa: E402
 from trainer.evalcmd import eval_command  # noqa: E402
 from trainer.fit import fit_command  # noqa: E402
+from trainer.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
 
 app.command("fit")(fit_command)
 app.command("eval")(eval_command)
 app.command("demo")(demo_command)
+app.command("sinusoid")(sinusoid_command)
+app.command("sinusoid-maml")(sinusoid_maml_command)
 
 
 def main() -> None:

@@ -1,0 +1,81 @@
+"""`fewtask-train sinusoid` / `sinusoid-maml` end to end (tiny), and bad input as one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trainer.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+TINY = ["--steps", "6", "--eval-families", "6", "--eval-val", "10", "--finetune-steps", "3", "--log-every", "2", "--no-progress"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Through the real entry point, so errors pass the one-line error handler."""
+    code = "from trainer.cli import main; main()"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+
+
+def test_sinusoid_writes_results_and_figures(tmp_path):
+    r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml,maml,oracle,pretrain", *TINY])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert set(report["methods"]) == {"maltml", "maml", "oracle", "pretrain"}
+    m = report["methods"]["maltml"]
+    assert m["families"] == 6 and len(m["with_meta_update"]["loss"]["mean"]) == 4
+    assert len(m["without_meta_update"]["loss"]["ci95"]) == 4 and m["train"]["steps"] == 6
+    assert "maltml_minus_maml_with_meta_update_0_steps" in report["comparisons"]
+    for name in ("fig2a_maltml.png", "fig2b_maml.png", "fig2c_error.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "maltml" / "checkpoint.pt").exists()
+    # Re-evaluating the finished checkpoints gives the same numbers.
+    r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml", "--eval-only", *TINY])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
+    assert again["with_meta_update"] == m["with_meta_update"]
+
+
+def test_sinusoid_maml_benchmark_runs(tmp_path):
+    args = ["sinusoid-maml", "--out", str(tmp_path), "--steps", "5", "--eval-tasks", "8", "--eval-val", "10", "--no-progress"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert set(report["comparison_to_paper"]) == {"1", "5", "10"}
+    assert len(report["mse_vs_steps"]["mean"]) == 11
+    assert (tmp_path / "mse_vs_steps.png").exists()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--shots", "0"], "shots must be an integer >= 1"),
+        (["--beta", "-0.01"], "--beta must be a positive number"),
+        (["--algorithms", "maltml,mamlz"], "unknown algorithm mamlz"),
+        (["--out", "/proc/fewtask-cannot-write"], "cannot write to output folder"),
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path, args, message):
+    base = ["sinusoid", "--out", str(tmp_path / "o"), *TINY]
+    r = cli(*base, *args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and message in r.stderr, r.stderr
+
+
+def test_checkpoint_from_a_different_model_is_one_line_error(tmp_path):
+    r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml", *TINY])
+    assert r.exit_code == 0, r.output
+    # The oracle's model has 3 inputs: pointing it at MALTML's checkpoint folder must fail clearly.
+    (tmp_path / "oracle").mkdir()
+    (tmp_path / "oracle" / "checkpoint.pt").write_bytes((tmp_path / "maltml" / "checkpoint.pt").read_bytes())
+    r = cli("sinusoid", "--out", str(tmp_path), "--algorithms", "oracle", "--resume", *TINY)
+    assert r.returncode == 2 and r.stderr.startswith("error: checkpoint") and "different model" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1
