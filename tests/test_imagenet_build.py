@@ -17,7 +17,7 @@ from fewtask_data.build import BuildOptions
 from fewtask_data.episode import EpisodeShape
 from fewtask_data.errors import FewtaskError
 from fewtask_data.families.wordnet import FamilyRule
-from fewtask_data.imagenet_build import build_imagenet_families, parse_roots
+from fewtask_data.imagenet_build import build_imagenet_families, parse_roots, read_class_file
 from fewtask_data.sources import imagenet as src
 from fewtask_data.stream import FamilyStream
 
@@ -116,6 +116,17 @@ def test_parse_roots():
     for bad in ["val", "dev=n02075296", "val=carnivore"]:
         with pytest.raises(FewtaskError):
             parse_roots([bad])
+
+
+def test_class_files(tmp_path):
+    path = tmp_path / "classes.txt"
+    path.write_text("# my classes\nn01440764 tench, Tinca tinca\n\nn02102040\n")
+    assert read_class_file(path) == ["n01440764", "n02102040"]
+    path.write_text("tench\n")
+    with pytest.raises(FewtaskError, match="not a wnid"):
+        read_class_file(path)
+    with pytest.raises(FewtaskError, match="does not exist"):
+        read_class_file(tmp_path / "nope.txt")
 
 
 # ------------------------------------------------------------------ the build on the real sample JPEGs

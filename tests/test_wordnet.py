@@ -271,3 +271,14 @@ def test_family_counts_for_the_1000_classes(wordnet):
 def test_category_families_skip_categories_with_fewer_than_two_classes():
     fams = fw.category_families(["a1", "a2", "b1"], ["A", "B"], TOY, order=["a1", "a2", "b1"])
     assert [(f.wnid, f.classes) for f in fams] == [("A", ("a1", "a2"))]  # B has one class: no task
+
+
+def test_imagenet21k_style_class_sets_where_a_class_is_an_ancestor(wordnet):
+    """dog (n02084071) is a class and an ancestor of two other classes, as in ImageNet-21k."""
+    classes = ["n02084071", "n02085620", "n02085782", "n02121808"]  # dog, Chihuahua, Japanese spaniel, domestic cat
+    h = fw.build_hierarchy(classes, wordnet)
+    assert h.spans["n02084071"] == {"n02084071", "n02085620", "n02085782"}
+    order = h.leaf_order
+    assert order.index("n02084071") < order.index("n02085620") and sorted(order) == sorted(classes)
+    fams = fw.span_families(h, wordnet, 2, 3)
+    assert ("n02084071", "dog") in {(f.wnid, f.lemma) for f in fams}
