@@ -154,7 +154,7 @@ class FamilyStream(IterableDataset):
     ):
         super().__init__()
         if episodes_per_visit < 1 or mix < 0:
-            raise FewtaskError(f"episodes_per_visit must be >= 1, got {episodes_per_visit}")
+            raise FewtaskError(f"episodes_per_visit must be >= 1 and mix >= 0, got {episodes_per_visit} and {mix}")
         self.manifest = load_manifest(source)
         self.split, self.shape, self.seed = split, shape, seed
         self.episodes_per_visit, self.epochs, self.mix = episodes_per_visit, epochs, mix
@@ -176,6 +176,8 @@ class FamilyStream(IterableDataset):
         self.families = fams
         self._transforms: dict[str, Transform | None] = {}
         self._last: FamilyBuffer | None = None
+        for fam in fams:  # a bad augment spec fails here, not later inside a DataLoader worker
+            self.transform_for(fam)
 
     def transform_for(self, family: dict) -> Transform | None:
         if "augment" not in family:

@@ -275,3 +275,31 @@ def test_streams_over_http(root):
             FamilyStream(url + "/nothing-here", "test", SHAPE)
     finally:
         server.shutdown()
+
+
+def test_bad_augment_spec_fails_when_the_stream_is_built(tmp_path):
+    root = _augmented(tmp_path)
+
+    def strict_factory(space, spec):
+        raise FewtaskError(f"augment spec {spec} names an unknown dimension")
+
+    with pytest.raises(FewtaskError, match="unknown dimension"):
+        FamilyStream(root, "train", SHAPE, transform_factory=strict_factory)
+
+
+def test_real_augmentation_module_through_the_stream(tmp_path):
+    from fewtask_data import augment
+
+    space = augment.named_space("handwritten")
+    fams = toydata.families(8)
+    fams["train"][0]["augment"] = augment.sample_family_augment(space, np.random.default_rng(0))
+    build(tmp_path, dataset="toy", builder="toy", builder_version="1", source={"fingerprint": "f"},
+          classes=toydata.classes(8, 10, side=28), decode=toydata.decode, splits=fams,
+          options=BuildOptions(workers=1), augment_space=space.to_json())
+    s = FamilyStream(tmp_path, "train", SHAPE, seed=0, epochs=1, families=["fam0"], episodes_per_visit=2)
+    first, second = s.take(2)
+    assert first.meta_x.shape == (2, 15, 1, 28, 28)
+    assert torch.equal(s.replay(second.identity).goal_x, second.goal_x)
+    loader = family_loader(FamilyStream(tmp_path, "train", SHAPE, seed=0, epochs=1, families=["fam0"],
+                                        episodes_per_visit=2), batch_size=2, num_workers=1)
+    assert torch.equal(next(iter(loader)).meta_x[1], second.meta_x)  # transforms survive pickling to workers
