@@ -6,8 +6,9 @@
    per-file loader that opens one PNG per image from the extracted folder, decodes and
    resizes it (the way per-file meta-learning loaders work). Same episode shape, same
    families (alphabets), both single-process.
-3. Memory of the stream: the largest family buffer and the tracemalloc peak while
-   streaming (one family buffer per worker).
+3. Memory of the stream: the largest family buffer, and the RSS of one streaming
+   process after its first family visit and after visiting every family (one family
+   buffer per worker, so it must not grow).
 
 The images go through a minimal class-folder source defined here (class = alphabet/
 character, family = alphabet, 28x28, bright strokes on black), so the benchmark only
