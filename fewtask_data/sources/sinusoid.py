@@ -64,10 +64,10 @@ def sample_batch(
     meta_x, meta_y = points(meta, shape.meta_size)
     goal_x, goal_y = points(goal, shape.goal_size)
     info = torch.stack([amp, phase], dim=-1).to(dtype)
-    names = [f"sinusoid-phase-{float(p):.6f}" for p in phase[:, 0]]
+    phases = phase[:, 0].tolist()
     return FamilyBatch(
-        meta_x, meta_y, goal_x, goal_y, shape, names,
-        identities=[{"source": "sinusoid", "phase": float(p)} for p in phase[:, 0]],
+        meta_x, meta_y, goal_x, goal_y, shape, [f"sinusoid-phase-{p:.6f}" for p in phases],
+        identities=[{"source": "sinusoid", "phase": p} for p in phases],
         meta_info=info[:, meta], goal_info=info[:, goal],
     )  # fmt: skip
 
