@@ -9,6 +9,8 @@
 3. Memory of the stream: the largest family buffer, and the RSS of one streaming
    process after its first family visit and after visiting every family (one family
    buffer per worker, so it must not grow).
+4. With ``--unsupervised``: UMTRA-style episodes/s with vs without augmentation, for
+   Omniglot-sized and 84-px images, with the worker counts (scripts/bench_unsupervised.py).
 
 The images go through a minimal class-folder source defined here (class = alphabet/
 character, family = alphabet, 28x28, bright strokes on black), so the benchmark only
@@ -184,6 +186,8 @@ def main() -> None:
     parser.add_argument("--file-episodes", type=int, default=40, help="per-file-loader episodes to time")
     parser.add_argument("--per-visit", type=int, default=8, help="episodes drawn per family visit")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--unsupervised", action="store_true",
+                        help="also time unsupervised episodes with vs without augmentation (scripts/bench_unsupervised.py)")
     args = parser.parse_args()
     if not args.zip.exists():
         sys.exit(f"error: {args.zip} not found; pass --zip images_background.zip")
@@ -224,6 +228,12 @@ def main() -> None:
     print(f"memory: largest family buffer {m['largest_family_buffer_bytes'] / 1e6:.2f} MB; one streaming process: "
           f"RSS {m['rss_after_first_visit'] / 1e6:.0f} MB after the first visit, peak {m['rss_peak'] / 1e6:.0f} MB "
           f"after {m['episodes']} episodes (all {len(tree)} families visited)")
+    if args.unsupervised:
+        import bench_unsupervised as uns  # scripts/ is on sys.path when this file runs
+
+        with tempfile.TemporaryDirectory() as tmp:
+            res["unsupervised"] = uns.run([0, args.workers], min(args.episodes, 200), args.zip, uns.IMAGENET_DIR, Path(tmp))
+        uns.report(res["unsupervised"])
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
 

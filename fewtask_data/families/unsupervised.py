@@ -264,7 +264,7 @@ class UmtraSampler(ClassEpisodeSampler):
             raise FewtaskError("avoiding label collisions needs the images' labels")
         self.support, self.avoid_collisions = support, avoid_collisions
         self.labels = dict(labels or {})
-        self._pool: tuple[Any, list[tuple[str, int]], list[str | None]] | None = None
+        self._pool: tuple[Any, list[tuple[str, int]], list[str | None], int] | None = None
         self._anchors: dict[int, tuple[Transform, Transform | None]] = {}
 
     @classmethod
@@ -286,7 +286,7 @@ class UmtraSampler(ClassEpisodeSampler):
         if self._pool is None or self._pool[0] is not buffer.images:
             pool = [(c, i) for c in buffer.classes for i in range(len(buffer.images.get(c, ())))]
             labels = [self.labels.get(buffer.images[c][i][0]) for c, i in pool]
-            self._pool = (buffer.images, pool, labels)
+            self._pool = (buffer.images, pool, labels, len(set(labels)))
         return self._pool[1], self._pool[2]
 
     def _anchor(self, transform: Transform | None) -> Transform | None:
@@ -300,8 +300,9 @@ class UmtraSampler(ClassEpisodeSampler):
     def _draw(self, labels: list[str | None], ways: int, rng: np.random.Generator) -> list[int]:
         if not self.avoid_collisions:
             return [int(i) for i in rng.choice(len(labels), ways, replace=False)]
-        if len(set(labels)) < ways:
-            raise FewtaskError(f"this family's pool has {len(set(labels))} labels, fewer than {ways} ways")
+        distinct = self._pool[3] if self._pool is not None and self._pool[2] is labels else len(set(labels))
+        if distinct < ways:
+            raise FewtaskError(f"this family's pool has {distinct} labels, fewer than {ways} ways")
         chosen: list[int] = []
         used: set = set()
         while len(chosen) < ways:  # uniform over images whose label is still unused
