@@ -164,3 +164,15 @@ def test_nan_guard_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch):
 def test_mean_ci95():
     mean, half = mean_ci95(torch.tensor([0.0, 1.0, 0.0, 1.0]))
     assert mean == 0.5 and half == pytest.approx(1.96 * 0.57735 / 2, rel=1e-4)
+
+
+def test_pooled_families_and_time_limit(toy, tmp_path):
+    from fewtask_data.manifest import load_manifest
+    from trainer.fit import pooled_manifest
+
+    pooled = pooled_manifest(load_manifest(str(toy)))
+    assert [f["id"] for f in pooled.families("train")] == ["all-train"]
+    assert len(pooled.families("train")[0]["classes"]) == 12
+    record = fit(config(toy, tmp_path / "run", steps=50, pool_families=True, max_minutes=1e-6))
+    assert record["result"]["step"] == 1 and record["data"]["pooled"] is True
+    assert ckpt.load(tmp_path / "run" / "checkpoint.pt")["step"] == 1

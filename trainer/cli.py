@@ -23,3 +23,7 @@ app.command("sinusoid-maml")(sinusoid_maml_command)
 
 def main() -> None:
     run(app)
+
+
+if __name__ == "__main__":  # python -m trainer.cli (e.g. under torchrun -m)
+    main()

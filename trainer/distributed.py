@@ -32,10 +32,12 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     backend: str = ""
+    device: str = "cpu"  # where collectives' tensors live (nccl needs CUDA tensors)
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """In a process group (under torchrun, even with one process, so the backend is exercised)."""
+        return self.backend != ""
 
     @property
     def is_main(self) -> bool:
@@ -53,9 +55,9 @@ def _env_int(name: str, default: int) -> int:
 
 
 def init_from_env(device: torch.device) -> DistInfo:
-    """Join the process group that torchrun describes in the environment (no-op for one process)."""
+    """Join the process group that torchrun describes in the environment (no-op without torchrun)."""
     world = _env_int("WORLD_SIZE", 1)
-    if world <= 1:
+    if world < 1 or (world == 1 and "MASTER_ADDR" not in os.environ):
         return DistInfo()
     rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     backend = "nccl" if device.type == "cuda" else "gloo"
@@ -63,7 +65,7 @@ def init_from_env(device: torch.device) -> DistInfo:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
-    return DistInfo(rank, world, local, backend)
+    return DistInfo(rank, world, local, backend, str(device))
 
 
 def device_for(requested: str) -> torch.device:
@@ -117,6 +119,15 @@ def average_gradients_(params: Iterable[torch.Tensor], info: DistInfo) -> None:
 
     with torch.no_grad():
         _flat_apply(grads, mean)
+
+
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when ``flag`` is true on at least one (e.g. a time limit reached)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
 
 
 def all_gather_objects(obj, info: DistInfo) -> list:

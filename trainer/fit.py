@@ -12,6 +12,7 @@ policy and the data's identity), which `fewtask-train eval` reads back.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+import copy
 import sys
 from itertools import islice
 from pathlib import Path
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from fewtask_data import atomic
 from fewtask_data.episode import EpisodeShape, FamilyBatch, collate
 from fewtask_data.errors import FewtaskError
+from fewtask_data.manifest import Manifest, load_manifest
 from fewtask_data.stream import FamilyStream
 from trainer import distributed as dist_util
 from trainer.algorithms import ALGORITHMS, make_algorithm
@@ -72,9 +74,27 @@ class FitConfig:
     progress: bool = True
     tensorboard: bool = True
     skip_bad_shards: bool = False
+    max_minutes: float = 0.0  # stop after this much training time (0: run all steps)
+    pool_families: bool = False  # one family per split: tasks drawn from all its classes (plain MAML benchmarks)
 
     def shape(self) -> EpisodeShape:
         return EpisodeShape(self.ways, self.shots, self.queries, self.val, self.meta_tasks, self.goal_tasks)
+
+
+def pooled_manifest(manifest: Manifest) -> Manifest:
+    """The same shards with each split's families merged into one family ``all-<split>``, so
+    tasks are drawn uniformly from every class of the split (the standard Omniglot benchmark
+    task distribution). Augmentation specs are dropped."""
+    data = copy.deepcopy(manifest.data)
+    for split, body in data["splits"].items():
+        family = {"id": f"all-{split}", "classes": manifest.split_classes(split), "meta": {"pooled": True}}
+        body["families"] = [family]
+    return Manifest(data, manifest.root)
+
+
+def open_stream(cfg: "FitConfig", split: str, shape: EpisodeShape, seed: int, per_visit: int) -> FamilyStream:
+    source = pooled_manifest(load_manifest(cfg.data)) if cfg.pool_families else cfg.data
+    return FamilyStream(source, split, shape, seed=seed, episodes_per_visit=per_visit)
 
 
 def image_geometry(manifest_image: dict) -> tuple[int, int]:
@@ -185,7 +205,7 @@ def fit(cfg: FitConfig) -> dict:
     try:
         out = ensure_writable(Path(cfg.out))
         seed_everything(cfg.seed)
-        stream = FamilyStream(cfg.data, cfg.split, cfg.shape(), seed=cfg.seed, episodes_per_visit=cfg.episodes_per_visit)
+        stream = open_stream(cfg, cfg.split, cfg.shape(), cfg.seed, cfg.episodes_per_visit)
         channels, side = image_geometry(stream.manifest.data["image"])
         spec = model_spec(cfg, channels, side)
         model = build_from_spec(spec).to(device)
@@ -203,6 +223,7 @@ def fit(cfg: FitConfig) -> dict:
                 "synthetic": stream.manifest.data.get("synthetic"),
                 "split": cfg.split,
                 "families": len(stream.families),
+                "pooled": cfg.pool_families,
             },
             "world_size": info.world_size,
             "device": str(device),
@@ -219,6 +240,7 @@ def fit(cfg: FitConfig) -> dict:
             resume=cfg.resume,
             progress=cfg.progress,
             tensorboard=cfg.tensorboard,
+            max_seconds=60 * cfg.max_minutes,
             extra=record,
         )
         result = train(
@@ -229,6 +251,7 @@ def fit(cfg: FitConfig) -> dict:
             transform=(lambda b: b.to(device, non_blocking=True)) if device.type != "cpu" else None,
             after_backward=lambda params: dist_util.average_gradients_(params, info),
             is_main=info.is_main,
+            agree=lambda flag: dist_util.any_rank(flag, info),
         )
         record["result"] = {"step": result.step, "seconds": round(result.seconds, 2), **result.last_metrics}
         if info.is_main:
@@ -273,6 +296,8 @@ def fit_command(
     resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt exactly"),
     progress: bool = typer.Option(True, help="show a progress bar"),
     skip_bad_shards: bool = typer.Option(False, help="warn and skip families whose shards are missing or corrupt (default: stop)"),
+    max_minutes: float = typer.Option(0.0, help="stop after this many minutes of training (checkpointed); 0 = run all steps"),
+    pool_families: bool = typer.Option(False, help="merge each split's families into one (tasks from all its classes, as plain MAML benchmarks)"),
 ) -> None:
     """Meta-train a conv net on families streamed from shards (runs under torchrun too)."""
     cfg = FitConfig(**{k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()})

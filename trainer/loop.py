@@ -39,6 +39,7 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     tensorboard: bool = False  # also log to OUT/tensorboard when the tensorboard package is installed
+    max_seconds: float = 0.0  # stop (and checkpoint) after this much training time; 0 = run all steps
     extra: dict[str, Any] = field(default_factory=dict)  # caller's settings, stored in the checkpoint
 
     def __post_init__(self) -> None:
@@ -120,12 +121,14 @@ def train(
     transform: Callable[[FamilyBatch], FamilyBatch] | None = None,
     after_backward: Callable[[list[torch.Tensor]], None] | None = None,
     is_main: bool = True,
+    agree: Callable[[bool], bool] = bool,
 ) -> TrainResult:
     """Run (or resume) training; returns the final parameters and step sizes.
 
     ``after_backward(trainable)`` runs once the outer gradients are set and before the
     optimizer step (multi-process training averages them there); only the ``is_main``
-    process writes checkpoints and logs. A non-finite loss or gradient stops training
+    process writes checkpoints and logs; ``agree(flag)`` turns a process's wish to stop
+    (``max_seconds`` reached) into one decision for all processes. A non-finite loss or gradient stops training
     with a FewtaskError and leaves the last checkpoint (all finite) untouched.
     """
     out = ensure_writable(config.out)
@@ -183,6 +186,7 @@ def train(
     board = _tensorboard(out) if config.tensorboard and is_main else None
     saved = start if ckpt_path.exists() and config.resume else None
     rate = _Rate()
+    last = start
     with open(metrics_path if is_main else os.devnull, "a") as log:
         for step in range(start + 1, config.steps + 1):
             batch = next(batches)
@@ -205,7 +209,9 @@ def train(
                 )
             opt.step()
             rate.add(len(batch))
-            if step % config.log_every == 0 or step == config.steps:
+            last = step
+            stopping = config.max_seconds > 0 and agree(time.perf_counter() - t0 > config.max_seconds)
+            if step % config.log_every == 0 or step == config.steps or stopping:
                 metrics = {k: float(v) for k, v in raw.items()}
                 metrics["episodes_per_s"] = rate.take()
                 log.write(json.dumps({"step": step, **metrics, "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n")
@@ -214,18 +220,20 @@ def train(
                     for k, v in metrics.items():
                         board.add_scalar(k, v, step)
                 bar.set_postfix({"loss": f"{metrics['loss']:.4f}", "ep/s": f"{metrics['episodes_per_s']:.1f}"}, refresh=False)
-            if step % config.checkpoint_every == 0 and step != config.steps:
+            if step % config.checkpoint_every == 0 and step != config.steps and not stopping:
                 save(step)
                 saved = step
             bar.update(1)
+            if stopping:
+                break
     bar.close()
     if board is not None:
         board.close()
-    save(max(start, config.steps))
+    save(last)
     return TrainResult(
         {k: v.detach() for k, v in params.items()},
         {k: v.detach() for k, v in step_sizes.items()},
-        max(start, config.steps),
+        last,
         metrics,
         time.perf_counter() - t0,
     )
