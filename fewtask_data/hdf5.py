@@ -173,11 +173,10 @@ def episodes_command(
     meta_tasks: int = typer.Option(4, help="L: meta-finetuning tasks per family episode"),
     goal_tasks: int = typer.Option(1, help="C: goal tasks per family episode"),
     per_visit: int = typer.Option(10, min=1, help="episodes drawn per family visit"),
+    workers: int = typer.Option(0, min=0, help="processes drawing episodes (same episodes for any count)"),
 ) -> None:
     """Write fixed evaluation family episodes (with replay identities) to HDF5."""
-    from itertools import islice
-
-    from fewtask_data.stream import FamilyStream
+    from fewtask_data.stream import FamilyStream, first_episodes
 
     shape = EpisodeShape(ways, shots, queries, val, meta_tasks, goal_tasks)
     stream = FamilyStream(source, split, shape, seed=seed, episodes_per_visit=per_visit)
@@ -188,5 +187,5 @@ def episodes_command(
         "seed": seed,
         "episodes_per_visit": per_visit,
     }
-    n = write_episodes(out, islice(iter(stream), count), info)
+    n = write_episodes(out, first_episodes(stream, count, workers), info)
     typer.echo(f"wrote {n} {ways}-way {shots}-shot family episodes from split {split!r} to {out}")

@@ -21,6 +21,8 @@ labelled (x, y) batches for the pretraining baseline.
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
 import random
 from itertools import count, islice
 from typing import Callable, Iterator, Sequence
@@ -200,22 +202,29 @@ class FamilyStream(IterableDataset):
 
     # ---- pipeline stages (plain functions over iterators, webdataset style)
 
-    def _visits(self) -> Iterator[tuple[int, int, dict]]:
+    def visits(self) -> Iterator[tuple[int, int, dict]]:
+        """(epoch, position, family) in stream order, before any node/worker split."""
         epochs = count() if self.epochs is None else range(self.epochs)
         for epoch in epochs:
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.families))
             for position, i in enumerate(order):
                 yield epoch, position, self.families[i]
 
+    _visits = visits  # older name, used by trainer/fit.py
+
+    def visit(self, epoch: int, position: int, family: dict) -> Iterator[FamilyEpisode]:
+        """The episodes of one family visit (a pure function of the visit and the seed)."""
+        buffer = self.buffer_for(family)
+        transform = self.transform_for(family)
+        for e in range(self.episodes_per_visit):
+            yield self.sampler.sample(buffer, self.shape, episode_seed(self.seed, epoch, position, e), transform)
+
     def _episodes(self, visits: Iterator[tuple[int, int, dict]]) -> Iterator[FamilyEpisode]:
-        for epoch, position, family in visits:
-            buffer = self.buffer_for(family)
-            transform = self.transform_for(family)
-            for e in range(self.episodes_per_visit):
-                yield self.sampler.sample(buffer, self.shape, episode_seed(self.seed, epoch, position, e), transform)
+        for v in visits:
+            yield from self.visit(*v)
 
     def pipeline(self) -> wds.DataPipeline:
-        stages = [self._visits, wds.split_by_node, wds.split_by_worker, self._episodes]
+        stages = [self.visits, wds.split_by_node, wds.split_by_worker, self._episodes]
         if self.mix:
             stages.append(wds.shuffle(self.mix, initial=self.mix, rng=worker_rng(self.seed)))
         return wds.DataPipeline(*stages)
@@ -236,6 +245,34 @@ class FamilyStream(IterableDataset):
         if episode.identity["tasks"] != identity["tasks"]:
             raise FewtaskError(f"replay of a {identity['family']!r} episode drew other samples; the data has changed")
         return episode
+
+
+_pool_stream: "FamilyStream | None" = None
+
+
+def _init_pool(stream: "FamilyStream") -> None:
+    global _pool_stream
+    _pool_stream = stream
+
+
+def _pool_visit(visit: tuple[int, int, dict]) -> bytes:
+    # Plain pickle copies the tensors into the message; torch's multiprocessing
+    # reductions would hold one shared-memory file descriptor per tensor instead.
+    return pickle.dumps(list(_pool_stream.visit(*visit)))
+
+
+def first_episodes(stream: "FamilyStream", count: int, workers: int = 0) -> Iterator[FamilyEpisode]:
+    """The stream's first ``count`` episodes in stream order (no node/worker split, no mix),
+    computed by ``workers`` processes: the worker count changes the speed, never the episodes."""
+    needed = -(-count // stream.episodes_per_visit)
+    visits = islice(stream.visits(), needed)
+    if workers <= 1:
+        episodes = (e for v in visits for e in stream.visit(*v))
+        yield from islice(episodes, count)
+        return
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_pool, initargs=(stream,)) as pool:
+        episodes = (e for blob in pool.imap(_pool_visit, visits) for e in pickle.loads(blob))
+        yield from islice(episodes, count)
 
 
 def family_loader(stream: FamilyStream, batch_size: int, num_workers: int = 0, **kwargs) -> DataLoader:

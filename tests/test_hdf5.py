@@ -108,3 +108,16 @@ def test_episodes_cli_is_reproducible(root, tmp_path):
     assert bad.exit_code != 0 and "ask for 9 ways" in str(bad.exception)
     shown = runner.invoke(app, ["inspect", str(tmp_path / "a.h5")])
     assert "episodes  12" in shown.output
+
+
+def test_worker_processes_write_the_same_episodes(root, tmp_path):
+    args = ["episodes", str(root), "--count", "7", "--per-visit", "3", "--ways", "3", "--val", "4"]
+    runner = CliRunner()
+    assert runner.invoke(app, args + ["--out", str(tmp_path / "one.h5")]).exit_code == 0
+    assert runner.invoke(app, args + ["--workers", "2", "--out", str(tmp_path / "two.h5")]).exit_code == 0
+    with EpisodeStore(tmp_path / "one.h5") as a, EpisodeStore(tmp_path / "two.h5") as b:
+        assert len(a) == len(b) == 7
+        assert same_batch(a.batch(0, 7), b.batch(0, 7))
+    stream = FamilyStream(root, "test", EpisodeShape(3, 1, 5, 4, 4, 1), episodes_per_visit=3)
+    with EpisodeStore(tmp_path / "one.h5") as a:
+        assert same_batch(a.batch(0, 7), collate(stream.take(7)))

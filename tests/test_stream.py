@@ -303,3 +303,15 @@ def test_real_augmentation_module_through_the_stream(tmp_path):
     loader = family_loader(FamilyStream(tmp_path, "train", SHAPE, seed=0, epochs=1, families=["fam0"],
                                         episodes_per_visit=2), batch_size=2, num_workers=1)
     assert torch.equal(next(iter(loader)).meta_x[1], second.meta_x)  # transforms survive pickling to workers
+
+
+def test_nodes_get_disjoint_visits_that_cover_the_epoch(root, monkeypatch):
+    whole = {e.identity["seed"] for e in FamilyStream(root, "train", SHAPE, seed=6, epochs=2, episodes_per_visit=2)}
+    parts = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        parts.append({e.identity["seed"] for e in FamilyStream(root, "train", SHAPE, seed=6, epochs=2,
+                                                                episodes_per_visit=2)})
+    assert parts[0] and parts[1] and not parts[0] & parts[1]
+    assert parts[0] | parts[1] == whole
