@@ -33,10 +33,21 @@ class FamilyBuffer:
     family: dict
     split: str
     images: dict[str, list[tuple[str, np.ndarray]]] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # class -> [n, H, W(, C)], see stack()
 
     @property
     def classes(self) -> list[str]:
         return list(self.family["classes"])
+
+    def stack(self) -> "FamilyBuffer":
+        """Hold each class as one array (``images`` become views of it, so no extra memory);
+        lets samplers gather a task's images with one indexing operation."""
+        for cls, items in self.images.items():
+            if items and cls not in self.arrays:
+                arr = np.stack([img for _, img in items])
+                self.arrays[cls] = arr
+                self.images[cls] = [(sid, arr[i]) for i, (sid, _) in enumerate(items)]
+        return self
 
     def nbytes(self) -> int:
         return sum(img.nbytes for items in self.images.values() for _, img in items)
@@ -115,31 +126,41 @@ class ClassEpisodeSampler:
                 )
 
     def _task(
-        self, buffer: FamilyBuffer, shape: EpisodeShape, extra: int, rng: np.random.Generator, transform
+        self, buffer: FamilyBuffer, shape: EpisodeShape, extra: int, rng: np.random.Generator, transform, eligible
     ) -> tuple[np.ndarray, np.ndarray, dict]:
         per_class = shape.shots + extra
-        eligible = [c for c in buffer.classes if len(buffer.images.get(c, ())) >= per_class]
         chosen = [eligible[i] for i in rng.choice(len(eligible), shape.ways, replace=False)]
         picks = [rng.choice(len(buffer.images[c]), per_class, replace=False) for c in chosen]
-        order = [(label, j) for label in range(shape.ways) for j in range(shape.shots)]
-        order += [(label, j) for label in range(shape.ways) for j in range(shape.shots, per_class)]
-        images, labels = [], []
-        for label, j in order:
-            img = buffer.images[chosen[label]][picks[label][j]][1]
-            images.append(transform(img, rng) if transform is not None else img)
-            labels.append(label)
+        k = shape.shots
+        labels = np.concatenate([np.repeat(np.arange(shape.ways), k), np.repeat(np.arange(shape.ways), extra)])
+        if transform is None and all(c in buffer.arrays for c in chosen):
+            gathered = [buffer.arrays[c][p] for c, p in zip(chosen, picks)]  # one fancy index per class
+            x = np.concatenate([g[:k] for g in gathered] + [g[k:] for g in gathered])
+        else:
+            order = [(label, j) for label in range(shape.ways) for j in range(k)]
+            order += [(label, j) for label in range(shape.ways) for j in range(k, per_class)]
+            images = []
+            for label, j in order:
+                img = buffer.images[chosen[label]][picks[label][j]][1]
+                images.append(transform(img, rng) if transform is not None else img)
+            x = np.stack(images)
         record = {
             "classes": chosen,
             "samples": [[buffer.images[c][i][0] for i in p] for c, p in zip(chosen, picks)],
         }
-        return np.stack(images), np.asarray(labels), record
+        return x, labels, record
 
     def sample(
         self, buffer: FamilyBuffer, shape: EpisodeShape, seed: int, transform: Transform | None
     ) -> FamilyEpisode:
         rng = np.random.default_rng(seed)
-        meta = [self._task(buffer, shape, shape.queries, rng, transform) for _ in range(shape.meta_tasks)]
-        goal = [self._task(buffer, shape, shape.val, rng, transform) for _ in range(shape.goal_tasks)]
+
+        def eligible(per_class: int) -> list[str]:
+            return [c for c in buffer.classes if len(buffer.images.get(c, ())) >= per_class]
+
+        meta_ok, goal_ok = eligible(shape.shots + shape.queries), eligible(shape.shots + shape.val)
+        meta = [self._task(buffer, shape, shape.queries, rng, transform, meta_ok) for _ in range(shape.meta_tasks)]
+        goal = [self._task(buffer, shape, shape.val, rng, transform, goal_ok) for _ in range(shape.goal_tasks)]
         image_shape = (meta or goal)[0][0].shape[1:]
         identity = {
             "split": buffer.split,

@@ -132,7 +132,7 @@ class ShardReader:
         for shard in sorted(self.shards_for(family["classes"])):
             for cls, sample, data in self.class_samples(shard, wanted):
                 buffer.images[cls].append((sample, decode_image(data)))
-        return buffer
+        return buffer.stack()
 
 
 class FamilyStream(IterableDataset):
@@ -194,7 +194,7 @@ class FamilyStream(IterableDataset):
         if self._last is None or self._last.family["id"] != family["id"]:
             if self._last is not None and self._last.family["classes"] == family["classes"]:
                 # Same images, other augmentation (augmented or unsupervised families): no reload.
-                self._last = FamilyBuffer(family, self.split, self._last.images)
+                self._last = FamilyBuffer(family, self.split, self._last.images, self._last.arrays)
                 return self._last
             self._last = None  # free the old buffer before loading the next
             self._last = self.reader.load_family(family, self.split)
