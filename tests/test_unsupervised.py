@@ -294,6 +294,17 @@ def test_folder_build_reports_bad_files_and_streams_like_labelled_data(tmp_path)
     with EpisodeStore(h5) as store:
         assert torch.equal(store[0].meta_x, episode.meta_x) and store.shape == SHAPE
 
+    # same command again: the finished build is recognised, nothing changes
+    before = (out / "manifest.json").read_bytes()
+    again = build_cli("--images", str(root), "--out", str(out), "--families", "3", "--group-size", "8",
+                      "--pool-fraction", "0.5", "--workers", "1")
+    assert again.exit_code == 0 and (out / "manifest.json").read_bytes() == before
+    # an unsupervised build's groups are not labels
+    nested = build_cli("--shards", str(out), "--out", str(tmp_path / "nested"), "--families", "1", "--workers", "1")
+    assert nested.exit_code == 0, nested.output
+    params = json.loads((tmp_path / "nested" / "manifest.json").read_text())["params"]
+    assert params["label_collisions"]["labels"] == "unknown"
+
 
 def test_too_small_collection_and_bad_inputs_fail_at_build_time(tmp_path):
     root = write_images(tmp_path / "imgs", 4)

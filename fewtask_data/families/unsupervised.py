@@ -40,9 +40,9 @@ import numpy as np
 
 from fewtask_data.augment import AugmentSpace, FamilyTransform, sample_family_augment
 from fewtask_data.build import SourceClass
-from fewtask_data.episode import EpisodeShape
+from fewtask_data.episode import EpisodeShape, FamilyEpisode
 from fewtask_data.errors import FewtaskError
-from fewtask_data.sampling import ClassEpisodeSampler, FamilyBuffer, Transform
+from fewtask_data.sampling import FamilyBuffer, Transform, episode_from_tasks
 from fewtask_data.sources.images import COLORS, ImageEntry
 
 SUPPORT_MODES = ("original", "augmented")
@@ -247,7 +247,7 @@ def anchor_transform(transform: Transform | None) -> Transform | None:
     return None
 
 
-class UmtraSampler(ClassEpisodeSampler):
+class UmtraSampler:
     """Each task: N distinct images of the family's pool, each its own class; K support
     views and Q query (V validation) augmented views per image; labels 0..N-1 in draw
     order; all supports first, image by image, then the rest. Replays exactly: all draws
@@ -336,3 +336,21 @@ class UmtraSampler(ClassEpisodeSampler):
             record["labels"] = real
             record["collisions"] = shape.ways - len(set(real))
         return np.stack(views), y, record
+
+    def sample(self, buffer: FamilyBuffer, shape: EpisodeShape, seed: int, transform: Transform | None) -> FamilyEpisode:
+        """One family episode; its identity has the same fields as class episodes'."""
+        rng = np.random.default_rng(seed)
+        meta = [self._task(buffer, shape, shape.queries, rng, transform) for _ in range(shape.meta_tasks)]
+        goal = [self._task(buffer, shape, shape.val, rng, transform) for _ in range(shape.goal_tasks)]
+        identity = {
+            "split": buffer.split,
+            "family": buffer.family["id"],
+            "sampler": self.name,
+            "seed": int(seed),
+            "shape": shape.as_dict(),
+            "tasks": {"meta": [t[2] for t in meta], "goal": [t[2] for t in goal]},
+        }
+        image_shape = (meta or goal)[0][0].shape[1:]
+        return episode_from_tasks(
+            [t[:2] for t in meta], [t[:2] for t in goal], shape, buffer.family["id"], identity, image_shape
+        )

@@ -121,20 +121,25 @@ def list_images(roots: Sequence[str | Path]) -> Collection:
 
 
 def list_shards(source: str | Path) -> Collection:
-    """Every image of a built dataset (all splits), its class id kept as the label.
+    """Every image of a built dataset (all splits), its class id kept as the label
+    (none when the dataset is itself an unsupervised build).
 
     The encoded images are read (checksums checked) and held in memory until the build
     has re-encoded them: fine for Omniglot- or mini-ImageNet-sized datasets."""
     from fewtask_data.stream import ShardReader
 
     manifest = load_manifest(source)
+    # An unsupervised build's classes are groups, not labels; a materialized augmented
+    # class (Omniglot --materialize-eval) has the label of its base class.
+    labelled = manifest.data["builder"]["name"] != "unsupervised-families"
+    label_of = {c["id"]: c["meta"].get("base_class", c["id"]) for c in manifest.data["classes"]}
     reader = ShardReader(manifest)
     images = []
     for shard, entry in enumerate(reader.index["shards"]):
         for cls, sample, data in reader.samples(shard, [(0, entry["count"])]):
-            images.append(ImageEntry(safe_id(f"{cls}~{sample}"), data, cls))
+            images.append(ImageEntry(safe_id(f"{cls}~{sample}"), data, label_of[cls] if labelled else None))
     fingerprint = f"{manifest.data['dataset']}:{manifest.data['build_id']}"
-    return Collection(images, [], fingerprint, "shards", labelled=True, encoding=manifest.data["image"]["encoding"])
+    return Collection(images, [], fingerprint, "shards", labelled, encoding=manifest.data["image"]["encoding"])
 
 
 @dataclass(frozen=True)
