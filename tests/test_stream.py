@@ -315,3 +315,11 @@ def test_nodes_get_disjoint_visits_that_cover_the_epoch(root, monkeypatch):
                                                                 episodes_per_visit=2)})
     assert parts[0] and parts[1] and not parts[0] & parts[1]
     assert parts[0] | parts[1] == whole
+
+
+def test_flat_stream_is_seeded(root):
+    def labels(seed):
+        return torch.cat([y for _, y in FlatStream(root, "train", 16, seed=seed, epochs=1, shuffle_buffer=40)])
+
+    assert torch.equal(labels(3), labels(3))
+    assert not torch.equal(labels(3), labels(4))
