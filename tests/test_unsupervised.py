@@ -285,6 +285,10 @@ def test_folder_build_reports_bad_files_and_streams_like_labelled_data(tmp_path)
 
     stream = FamilyStream(out, "train", SHAPE, seed=0, episodes_per_visit=2)
     assert isinstance(stream.sampler, UmtraSampler)
+    for fam in stream.families:  # the stream augments each family with its manifest spec
+        transform = stream.transform_for(fam)
+        assert isinstance(transform, FamilyTransform) and transform.fixed == fam["augment"]["fixed"]
+        assert transform.space.to_json() == manifest["params"]["policy"]["space"] == manifest["augment_space"]
     batch = next(iter(family_loader(stream, batch_size=2)))
     assert isinstance(batch, FamilyBatch) and batch.meta_x.shape == (2, 2, 20, 1, 28, 28)
     episode = stream.take(1)[0]

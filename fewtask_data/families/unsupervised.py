@@ -281,13 +281,14 @@ class UmtraSampler:
                 f"{shape.ways} distinct images; lower --ways"
             )
 
-    def _pool_of(self, buffer: FamilyBuffer) -> tuple[list[tuple[str, int]], list[str | None]]:
-        """(class, index) of every image in the buffer and its label; cached per buffer."""
+    def _pool_of(self, buffer: FamilyBuffer) -> tuple[list[tuple[str, int]], list[str | None], int]:
+        """(class, index) of every image in the buffer, its label, the number of distinct
+        labels; cached per buffer."""
         if self._pool is None or self._pool[0] is not buffer.images:
             pool = [(c, i) for c in buffer.classes for i in range(len(buffer.images.get(c, ())))]
             labels = [self.labels.get(buffer.images[c][i][0]) for c, i in pool]
             self._pool = (buffer.images, pool, labels, len(set(labels)))
-        return self._pool[1], self._pool[2]
+        return self._pool[1], self._pool[2], self._pool[3]
 
     def _anchor(self, transform: Transform | None) -> Transform | None:
         cached = self._anchors.get(id(transform))
@@ -297,10 +298,9 @@ class UmtraSampler:
             cached = self._anchors[id(transform)] = (transform, anchor_transform(transform))
         return cached[1]
 
-    def _draw(self, labels: list[str | None], ways: int, rng: np.random.Generator) -> list[int]:
+    def _draw(self, labels: list[str | None], distinct: int, ways: int, rng: np.random.Generator) -> list[int]:
         if not self.avoid_collisions:
             return [int(i) for i in rng.choice(len(labels), ways, replace=False)]
-        distinct = self._pool[3] if self._pool is not None and self._pool[2] is labels else len(set(labels))
         if distinct < ways:
             raise FewtaskError(f"this family's pool has {distinct} labels, fewer than {ways} ways")
         chosen: list[int] = []
@@ -315,8 +315,8 @@ class UmtraSampler:
     def _task(
         self, buffer: FamilyBuffer, shape: EpisodeShape, extra: int, rng: np.random.Generator, transform
     ) -> tuple[np.ndarray, np.ndarray, dict]:
-        pool, labels = self._pool_of(buffer)
-        picks = self._draw(labels, shape.ways, rng)
+        pool, labels, distinct = self._pool_of(buffer)
+        picks = self._draw(labels, distinct, shape.ways, rng)
         originals = [buffer.images[pool[i][0]][pool[i][1]][1] for i in picks]
         anchor = self._anchor(transform) if self.support == "original" else transform
 
