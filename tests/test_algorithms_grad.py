@@ -3,6 +3,8 @@ plain-loop reference, and explicitly detached versions. Tiny MLP, float64."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -177,3 +179,23 @@ def test_anil_adapts_only_the_head_and_boil_only_the_body():
         algo = make_algorithm(name, model)
         fast = fn.adapt(forward, params, {}, x[0, 0], y[0, 0], lrs, 1, algo.names)
         assert {k for k in params if not torch.equal(fast[k], params[k])} == moved
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["maltml", "reptile"])
+def test_traced_step_matches_eager(name):
+    """Dynamo captures the nested torch.func transforms as one graph with the eager
+    gradients. The aot_eager backend checks the capture in seconds; inductor's code
+    generation (the default `compile=True`) is exercised by scripts/bench_trainer.py."""
+    model, batch, params = setup(7)
+    learn = name != "reptile"
+    eager = make_algorithm(name, model, learn_step_sizes=learn, **HP)
+    traced = make_algorithm(name, model, learn_step_sizes=learn, compile="aot_eager", **HP)
+    sizes = eager.init_step_sizes(params)
+    g1, s1, m1 = eager.outer_grads(params, sizes, {}, batch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a failed compile (eager fallback) would warn
+        for _ in range(2):  # the second call runs the cached graph
+            g2, s2, m2 = traced.outer_grads(params, sizes, {}, batch)
+    assert rel_err(g2, g1) < 1e-9 and (not learn or rel_err(s2, s1) < 1e-9)
+    assert float(m2["loss"]) == pytest.approx(float(m1["loss"]), rel=1e-9)

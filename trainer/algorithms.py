@@ -92,7 +92,7 @@ class Algorithm:
     learn_step_sizes: bool = False
     adapt: str = "all"  # which parameters the inner loops adapt: all, head (ANIL), body (BOIL)
     impl: str = "vmap"  # vmap | loop (plain-loop reference)
-    compile: bool = False
+    compile: bool | str = False  # True = inductor; or a torch.compile backend name (e.g. "aot_eager")
     name: str = "algorithm"
     _compiled: Callable | None = field(default=None, init=False, repr=False)
 
@@ -150,7 +150,7 @@ class Algorithm:
         if not self.compile:
             return self._grads
         if self._compiled is None:
-            self._compiled = compiled_or_eager(self._grads, self.name)
+            self._compiled = compiled_or_eager(self._grads, self.name, self.compile)
         return self._compiled
 
     def order_flags(self) -> tuple[bool, bool, bool]:
@@ -158,7 +158,7 @@ class Algorithm:
         return {3: (False, False, False), 2: (True, False, False), 1: (True, True, True)}[self.order]
 
 
-def compiled_or_eager(f: Callable, label: str) -> Callable:
+def compiled_or_eager(f: Callable, label: str, backend: bool | str = True) -> Callable:
     """``torch.compile(f)``, falling back to eager ``f`` (with a warning) if compiling fails.
 
     Compile the function that calls torch.func.grad: dynamo traces the transforms
@@ -172,7 +172,10 @@ def compiled_or_eager(f: Callable, label: str) -> Callable:
         if state["fn"] is not None:
             return state["fn"](*args)
         on_cpu = next(iter(args[0].values())).device.type == "cpu"
-        compiled = torch.compile(f, dynamic=False, options={"cpp_wrapper": on_cpu})
+        if backend is True or backend == "inductor":
+            compiled = torch.compile(f, dynamic=False, options={"cpp_wrapper": on_cpu})
+        else:
+            compiled = torch.compile(f, dynamic=False, backend=backend)
         try:
             out = compiled(*args)
             state["fn"] = compiled
@@ -256,7 +259,7 @@ class PseudoGradient(Algorithm):
         if self.impl == "loop":
             raise FewtaskError(f"{self.name} has no plain-loop reference; use --impl vmap")
         if self.compile and self._compiled is None:
-            self._compiled = compiled_or_eager(self._target_from_tensors, self.name)
+            self._compiled = compiled_or_eager(self._target_from_tensors, self.name, self.compile)
         step = self._compiled if self.compile else self._target_from_tensors
         target, loss = step(params, step_sizes, buffers, batch_tensors(batch), batch.shape.support_size)
         grads = {k: (p - target[k]).detach() for k, p in params.items()}
