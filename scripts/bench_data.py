@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from statistics import median
 from pathlib import Path
 
 import cv2
@@ -185,6 +186,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=300, help="shard-stream episodes to time")
     parser.add_argument("--file-episodes", type=int, default=40, help="per-file-loader episodes to time")
     parser.add_argument("--per-visit", type=int, default=8, help="episodes drawn per family visit")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (medians reported)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--unsupervised", action="store_true",
                         help="also time unsupervised episodes with vs without augmentation (scripts/bench_unsupervised.py)")
@@ -200,13 +202,24 @@ def main() -> None:
         res = {"cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "shape": SHAPE.as_dict()}
         res["build"] = bench_build(tree, tmp / "shards", args.workers)
         root = tmp / "shards" / f"w{args.workers}"
-        res["stream_episodes_per_s"] = stream_episodes(root, args.episodes, args.per_visit)
+        # Alternate the contenders in rounds and keep medians: on a shared machine the
+        # load drifts, and a ratio of two back-to-back timings is more stable.
+        rounds = [
+            {
+                "stream": stream_episodes(root, args.episodes, args.per_visit),
+                "pil": per_file_episodes(tree, args.file_episodes, FolderDecoder(), seed=r),
+                "cv2": per_file_episodes(tree, args.file_episodes, cv2_load, seed=r),
+            }
+            for r in range(args.rounds)
+        ]
+        res["rounds"] = rounds
+        res["stream_episodes_per_s"] = median(r["stream"] for r in rounds)
+        res["per_file_pil_episodes_per_s"] = median(r["pil"] for r in rounds)
+        res["per_file_cv2_episodes_per_s"] = median(r["cv2"] for r in rounds)
+        res["stream_vs_per_file_pil"] = median(r["stream"] / r["pil"] for r in rounds)
+        res["stream_vs_per_file_cv2"] = median(r["stream"] / r["cv2"] for r in rounds)
         res["stream_episodes_per_s_16_per_visit"] = stream_episodes(root, args.episodes, 16)
         res["loader_episodes_per_s"] = loader_episodes(root, args.episodes, args.per_visit, args.workers)
-        res["per_file_pil_episodes_per_s"] = per_file_episodes(tree, args.file_episodes, FolderDecoder())
-        res["per_file_cv2_episodes_per_s"] = per_file_episodes(tree, args.file_episodes, cv2_load)
-        res["stream_vs_per_file_pil"] = res["stream_episodes_per_s"] / res["per_file_pil_episodes_per_s"]
-        res["stream_vs_per_file_cv2"] = res["stream_episodes_per_s"] / res["per_file_cv2_episodes_per_s"]
         res["per_visit"] = args.per_visit
         res["memory"] = stream_memory(root, episodes=200)
     b = res["build"]
@@ -216,6 +229,7 @@ def main() -> None:
         print(f"  build with {w} worker(s): {rate:.0f} img/s = {rate / b['raw_loop_images_per_s']:.2f}x the raw loop")
     print(f"stream: 5-way 1-shot family episodes (L=4 meta tasks Q=5, 1 goal task V=5; 150 images), "
           f"{args.per_visit} per family visit")
+    print(f"  medians of {args.rounds} alternating rounds; ratios are per round")
     print(f"  shards  {res['stream_episodes_per_s']:.1f} episodes/s")
     print(f"  shards, 16 per visit  {res['stream_episodes_per_s_16_per_visit']:.1f} episodes/s")
     print(f"  shards through a DataLoader with {args.workers} workers (batches of 4, mix=16)  "
