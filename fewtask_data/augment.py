@@ -281,6 +281,31 @@ class ChanceFlip(A.ImageOnlyTransform):
         return ("probability_range",)
 
 
+class PixelShift(A.ImageOnlyTransform):
+    """Translate by whole pixels, filling with 0: UMTRA's shift, without the cost of a
+    general affine warp. Values are fractions of the side, rounded to pixels."""
+
+    def __init__(self, x_range: Range = (0.0, 0.0), y_range: Range = (0.0, 0.0), p: float = 1.0):
+        super().__init__(p=p)
+        self.x_range, self.y_range = tuple(x_range), tuple(y_range)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        x, y = self.py_random.uniform(*self.x_range), self.py_random.uniform(*self.y_range)
+        h, w = params["shape"][:2]
+        return {"shift_x": x, "shift_y": y, "dx": round(x * w), "dy": round(y * h)}
+
+    def apply(self, img: np.ndarray, dx: int = 0, dy: int = 0, **params: Any) -> np.ndarray:
+        if dx == 0 and dy == 0:
+            return img
+        h, w = img.shape[:2]
+        out = np.zeros_like(img)
+        out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = img[max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("x_range", "y_range")
+
+
 def _colour(r: dict[str, Range]) -> A.BasicTransform:
     return A.ColorJitter(brightness=r["brightness"], contrast=r["contrast"], saturation=r["saturation"], hue=r["hue"], p=1.0)
 
@@ -301,6 +326,16 @@ register_stage(
 )
 register_stage(
     Stage("dropout", (Dimension("dropout", 0.0, 0.9, 0.0, "fraction of pixels zeroed"),), lambda r: PixelZeroing(r["dropout"]))
+)
+register_stage(
+    Stage(
+        "shift",
+        (
+            Dimension("shift_x", -0.5, 0.5, 0.0, "fraction of width, whole pixels"),
+            Dimension("shift_y", -0.5, 0.5, 0.0, "fraction of height, whole pixels"),
+        ),
+        lambda r: PixelShift(r["shift_x"], r["shift_y"]),
+    )
 )
 
 

@@ -67,6 +67,8 @@ RECORDED = {
     "saturation": ("ColorJitter", "saturation"),
     "hue": ("ColorJitter", "hue"),
     "rotation": ("Affine", "rotate"),
+    "shift_x": ("PixelShift", "shift_x"),
+    "shift_y": ("PixelShift", "shift_y"),
 }
 
 
@@ -132,6 +134,10 @@ def test_new_dimensions_act_as_declared():
     assert out.shape == gray.shape and abs((out == 0).mean() - 0.25) < 0.08 and set(np.unique(out)) == {0, 200}
     crop = family_transform(space, {"fixed": {"crop": 0.25, "dropout": 0.0, "flip": 0.0}, "seed": 0})
     assert crop(img, rng).shape == img.shape
+    shift = family_transform({"shift_x": [-0.5, 0.5], "shift_y": [-0.5, 0.5]},
+                             {"fixed": {"shift_x": 0.25, "shift_y": -0.125}, "seed": 0})
+    moved = shift(img, rng)  # 16 px right, 8 px up, zero-filled
+    assert np.array_equal(moved[:56, 16:], img[8:, :48]) and not moved[:, :16].any() and not moved[56:].any()
     with pytest.raises(FewtaskError, match="dropout"):
         AugmentSpace.from_json({"dropout": [0.0, 0.95]})
 
@@ -321,8 +327,8 @@ def test_too_small_collection_and_bad_inputs_fail_at_build_time(tmp_path):
         (["--images", str(root), "--ways", "3", "--pool-fraction", "0.3", "--group-size", "1"], "pool has 1 images"),
     ]
     bad_policy = tmp_path / "bad.json"
-    bad_policy.write_text(json.dumps({"space": {"translate_x": [0.3, -0.3]}}))
-    cases.append((["--images", str(root), "--ways", "3", "--policy", str(bad_policy)], "translate_x range [0.3, -0.3]"))
+    bad_policy.write_text(json.dumps({"space": {"shift_x": [0.3, -0.3]}}))
+    cases.append((["--images", str(root), "--ways", "3", "--policy", str(bad_policy)], "shift_x range [0.3, -0.3]"))
     for args, message in cases:
         result = build_cli(*args, "--out", str(tmp_path / "out"))
         assert result.exit_code != 0 and message in str(result.exception), (args, result.exception)

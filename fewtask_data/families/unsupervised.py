@@ -51,7 +51,7 @@ POLICIES: dict[str, dict[str, Any]] = {
     "handwritten": {
         "description": "UMTRA's Omniglot choice: random pixel zeroing and translation; "
         "grayscale, bright strokes on black",
-        "space": {"dropout": [0.0, 0.3], "translate_x": [-0.2, 0.2], "translate_y": [-0.2, 0.2]},
+        "space": {"dropout": [0.0, 0.3], "shift_x": [-0.2, 0.2], "shift_y": [-0.2, 0.2]},
         "fixed_dims": [1, 2],
         "image": {"color": "gray", "size": 28, "invert": True},
     },
