@@ -93,6 +93,25 @@ def episode_from_tasks(
     return FamilyEpisode(meta_x, meta_y, goal_x, goal_y, shape, family, identity)
 
 
+def episode_from_records(
+    buffer: FamilyBuffer, shape: EpisodeShape, sampler: str, seed: int, meta: list[tuple], goal: list[tuple]
+) -> FamilyEpisode:
+    """FamilyEpisode from per-task (uint8 images, labels, record) triples, with the standard
+    identity {split, family, sampler, seed, shape, tasks: {meta: [records], goal: [records]}}."""
+    identity = {
+        "split": buffer.split,
+        "family": buffer.family["id"],
+        "sampler": sampler,
+        "seed": int(seed),
+        "shape": shape.as_dict(),
+        "tasks": {"meta": [t[2] for t in meta], "goal": [t[2] for t in goal]},
+    }
+    image_shape = (meta or goal)[0][0].shape[1:]
+    return episode_from_tasks(
+        [t[:2] for t in meta], [t[:2] for t in goal], shape, buffer.family["id"], identity, image_shape
+    )
+
+
 class ClassEpisodeSampler:
     """N classes without replacement per task; K support + Q query (or V validation)
     images per class without replacement; labels 0..N-1 in the order classes were drawn;
@@ -161,18 +180,7 @@ class ClassEpisodeSampler:
         meta_ok, goal_ok = eligible(shape.shots + shape.queries), eligible(shape.shots + shape.val)
         meta = [self._task(buffer, shape, shape.queries, rng, transform, meta_ok) for _ in range(shape.meta_tasks)]
         goal = [self._task(buffer, shape, shape.val, rng, transform, goal_ok) for _ in range(shape.goal_tasks)]
-        image_shape = (meta or goal)[0][0].shape[1:]
-        identity = {
-            "split": buffer.split,
-            "family": buffer.family["id"],
-            "sampler": self.name,
-            "seed": int(seed),
-            "shape": shape.as_dict(),
-            "tasks": {"meta": [t[2] for t in meta], "goal": [t[2] for t in goal]},
-        }
-        return episode_from_tasks(
-            [t[:2] for t in meta], [t[:2] for t in goal], shape, buffer.family["id"], identity, image_shape
-        )
+        return episode_from_records(buffer, shape, self.name, seed, meta, goal)
 
 
 def sampler_for(manifest) -> EpisodeSampler:
