@@ -49,9 +49,18 @@ def test_plain_webdataset_reads_our_shards(tmp_path):
     assert got[2]["png"] == b"three"
 
 
-@pytest.mark.parametrize("img", [np.arange(64, dtype=np.uint8).reshape(8, 8), np.full((4, 5, 3), 7, np.uint8)])
+@pytest.mark.parametrize(
+    "img", [np.arange(64, dtype=np.uint8).reshape(8, 8), np.arange(60, dtype=np.uint8).reshape(4, 5, 3)]
+)
 def test_png_round_trip_is_lossless(img):
     assert np.array_equal(decode_image(encode_image(img, "png")), img)
+
+
+def test_rgb_channel_order_survives_jpeg():
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 255
+    back = decode_image(encode_image(red, "jpeg", 90))
+    assert back[..., 0].mean() > 240 and back[..., 2].mean() < 15
 
 
 def test_jpeg_quality_changes_size():
