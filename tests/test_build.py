@@ -58,6 +58,24 @@ def test_failed_images_are_reported_and_counted(tmp_path):
     assert verify(tmp_path) == []
 
 
+def test_corrupt_and_truncated_files_are_listed(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((12, 12), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "3.png").write_bytes(b"not an image at all")
+    (folder / "5.png").write_bytes((folder / "5.png").read_bytes()[:40])
+    classes = [SourceClass("a", [(f"s{i}", str(folder / f"{i}.png")) for i in range(6)])]
+    report = build(tmp_path / "out", dataset="d", builder="b", builder_version="1", source={"fingerprint": "f"},
+                   classes=classes, decode=toydata.PilFile(), splits={"t": [{"id": "f", "classes": ["a"]}]},
+                   options=BuildOptions(workers=1))
+    assert sorted(f["sample"] for f in report.failed) == ["s3", "s5"]
+    assert all(f["reason"] for f in report.failed) and report.written == 4
+    assert load_manifest(tmp_path / "out").class_count("a") == 4
+
+
 def test_strict_makes_a_failed_image_fatal(tmp_path):
     with pytest.raises(FewtaskError, match="c01/s003 failed"):
         toydata.build_toy(tmp_path, bad=((1, 3),), strict=True)

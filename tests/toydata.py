@@ -40,6 +40,16 @@ class ZipPng:
         return 255 - cv2.resize(img, (28, 28), interpolation=cv2.INTER_AREA)
 
 
+class PilFile:
+    """Picklable decoder of an image file path -> 8x8 grayscale uint8 (PIL, as a source would)."""
+
+    def __call__(self, path: str) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L").resize((8, 8)))
+
+
 def omniglot_zip_classes(zip_path: Path, alphabets: int) -> tuple[list[SourceClass], dict[str, list[dict]]]:
     """The first ``alphabets`` alphabets of an Omniglot zip: class = character, family = alphabet;
     the last alphabet is the test split."""
