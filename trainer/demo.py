@@ -43,10 +43,13 @@ class DemoConfig:
     queries: int = 3
     val: int = 5
     meta_tasks: int = 3
+    goal_tasks: int = 2
     batch: int = 4
     steps: int = 300
     hidden: int = 32
-    step_size: float = 0.4  # alpha = beta = gamma, MAML's Omniglot value
+    alpha: float = 0.4  # task steps (MAML's Omniglot value)
+    beta: float = 0.05  # meta-finetuning step: a whole meta-gradient, so much smaller than alpha
+    gamma: float = 0.4  # goal finetuning step
     lr: float = 1e-3
     eval_episodes: int = 600
     eval_steps: int = 5
@@ -55,7 +58,7 @@ class DemoConfig:
     algorithms: tuple[str, ...] = ("maltml", "maml")
 
     def shape(self) -> EpisodeShape:
-        return EpisodeShape(self.ways, self.shots, self.queries, self.val, self.meta_tasks, 1)
+        return EpisodeShape(self.ways, self.shots, self.queries, self.val, self.meta_tasks, self.goal_tasks)
 
 
 def _log(message: str) -> None:
@@ -95,8 +98,8 @@ def train_one(algo: str, data: Path, out: Path, cfg: DemoConfig) -> dict:
     run = out / algo
     fit_cfg = FitConfig(
         data=str(data), out=str(run), algo=algo, ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, val=cfg.val,
-        meta_tasks=cfg.meta_tasks, goal_tasks=1, batch=cfg.batch, steps=cfg.steps, hidden=cfg.hidden,
-        alpha=cfg.step_size, beta=cfg.step_size, gamma=cfg.step_size, lr=cfg.lr, seed=cfg.seed,
+        meta_tasks=cfg.meta_tasks, goal_tasks=cfg.goal_tasks, batch=cfg.batch, steps=cfg.steps, hidden=cfg.hidden,
+        alpha=cfg.alpha, beta=cfg.beta, gamma=cfg.gamma, lr=cfg.lr, seed=cfg.seed,
         workers=cfg.workers, log_every=max(1, cfg.steps // 20), checkpoint_every=max(1, cfg.steps // 4),
         resume=True, tensorboard=False,
     )  # fmt: skip
@@ -115,8 +118,9 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         f"not Omniglot), {cfg.image_size}x{cfg.image_size}, {cfg.families_per_alphabet} augmented families per alphabet, "
         "alphabet-disjoint train/val/test splits.",
         f"Episodes: {cfg.ways}-way {cfg.shots}-shot, L={cfg.meta_tasks} meta-finetuning tasks (Q={cfg.queries}), "
-        f"1 goal task (V={cfg.val}); model conv4 ({cfg.hidden} filters, batch norm: task statistics); "
-        f"alpha=beta=gamma={cfg.step_size}; Adam lr {cfg.lr}; {cfg.steps} outer steps x {cfg.batch} families.",
+        f"{cfg.goal_tasks} goal tasks (V={cfg.val}); model conv4 ({cfg.hidden} filters, batch norm: task statistics); "
+        f"alpha={cfg.alpha}, beta={cfg.beta}, gamma={cfg.gamma}; Adam lr {cfg.lr}; {cfg.steps} outer steps x "
+        f"{cfg.batch} families (MAML trains on all L+C tasks of each family as plain tasks).",
         f"Evaluation: {next(iter(results.values()))['episodes']} fixed test-split family episodes (`test.h5`), "
         "mean accuracy on the goal task's validation set with 95% intervals.",
         "",
