@@ -24,6 +24,10 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
     """Per family: (loss, accuracy) on goal validation after 0..steps finetuning steps, [B, steps+1]."""
     a, b, g = (level_lrs(step_sizes, lv) for lv in LEVELS)
     forward, names = algo.forward, algo.names
+    # The meta-update is the one the method trains with: whether its task steps are
+    # first order changes the meta-gradient's *value* (the Hessian term), not just
+    # its derivative. The meta step itself needs no outer derivative here.
+    task_fo = algo.order_flags()[0]
 
     def goal_curve(theta, sx, sy, vx, vy):
         losses, accs = [], []
@@ -39,7 +43,7 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
         theta = params
         if meta_update:
             theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-                                  algo.task_steps, algo.meta_steps, names, True, True)  # fmt: skip
+                                  algo.task_steps, algo.meta_steps, names, task_fo, True)  # fmt: skip
         loss, acc = vmap(goal_curve, in_dims=(None, 0, 0, 0, 0))(theta, gsx, gsy, gvx, gvy)
         return loss.mean(0), acc.mean(0)
 
@@ -94,7 +98,7 @@ def predictions(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch
     forward = algo.forward
     with torch.no_grad():
         theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-                              algo.task_steps, algo.meta_steps, algo.names, True, True)  # fmt: skip
+                              algo.task_steps, algo.meta_steps, algo.names, algo.order_flags()[0], True)  # fmt: skip
         tuned = fn.adapt(forward, theta, buffers, gsx[0], gsy[0], g, steps, algo.names, first_order=True)
         return {
             "before_meta_update": forward(params, buffers, grid).squeeze(-1).tolist(),

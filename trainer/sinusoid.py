@@ -8,6 +8,7 @@ batch; 2 goal tasks per family; 70,000 outer steps; MAML's inner alpha=0.001.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,8 @@ def train_method(
         state = ckpt.load(config.out / ckpt.CHECKPOINT_NAME, signature(model))
         model.load_state_dict(state["model"])
         params = {k: v.detach() for k, v in model.named_parameters()}
-        return algo, params, state["step_sizes"], {"steps": state["step"], "evaluated_from_checkpoint": True}, oracle
+        summary = {"steps": state["step"], "evaluated_from_checkpoint": True, **_logged_time(config.out)}
+        return algo, params, state["step_sizes"], summary, oracle
     result = train(
         model, algo, lambda start: sinusoid.batches(s.seed, s.families, s.shape, spec, start), config,
         transform=sinusoid.with_task_info if oracle else None,
@@ -106,6 +108,15 @@ def train_method(
     if s.steps > 0 and result.seconds > 0:
         summary["ms_per_step_incl_compile"] = round(1000 * result.seconds / max(s.steps, 1), 3)
     return algo, result.params, result.step_sizes, summary, oracle
+
+
+def _logged_time(folder: Path) -> dict:
+    """Training time and last logged loss from a finished run's metrics.jsonl, if any."""
+    lines = (folder / "metrics.jsonl").read_text().splitlines() if (folder / "metrics.jsonl").exists() else []
+    if not lines:
+        return {}
+    last = json.loads(lines[-1])
+    return {"seconds": last.get("elapsed_s"), "final_metrics": {k: v for k, v in last.items() if k not in ("step", "elapsed_s")}}
 
 
 def eval_batches(seed: int, count: int, shape: EpisodeShape, spec: sinusoid.SinusoidSpec, chunk: int = 100):
