@@ -17,7 +17,7 @@ from fewtask_data.hdf5 import write_episodes
 from fewtask_data.stream import FamilyStream
 from trainer import checkpoint as ckpt
 from trainer.cli import app
-from trainer.evalcmd import evaluate, mean_ci95
+from trainer.evalcmd import evaluate
 from trainer.fit import FitConfig, fit
 
 torch.set_num_threads(1)
@@ -159,11 +159,6 @@ def test_nan_guard_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch):
     state = ckpt.load(tmp_path / "run" / "checkpoint.pt")
     assert state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values())
-
-
-def test_mean_ci95():
-    mean, half = mean_ci95(torch.tensor([0.0, 1.0, 0.0, 1.0]))
-    assert mean == 0.5 and half == pytest.approx(1.96 * 0.57735 / 2, rel=1e-4)
 
 
 def test_pooled_families_and_time_limit(toy, tmp_path):

@@ -5,7 +5,8 @@ The paper's protocol, per held-out family episode (from an HDF5 EpisodeStore):
 - without meta-finetuning: theta -> finetune on each goal task's support for
   s = 0..N steps (step size gamma) -> accuracy on its validation set;
 - with meta-finetuning: theta -> V_beta on the family's L tasks (alpha, beta, the
-  trained task and meta steps) -> the same finetuning curve.
+  trained task and meta steps, task steps of the trained derivative order) -> the
+  same finetuning curve (`trainer.evaluate.family_curves`).
 
 Per episode the accuracy is averaged over its goal tasks; the figure is the mean
 over episodes with a 95% interval (1.96 standard errors). Episodes are fixed
@@ -14,36 +15,24 @@ files and nothing is random, so two runs give identical numbers.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import torch
 import typer
-from torch.func import vmap
 
 from fewtask_data import atomic
-from fewtask_data.episode import FamilyBatch
 from fewtask_data.errors import FewtaskError
 from fewtask_data.hdf5 import EpisodeStore
 from trainer import checkpoint as ckpt
-from trainer import functional as fn
 from trainer.algorithms import level_lrs, make_algorithm
 from trainer.distributed import device_for
+from trainer.evaluate import family_curves, summarize
 from trainer.fit import build_from_spec
 from trainer.models import signature
 
 # Algorithms whose goal-task finetuning uses gamma; the others finetune with alpha.
 GAMMA_FINETUNED = ("maltml", "fo-maltml")
-
-
-def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
-    """Mean and the half-width of its 95% normal interval over the first axis."""
-    n = values.shape[0]
-    mean = float(values.mean())
-    if n < 2:
-        return mean, float("nan")
-    return mean, 1.96 * float(values.std(unbiased=True)) / math.sqrt(n)
 
 
 def load_trained(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, dict, dict, dict]:
@@ -77,36 +66,15 @@ def check_episodes_fit(store: EpisodeStore, spec: dict) -> None:
         )
 
 
-def finetune_curve(algo, params, buffers, lrs, sx, sy, vx, vy, steps: int) -> torch.Tensor:
-    """Accuracy on (vx, vy) after 0..steps finetuning steps on (sx, sy): [steps + 1]."""
-    accs = []
-    for s in range(steps + 1):
-        if s:
-            params = fn.adapt(algo.forward, params, buffers, sx, sy, lrs, 1, algo.names, True)
-        accs.append(fn.accuracy(algo.forward(params, buffers, vx), vy))
-    return torch.stack(accs)
-
-
-def episode_curves(algo, params, buffers, sizes, batch: FamilyBatch, steps: int, finetune_level: str):
-    """[B, steps+1] accuracy curves without and with meta-finetuning (mean over goal tasks)."""
-    a, b, g = (level_lrs(sizes, lv) for lv in ("alpha", "beta", "gamma"))
-    ft = {"alpha": a, "gamma": g}[finetune_level]
-    (msx, msy), (mqx, mqy) = batch.meta_support(), batch.meta_query()
-    (gsx, gsy), (gvx, gvy) = batch.goal_support(), batch.goal_val()
-
-    def goal_curves(theta, sx, sy, vx, vy):
-        one = lambda *t: finetune_curve(algo, theta, buffers, ft, *t, steps)  # noqa: E731
-        return vmap(one)(sx, sy, vx, vy).mean(0)
-
-    def family(msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
-        plain = goal_curves(params, gsx, gsy, gvx, gvy)
-        theta = fn.meta_adapt(
-            algo.forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-            algo.task_steps, algo.meta_steps, algo.names, True, True,
-        )  # fmt: skip
-        return plain, goal_curves(theta, gsx, gsy, gvx, gvy)
-
-    return vmap(family)(msx, msy, mqx, mqy, gsx, gsy, gvx, gvy)
+def finetune_sizes(sizes: dict[str, torch.Tensor], level: str, override: float | None) -> dict[str, torch.Tensor]:
+    """Log step sizes whose gamma level holds the goal-finetuning step (the trained gamma,
+    or alpha for the MAML family, or ``override``): `family_curves` finetunes with gamma."""
+    out = dict(sizes)
+    for key, value in sizes.items():
+        lv, _, name = key.partition(":")
+        if lv == level:
+            out[f"gamma:{name}"] = value if override is None else torch.full_like(value, math.log(override))
+    return out
 
 
 def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int = 8, device: str = "cpu",
@@ -119,29 +87,27 @@ def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int 
     hp = {k: v for k, v in record["algorithm"].items() if k not in ("name", "compile")}
     algo = make_algorithm(record["algorithm"]["name"], model, **hp)
     level = "gamma" if algo.name in GAMMA_FINETUNED else "alpha"
-    sizes = {k: v.to(dev) for k, v in sizes.items()}
-    if finetune_lr is not None:
-        if not finetune_lr > 0:
-            raise FewtaskError(f"--finetune-lr must be positive, got {finetune_lr}")
-        sizes.update({k: torch.full_like(v, math.log(finetune_lr)) for k, v in sizes.items() if k.startswith(f"{level}:")})
+    if finetune_lr is not None and not finetune_lr > 0:
+        raise FewtaskError(f"--finetune-lr must be positive, got {finetune_lr}")
+    sizes = finetune_sizes({k: v.to(dev) for k, v in sizes.items()}, level, finetune_lr)
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
     with EpisodeStore(Path(episodes)) as store:
         check_episodes_fit(store, record["model"])
-        plain, meta = [], []
-        with torch.no_grad():
-            for batch in store.batches(batch_size):
-                p, m = episode_curves(algo, params, buffers, sizes, batch.to(dev), steps, level)
-                plain.append(p.cpu())
-                meta.append(m.cpu())
-        plain, meta = torch.cat(plain), torch.cat(meta)
+        curves: dict[bool, list[tuple[torch.Tensor, torch.Tensor]]] = {False: [], True: []}
+        for batch in store.batches(batch_size):
+            batch = batch.to(dev)
+            for meta_update in (False, True):
+                loss, acc = family_curves(algo, params, sizes, buffers, batch, steps, meta_update)
+                curves[meta_update].append((loss.cpu(), acc.cpu()))
         n, store_info, shape = len(store), store.info, store.shape.as_dict()
 
-    def summary(curves: torch.Tensor) -> dict:
-        stats = [mean_ci95(curves[:, s]) for s in range(steps + 1)]
-        return {"accuracy": [m for m, _ in stats], "ci95": [c for _, c in stats]}
+    def summary(meta_update: bool) -> dict:
+        loss = summarize(torch.cat([c[0] for c in curves[meta_update]]))
+        acc = summarize(torch.cat([c[1] for c in curves[meta_update]]))
+        return {"accuracy": acc["mean"], "ci95": acc["ci95"], "loss": loss["mean"], "loss_ci95": loss["ci95"]}
 
-    ft_lrs = level_lrs(sizes, level)
+    ft_lrs = level_lrs(sizes, "gamma")
     return {
         "checkpoint": str(checkpoint),
         "episodes_file": str(episodes),
@@ -155,8 +121,8 @@ def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int 
         "finetune_level": level,
         "finetune_lr_mean": float(torch.stack(list(ft_lrs.values())).mean()),
         "steps": list(range(steps + 1)),
-        "without_meta_finetuning": summary(plain),
-        "with_meta_finetuning": summary(meta),
+        "without_meta_finetuning": summary(False),
+        "with_meta_finetuning": summary(True),
     }
 
 
