@@ -78,7 +78,8 @@ def main() -> None:
     test = work / f"test_5way1shot_{args.eval_episodes}.h5"
     if not test.exists():
         log(f"writing {args.eval_episodes} fixed test episodes")
-        shape = EpisodeShape(ways=5, shots=1, queries=1, val=args.eval_val, meta_tasks=0, goal_tasks=1)
+        # One meta task (only the "with meta-finetuning" numbers use it; HDF5 cannot store L = 0).
+        shape = EpisodeShape(ways=5, shots=1, queries=5, val=args.eval_val, meta_tasks=1, goal_tasks=1)
         stream = open_stream(cfg, "test", shape, seed=20_000 + args.seed, per_visit=args.eval_episodes)
         write_episodes(test, islice(iter(stream), args.eval_episodes), {"split": "test", "pooled": True})
     log(f"training MAML ({args.steps} steps max, {args.max_minutes or 'no'} minute limit) on {args.device}")
