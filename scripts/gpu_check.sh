@@ -12,7 +12,8 @@
 #   OUT=/some/folder scripts/gpu_check.sh PATH/TO/omniglot   # folder with images_background.zip, images_evaluation.zip
 # Environment: PY (python with the project's dependencies; default .venv/bin/python, else python3),
 #              WORK (scratch folder, default /tmp/fewtask_gpu), TRAIN_MINUTES (default 4),
-#              DEVICE (default cuda; cpu gives a dry run of the script), BENCH_STEPS (10), EVAL_EPISODES (600).
+#              DEVICE (default cuda; cpu gives a dry run of the script), BENCH_STEPS (10), EVAL_EPISODES (600),
+#              WORKERS (8, stream workers), BENCH_ONLY (benchmark rows, comma-separated).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OMNIGLOT=${1:?usage: scripts/gpu_check.sh OMNIGLOT_DIR (with images_background.zip and images_evaluation.zip)}
@@ -22,6 +23,8 @@ TRAIN_MINUTES=${TRAIN_MINUTES:-4}
 DEVICE=${DEVICE:-cuda}
 BENCH_STEPS=${BENCH_STEPS:-10}
 EVAL_EPISODES=${EVAL_EPISODES:-600}
+WORKERS=${WORKERS:-8}
+BENCH_ONLY=${BENCH_ONLY:-"maml vmap,maml compiled,maml higher,maml loop,maltml-3 vmap,maltml-3 compiled,maltml-1 vmap,fo-maltml vmap"}
 if [ -z "${PY:-}" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
@@ -37,7 +40,7 @@ stamp "device"
 
 stamp "1. conv4 outer steps on CUDA: eager vmap, torch.compile, higher"
 timeout 200 "$PY" scripts/bench_trainer_vision.py --device "$DEVICE" --steps "$BENCH_STEPS" --warmup 3 --timeout 90 \
-  --only "maml vmap,maml compiled,maml higher,maml loop,maltml-3 vmap,maltml-3 compiled,maltml-1 vmap,fo-maltml vmap" \
+  --only "$BENCH_ONLY" \
   --json "$OUT/bench_cuda.json" 2>&1 | tail -n 20
 
 stamp "2. Omniglot Vinyals shards (once) + DDP with NCCL under torchrun (world size 1)"
@@ -65,7 +68,7 @@ EOF
 
 stamp "3. MAML 5-way 1-shot on Omniglot for ${TRAIN_MINUTES} min + 600 test episodes"
 timeout $(( TRAIN_MINUTES * 60 + 150 )) "$PY" scripts/omniglot_maml.py --root "$OMNIGLOT" --work "$WORK/omniglot" \
-  --device "$DEVICE" --max-minutes "$TRAIN_MINUTES" --eval-episodes "$EVAL_EPISODES" --workers 8 --json "$OUT/omniglot_maml.json" 2>&1 | tail -n 30
+  --device "$DEVICE" --max-minutes "$TRAIN_MINUTES" --eval-episodes "$EVAL_EPISODES" --workers "$WORKERS" --json "$OUT/omniglot_maml.json" 2>&1 | tail -n 30
 cp "$WORK/omniglot/maml/metrics.jsonl" "$OUT/omniglot_maml_metrics.jsonl" 2>/dev/null
 stamp "done; results in $OUT"
 ls -l "$OUT"

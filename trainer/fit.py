@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 import copy
+import os
 import sys
 from itertools import islice
 from pathlib import Path
@@ -303,4 +304,5 @@ def fit_command(
     cfg = FitConfig(**{k: (str(v) if isinstance(v, Path) else v) for k, v in locals().items()})
     record = fit(cfg)
     r = record["result"]
-    typer.echo(f"trained {cfg.algo} for {r['step']} steps in {r['seconds']} s; checkpoint in {cfg.out}")
+    if os.environ.get("RANK", "0") == "0":
+        typer.echo(f"trained {cfg.algo} for {r['step']} steps in {r['seconds']} s; checkpoint in {cfg.out}")
