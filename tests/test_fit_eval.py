@@ -171,3 +171,15 @@ def test_pooled_families_and_time_limit(toy, tmp_path):
     record = fit(config(toy, tmp_path / "run", steps=50, pool_families=True, max_minutes=1e-6))
     assert record["result"]["step"] == 1 and record["data"]["pooled"] is True
     assert ckpt.load(tmp_path / "run" / "checkpoint.pt")["step"] == 1
+
+
+def test_pretrain_baseline_trains_flat_and_evaluates_with_a_fresh_head(toy, test_h5, tmp_path):
+    record = fit(config(toy, tmp_path / "run", algo="pretrain", steps=3, flat_batch=16))
+    assert record["model"]["ways"] == 12  # every class of the training split
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 3 and lines[-1]["episodes_per_s"] > 0
+    res = evaluate(tmp_path / "run", test_h5, steps=2)
+    assert res["model"]["ways"] == 3 and res["model"]["pretrained_classes"] == 12
+    # A zero head scores every class alike: argmax picks label 0, a third of each 3-way set.
+    assert res["without_meta_finetuning"]["accuracy"][0] == pytest.approx(1 / 3)
+    assert res["finetune_level"] == "alpha"

@@ -30,18 +30,26 @@ from trainer.distributed import device_for
 from trainer.evaluate import family_curves, summarize
 from trainer.fit import build_from_spec
 from trainer.models import signature
+from trainer.pretrain_vision import with_fresh_head
 
 # Algorithms whose goal-task finetuning uses gamma; the others finetune with alpha.
 GAMMA_FINETUNED = ("maltml", "fo-maltml")
 
 
-def load_trained(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, dict, dict, dict]:
-    """(model with trained weights, its fit record, log step sizes, the raw checkpoint)."""
+def load_trained(checkpoint: Path, device: torch.device, ways: int | None = None) -> tuple[torch.nn.Module, dict, dict, dict]:
+    """(model with trained weights, its fit record, log step sizes, the raw checkpoint).
+    A pretrained classifier gets a fresh zero ``ways``-way head (see trainer/pretrain_vision.py)."""
     path = checkpoint / ckpt.CHECKPOINT_NAME if checkpoint.is_dir() else checkpoint
     payload = ckpt.load(path)
     record = payload.get("config", {}).get("extra", {})
     if "model" not in record or "algorithm" not in record:
         raise FewtaskError(f"{path} was not written by `fewtask-train fit` (no model spec); evaluate it with its own command")
+    if record["algorithm"]["name"] == "pretrain" and ways is not None:
+        trained = build_from_spec(record["model"])
+        ckpt.load(path, signature(trained))  # a clear error if the weights do not fit the spec
+        model = with_fresh_head(build_from_spec({**record["model"], "ways": ways}), payload["model"])
+        record = {**record, "model": {**record["model"], "ways": ways, "pretrained_classes": record["model"]["ways"]}}
+        return model.to(device).eval(), record, payload["step_sizes"], payload
     model = build_from_spec(record["model"])
     ckpt.load(path, signature(model))  # a clear error if the weights do not fit the spec
     model.load_state_dict(payload["model"])
@@ -83,7 +91,9 @@ def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int 
     if steps < 0 or batch_size < 1:
         raise FewtaskError("--steps must be >= 0 and --batch-size >= 1")
     dev = device_for(device)
-    model, record, sizes, payload = load_trained(Path(checkpoint), dev)
+    with EpisodeStore(Path(episodes)) as store:
+        ways = store.shape.ways
+    model, record, sizes, payload = load_trained(Path(checkpoint), dev, ways)
     hp = {k: v for k, v in record["algorithm"].items() if k not in ("name", "compile")}
     algo = make_algorithm(record["algorithm"]["name"], model, **hp)
     level = "gamma" if algo.name in GAMMA_FINETUNED else "alpha"

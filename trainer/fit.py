@@ -28,12 +28,13 @@ from fewtask_data import atomic
 from fewtask_data.episode import EpisodeShape, FamilyBatch, collate
 from fewtask_data.errors import FewtaskError
 from fewtask_data.manifest import Manifest, load_manifest
-from fewtask_data.stream import FamilyStream
+from fewtask_data.stream import FamilyStream, FlatStream
 from trainer import distributed as dist_util
 from trainer.algorithms import ALGORITHMS, make_algorithm
 from trainer.checkpoint import seed_everything
 from trainer.loop import TrainConfig, ensure_writable, train
 from trainer.models import build_model
+from trainer.pretrain_vision import FlatClassifier, flat_batch_source
 
 CONFIG_NAME = "config.json"
 
@@ -76,6 +77,7 @@ class FitConfig:
     tensorboard: bool = True
     skip_bad_shards: bool = False
     max_minutes: float = 0.0  # stop after this much training time (0: run all steps)
+    flat_batch: int = 64  # images per step for --algo pretrain
     pool_families: bool = False  # one family per split: tasks drawn from all its classes (plain MAML benchmarks)
 
     def shape(self) -> EpisodeShape:
@@ -209,9 +211,18 @@ def fit(cfg: FitConfig) -> dict:
         stream = open_stream(cfg, cfg.split, cfg.shape(), cfg.seed, cfg.episodes_per_visit)
         channels, side = image_geometry(stream.manifest.data["image"])
         spec = model_spec(cfg, channels, side)
+        if cfg.algo == "pretrain":  # plain classification over all the split's classes
+            flat = FlatStream(stream.manifest, cfg.split, cfg.flat_batch, seed=cfg.seed)
+            spec["ways"] = len(flat.classes)
+            make_batches = flat_batch_source(flat, cfg.workers)
+        else:
+            make_batches = make_batch_source(cfg, stream)
         model = build_from_spec(spec).to(device)
         dist_util.broadcast_(model.parameters(), info)
-        algo = make_algorithm(cfg.algo, model, **algorithm_hparams(cfg))
+        if cfg.algo == "pretrain":
+            algo = FlatClassifier(model=model, name="pretrain", **algorithm_hparams(cfg))
+        else:
+            algo = make_algorithm(cfg.algo, model, **algorithm_hparams(cfg))
         record = {
             "fit": asdict(cfg),
             "model": spec,
@@ -247,7 +258,7 @@ def fit(cfg: FitConfig) -> dict:
         result = train(
             model,
             algo,
-            make_batch_source(cfg, stream),
+            make_batches,
             train_cfg,
             transform=(lambda b: b.to(device, non_blocking=True)) if device.type != "cpu" else None,
             after_backward=lambda params: dist_util.average_gradients_(params, info),
@@ -298,6 +309,7 @@ def fit_command(
     progress: bool = typer.Option(True, help="show a progress bar"),
     skip_bad_shards: bool = typer.Option(False, help="warn and skip families whose shards are missing or corrupt (default: stop)"),
     max_minutes: float = typer.Option(0.0, help="stop after this many minutes of training (checkpointed); 0 = run all steps"),
+    flat_batch: int = typer.Option(64, help="--algo pretrain: labelled images per step (classes = all of the split's)"),
     pool_families: bool = typer.Option(False, help="merge each split's families into one (tasks from all its classes, as plain MAML benchmarks)"),
 ) -> None:
     """Meta-train a conv net on families streamed from shards (runs under torchrun too)."""
