@@ -11,10 +11,10 @@ policy and the data's identity), which `fewtask-train eval` reads back.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 import copy
 import os
 import sys
+from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Iterator
@@ -57,7 +57,7 @@ class FitConfig:
     hidden: int = 64
     bn: str = "task"
     alpha: float = 0.4
-    beta: float = 0.4
+    beta: float = 0.05  # a meta step moves along a whole meta-gradient: much smaller than alpha
     gamma: float = 0.4
     task_steps: int = 1
     meta_steps: int = 1
@@ -290,7 +290,7 @@ def fit_command(
     hidden: int = typer.Option(64, help="conv4 filters (ResNet-12: first block width, scaled 64-160-320-640)"),
     bn: str = typer.Option("task", help="batch norm: 'task' (statistics of the current task's batch, as MAML) or 'none'"),
     alpha: float = typer.Option(0.4, help="task step size (inner loop; MAML's alpha)"),
-    beta: float = typer.Option(0.4, help="meta step size (meta-finetuning on the L tasks)"),
+    beta: float = typer.Option(0.05, help="meta step size (meta-finetuning on the L tasks)"),
     gamma: float = typer.Option(0.4, help="goal finetuning step size"),
     task_steps: int = typer.Option(1, help="r: task steps"),
     meta_steps: int = typer.Option(1, help="m: meta steps"),
