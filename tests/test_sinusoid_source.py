@@ -60,3 +60,11 @@ def test_bad_requests_are_clear_errors():
         EpisodeShape(ways=1, shots=0, queries=5, val=5, meta_tasks=5, goal_tasks=2)
     with pytest.raises(FewtaskError, match="ways must be 1"):
         sinusoid.sample_batch(torch.Generator(), 2, EpisodeShape(2, 5, 5, 5, 5, 2))
+
+
+def test_resuming_mid_chunk_gives_the_same_batches():
+    straight = [b for _, b in zip(range(sinusoid.CHUNK + 5), sinusoid.batches(1, 3, SHAPE))]
+    for start in (1, sinusoid.CHUNK - 1, sinusoid.CHUNK, sinusoid.CHUNK + 2):
+        b = next(sinusoid.batches(1, 3, SHAPE, start_step=start))
+        assert torch.equal(b.meta_x, straight[start].meta_x) and b.families == straight[start].families
+    assert not torch.equal(straight[0].meta_x, straight[1].meta_x)

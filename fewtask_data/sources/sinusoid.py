@@ -72,19 +72,32 @@ def sample_batch(
     )  # fmt: skip
 
 
+CHUNK = 64  # steps sampled at once: one sampling call per 64 steps instead of per step
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
-    """The generator for one training step: batches depend only on (seed, step)."""
+    """A generator fixed by (seed, step): used per chunk of training steps and by tests."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63))
+
+
+def _rows(batch: FamilyBatch, lo: int, hi: int) -> FamilyBatch:
+    """Families lo..hi-1 of a batch (views)."""
+    return FamilyBatch(
+        batch.meta_x[lo:hi], batch.meta_y[lo:hi], batch.goal_x[lo:hi], batch.goal_y[lo:hi], batch.shape,
+        batch.families[lo:hi], batch.identities[lo:hi], batch.meta_info[lo:hi], batch.goal_info[lo:hi],
+    )  # fmt: skip
 
 
 def batches(
     seed: int, families: int, shape: EpisodeShape, spec: SinusoidSpec = SinusoidSpec(), start_step: int = 0
 ) -> Iterator[FamilyBatch]:
-    """Endless training batches from ``start_step`` on."""
-    step = start_step
+    """Endless training batches from ``start_step`` on; batch n depends only on (seed, n)."""
+    chunk, offset = divmod(start_step, CHUNK)
     while True:
-        yield sample_batch(step_generator(seed, step), families, shape, spec)
-        step += 1
+        big = sample_batch(step_generator(seed, chunk), families * CHUNK, shape, spec)
+        for i in range(offset, CHUNK):
+            yield _rows(big, i * families, (i + 1) * families)
+        chunk, offset = chunk + 1, 0
 
 
 def with_task_info(batch: FamilyBatch) -> FamilyBatch:
