@@ -157,6 +157,11 @@ class Algorithm:
         """(task, meta, goal) first-order flags for the derivative order."""
         return {3: (False, False, False), 2: (True, False, False), 1: (True, True, True)}[self.order]
 
+    def meta_update_first_order(self) -> bool:
+        """Whether the meta-update (as this method trains with it) uses first-order task
+        steps; that changes the meta-gradient's value, so evaluation must match it."""
+        return self.order_flags()[0]
+
 
 def compiled_or_eager(f: Callable, label: str, backend: bool | str = True) -> Callable:
     """``torch.compile(f)``, falling back to eager ``f`` (with a warning) if compiling fails.
@@ -296,6 +301,9 @@ class FOMALTML(PseudoGradient):
     """First-order two-level Reptile: per family, meta_steps first-order meta-finetuning
     steps on the L tasks, then goal_steps first-order finetuning steps (gamma) on each
     goal task's support; theta' = mean over families and goal tasks."""
+
+    def meta_update_first_order(self) -> bool:
+        return True
 
     def target_params(self, params, step_sizes, buffers, parts):
         a, b, g = (level_lrs(step_sizes, lv) for lv in LEVELS)

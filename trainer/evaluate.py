@@ -27,7 +27,7 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
     # The meta-update is the one the method trains with: whether its task steps are
     # first order changes the meta-gradient's *value* (the Hessian term), not just
     # its derivative. The meta step itself needs no outer derivative here.
-    task_fo = algo.order_flags()[0]
+    task_fo = algo.meta_update_first_order()
 
     def goal_curve(theta, sx, sy, vx, vy):
         losses, accs = [], []
@@ -98,7 +98,7 @@ def predictions(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch
     forward = algo.forward
     with torch.no_grad():
         theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-                              algo.task_steps, algo.meta_steps, algo.names, algo.order_flags()[0], True)  # fmt: skip
+                              algo.task_steps, algo.meta_steps, algo.names, algo.meta_update_first_order(), True)  # fmt: skip
         tuned = fn.adapt(forward, theta, buffers, gsx[0], gsy[0], g, steps, algo.names, first_order=True)
         return {
             "before_meta_update": forward(params, buffers, grid).squeeze(-1).tolist(),
