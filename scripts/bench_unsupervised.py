@@ -11,9 +11,9 @@ Two collections, both built here with `build unsupervised-families` (20 families
 
 Each is streamed as 5-way, K=1, Q=5 family episodes (L=4 meta tasks, 1 goal task with
 V=5: 150 views per episode) through FamilyStream / family_loader with W DataLoader
-workers, once with the families' augmentation and once with the same sampler and seeds
-but no augmentation (the views are the plain images). The ratio is what augmentation
-costs. Usage:
+workers, with the families' augmentation and with the same sampler and seeds but no
+augmentation (the views are the plain images), in alternating rounds (medians reported).
+The ratio is what augmentation costs. Usage:
 
     .venv/bin/python scripts/bench_unsupervised.py [--workers 0 2] [--episodes 200]
 """
@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 
 from fewtask_data.build import BuildOptions
@@ -40,6 +42,13 @@ IMAGENET_DIR = DATA / "imagenet-samples" / "imagenette-train-subset"
 SHAPE = EpisodeShape(ways=5, shots=1, queries=5, val=5, meta_tasks=4, goal_tasks=1)
 
 
+def torch_single_thread(_: int) -> None:
+    """Worker init: one torch thread per worker. (OpenCV's thread count is set once in
+    the parent, before any worker forks: changing it inside a forked worker can deadlock
+    on the thread pool inherited from the parent.)"""
+    torch.set_num_threads(1)
+
+
 def no_augmentation(space: dict, family_augment: dict):
     """transform_factory giving no transform: views are the plain images."""
     return None
@@ -48,7 +57,7 @@ def no_augmentation(space: dict, family_augment: dict):
 def episodes_per_s(root: Path, count: int, workers: int, augment: bool, per_visit: int = 8) -> float:
     stream = FamilyStream(root, "train", SHAPE, seed=0, episodes_per_visit=per_visit,
                           transform_factory=None if augment else no_augmentation)
-    loader = family_loader(stream, batch_size=1, num_workers=workers, persistent_workers=False)
+    loader = family_loader(stream, batch_size=1, num_workers=workers, worker_init_fn=torch_single_thread if workers else None)
     it = iter(loader)
     for _ in range(max(2, workers * 2)):  # workers started, first family buffers loaded
         next(it)
@@ -60,16 +69,28 @@ def episodes_per_s(root: Path, count: int, workers: int, augment: bool, per_visi
     return rate
 
 
-def bench(root: Path, label: str, count: int, workers: list[int]) -> dict:
+def bench(root: Path, label: str, count: int, workers: list[int], rounds: int = 3) -> dict:
+    """Alternating rounds (plain, augmented, plain, ...) of count/rounds episodes each;
+    medians of the rates and of the per-round ratios, so load from other jobs on a
+    shared machine hits both sides alike."""
     out = {"collection": label, "workers": {}}
+    per_round = max(10, count // rounds)
     for w in workers:
-        plain = episodes_per_s(root, count, w, augment=False)
-        augmented = episodes_per_s(root, count, w, augment=True)
-        out["workers"][w] = {"augmented_eps": augmented, "plain_eps": plain, "augmented_vs_plain": augmented / plain}
+        plain, augmented = [], []
+        for _ in range(rounds):
+            plain.append(episodes_per_s(root, per_round, w, augment=False))
+            augmented.append(episodes_per_s(root, per_round, w, augment=True))
+        out["workers"][w] = {
+            "augmented_eps": float(np.median(augmented)),
+            "plain_eps": float(np.median(plain)),
+            "augmented_vs_plain": float(np.median(np.divide(augmented, plain))),
+            "rounds": rounds,
+        }
     return out
 
 
 def run(workers: list[int], episodes: int, omniglot_zip: Path, imagenet_dir: Path, tmp: Path) -> list[dict]:
+    cv2.setNumThreads(1)  # in this process, before any DataLoader worker forks (see torch_single_thread)
     results = []
     sources = [
         ("omniglot 28x28 gray, handwritten policy", [omniglot_zip], "handwritten"),
