@@ -53,6 +53,8 @@ def build_unsupervised_families(
     """The whole command as a function: (build report, listed collection, manifest params)."""
     if bool(images) == (shards is not None):
         raise FewtaskError("pass exactly one source: --images DIR (image files, any layout) or --shards DIR (a built dataset)")
+    if shards is not None and (image_size is not None or color is not None or invert is not None or resize != "squash"):
+        raise FewtaskError("--image-size, --color, --invert and --resize apply to --images; shard images are used as built")
     if support not in uns.SUPPORT_MODES:
         raise FewtaskError(f"--support must be one of {', '.join(uns.SUPPORT_MODES)}, got {support!r}")
     chosen = uns.load_policy(policy)

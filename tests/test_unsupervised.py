@@ -323,6 +323,7 @@ def test_too_small_collection_and_bad_inputs_fail_at_build_time(tmp_path):
         (["--images", str(root), "--ways", "3", "--policy", "zoomy"], "neither a named policy"),
         (["--images", str(root), "--ways", "3", "--avoid-collisions"], "--avoid-collisions needs labels"),
         (["--images", str(root), "--shards", str(root)], "exactly one source"),
+        (["--shards", str(root), "--image-size", "32"], "shard images are used as built"),
         (["--images", str(tmp_path / "none")], "neither a folder nor a .zip"),
         (["--images", str(root), "--ways", "3", "--pool-fraction", "0.3", "--group-size", "1"], "pool has 1 images"),
     ]
