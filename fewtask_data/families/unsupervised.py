@@ -42,7 +42,7 @@ from fewtask_data.augment import AugmentSpace, FamilyTransform, sample_family_au
 from fewtask_data.build import SourceClass
 from fewtask_data.episode import EpisodeShape, FamilyEpisode
 from fewtask_data.errors import FewtaskError
-from fewtask_data.sampling import FamilyBuffer, Transform, episode_from_tasks
+from fewtask_data.sampling import FamilyBuffer, Transform, episode_from_records
 from fewtask_data.sources.images import COLORS, ImageEntry
 
 SUPPORT_MODES = ("original", "augmented")
@@ -342,15 +342,4 @@ class UmtraSampler:
         rng = np.random.default_rng(seed)
         meta = [self._task(buffer, shape, shape.queries, rng, transform) for _ in range(shape.meta_tasks)]
         goal = [self._task(buffer, shape, shape.val, rng, transform) for _ in range(shape.goal_tasks)]
-        identity = {
-            "split": buffer.split,
-            "family": buffer.family["id"],
-            "sampler": self.name,
-            "seed": int(seed),
-            "shape": shape.as_dict(),
-            "tasks": {"meta": [t[2] for t in meta], "goal": [t[2] for t in goal]},
-        }
-        image_shape = (meta or goal)[0][0].shape[1:]
-        return episode_from_tasks(
-            [t[:2] for t in meta], [t[:2] for t in goal], shape, buffer.family["id"], identity, image_shape
-        )
+        return episode_from_records(buffer, shape, self.name, seed, meta, goal)
