@@ -222,10 +222,13 @@ def main() -> None:
         if "error" in r:
             print(f"{label:22s} FAILED: {r['error']}", flush=True)
         else:
-            base = rows.get(f"{label.split()[0]} vmap", {}).get("episodes_per_s")
-            ratio = f"{r['episodes_per_s'] / base:6.2f}x vmap" if base else ""
             print(f"{label:22s} {r['episodes_per_s']:8.2f} ep/s  {1000 * r['seconds_per_step']:9.1f} ms/step  "
-                  f"peak {r['peak_mb']:8.1f} MB  warm-up {r['warmup_s']:6.1f} s  {ratio}", flush=True)  # fmt: skip
+                  f"peak {r['peak_mb']:8.1f} MB  warm-up {r['warmup_s']:6.1f} s", flush=True)  # fmt: skip
+    print("ratios (episodes/s against the same algorithm's vmap row, this run):")
+    for label, r in rows.items():
+        base = rows.get(f"{label.split()[0]} vmap", {}).get("episodes_per_s")
+        if "episodes_per_s" in r and base and not label.endswith(" vmap"):
+            print(f"  {label:22s} {r['episodes_per_s'] / base:6.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
 
