@@ -55,6 +55,7 @@ def main() -> None:
     p.add_argument("--eval-steps", type=int, default=10)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers streaming tasks")
     p.add_argument("--build-workers", type=int, default=0, help="0 = all cores")
+    p.add_argument("--impl", default="vmap", help="vmap, or loop (faster for conv nets on CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="", help="write the summary here too")
     args = p.parse_args()
@@ -73,7 +74,7 @@ def main() -> None:
         val=args.queries, meta_tasks=args.meta_tasks, goal_tasks=1, batch=args.families, steps=args.steps,
         model="conv4", hidden=64, bn="task", alpha=0.4, task_steps=1, order=2, lr=1e-3, seed=args.seed,
         episodes_per_visit=1_000_000, workers=args.workers, device=args.device, log_every=100,
-        checkpoint_every=2000, resume=True, max_minutes=args.max_minutes, pool_families=True, tensorboard=False,
+        checkpoint_every=2000, resume=True, max_minutes=args.max_minutes, pool_families=True, tensorboard=False, impl=args.impl,
     )  # fmt: skip
     test = work / f"test_5way1shot_{args.eval_episodes}.h5"
     if not test.exists():

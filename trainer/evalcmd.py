@@ -94,7 +94,7 @@ def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int 
     with EpisodeStore(Path(episodes)) as store:
         ways = store.shape.ways
     model, record, sizes, payload = load_trained(Path(checkpoint), dev, ways)
-    hp = {k: v for k, v in record["algorithm"].items() if k not in ("name", "compile")}
+    hp = {k: v for k, v in record["algorithm"].items() if k not in ("name", "compile", "impl")}
     algo = make_algorithm(record["algorithm"]["name"], model, **hp)
     level = "gamma" if algo.name in GAMMA_FINETUNED else "alpha"
     if finetune_lr is not None and not finetune_lr > 0:

@@ -70,6 +70,7 @@ class FitConfig:
     workers: int = 0
     device: str = "cpu"
     compile: bool = False
+    impl: str = "vmap"  # vmap (batched tasks) | loop (plain-autograd reference; faster for conv nets on CPU)
     log_every: int = 50
     checkpoint_every: int = 500
     resume: bool = False
@@ -118,7 +119,7 @@ def build_from_spec(spec: dict) -> torch.nn.Module:
 
 
 def algorithm_hparams(cfg: FitConfig) -> dict:
-    keys = ("alpha", "beta", "gamma", "task_steps", "meta_steps", "goal_steps", "order", "learn_step_sizes", "compile")
+    keys = ("alpha", "beta", "gamma", "task_steps", "meta_steps", "goal_steps", "order", "learn_step_sizes", "compile", "impl")
     hp = {k: getattr(cfg, k) for k in keys}
     if cfg.algo in ("fomaml",):  # its preset fixes the order
         hp.pop("order")
@@ -303,6 +304,7 @@ def fit_command(
     workers: int = typer.Option(0, help="DataLoader worker processes streaming families"),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto"),
     compile: bool = typer.Option(False, help="torch.compile the outer step"),
+    impl: str = typer.Option("vmap", help="vmap (tasks batched) or loop (plain autograd, task by task; faster for conv nets on CPU)"),
     log_every: int = typer.Option(50, help="steps between metrics lines"),
     checkpoint_every: int = typer.Option(500, help="steps between checkpoints"),
     resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt exactly"),
