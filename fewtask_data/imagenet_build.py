@@ -18,6 +18,7 @@ import numpy as np
 import typer
 
 from fewtask_data.build import BuildOptions, BuildReport, SourceClass, build
+from fewtask_data.cliutil import BuildProgress, echo_build_report
 from fewtask_data.errors import FewtaskError
 from fewtask_data.families import wordnet as fw
 from fewtask_data.sources import imagenet as src
@@ -190,24 +191,6 @@ def build_imagenet_families(
     )
 
 
-class _ProgressBar:
-    """A tqdm bar opened at the first update, so errors before any decoding print alone."""
-
-    def __init__(self) -> None:
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="img", desc="imagenet-families")
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def imagenet_families_command(
     imagenet_root: Path = typer.Option(..., help="ImageNet folder: holds train/<wnid>/ (standard), ILSVRC/Data/CLS-LOC/train/ (Kaggle) or <wnid>/ folders"),
     out: Path = typer.Option(..., help="output folder for shards, index.json, build_report.json, manifest.json"),
@@ -232,8 +215,7 @@ def imagenet_families_command(
 ) -> None:
     """Build ImageNet families from the WordNet hierarchy into class-contiguous shards."""
     options = BuildOptions(encoding="jpeg", quality=quality, shard_size=shard_size, seed=seed, workers=workers, strict=strict)
-    bar = _ProgressBar()
-    try:
+    with BuildProgress("imagenet-families") as bar:
         report = build_imagenet_families(
             imagenet_root, out, preset_name=preset, roots=parse_roots(roots),
             class_list=read_class_file(classes) if classes else None, definitions=definitions,
@@ -241,10 +223,4 @@ def imagenet_families_command(
             rule=fw.FamilyRule(min_classes, max_classes, disjoint, families), allow_missing=allow_missing,
             wordnet_dir=wordnet_dir, options=options, progress=bar,
         )
-    finally:
-        bar.close()
-    typer.echo(report.summary())
-    for f in report.failed[:10]:
-        typer.echo(f"  unreadable: {f['class']}/{f['sample']}: {f['reason']}")
-    if len(report.failed) > 10:
-        typer.echo(f"  ... {len(report.failed) - 10} more in {out / 'build_report.json'}")
+    echo_build_report(report, out, "unreadable")

@@ -20,6 +20,7 @@ import typer
 
 from fewtask_data.augment import SPACES, AugmentSpace, named_space
 from fewtask_data.build import BuildOptions, BuildReport, SourceClass, build
+from fewtask_data.cliutil import BuildProgress, echo_build_report
 from fewtask_data.errors import FewtaskError
 from fewtask_data.families import omniglot as fam
 from fewtask_data.sources import glyphs, omniglot
@@ -185,18 +186,8 @@ def omniglot_families_command(
     strict: bool = typer.Option(False, help="an unreadable image stops the build (default: skipped and listed in build_report.json)"),
 ) -> None:
     """Build Omniglot alphabet families, augmentation-parameterized, into class-contiguous shards."""
-    from tqdm import tqdm
-
     options = BuildOptions(encoding="png", shard_size=shard_size, seed=seed, workers=workers, strict=strict)
-    bars: list = []  # the bar starts with the first image, so input errors print alone
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="img", desc=BUILDER))
-        bars[0].n = done
-        bars[0].refresh()
-
-    try:
+    with BuildProgress(BUILDER) as progress:
         report = build_omniglot_families(
             out,
             root=root,
@@ -217,11 +208,4 @@ def omniglot_families_command(
             options=options,
             progress=progress,
         )
-    finally:
-        for bar in bars:
-            bar.close()
-    typer.echo(report.summary())
-    for failure in report.failed[:10]:
-        typer.echo(f"  skipped {failure['class']}/{failure['sample']}: {failure['reason']}")
-    if len(report.failed) > 10:
-        typer.echo(f"  ... and {len(report.failed) - 10} more, listed in {out / 'build_report.json'}")
+    echo_build_report(report, out, "skipped")

@@ -16,6 +16,7 @@ from typing import Sequence
 import typer
 
 from fewtask_data.build import BuildOptions, BuildReport, build
+from fewtask_data.cliutil import BuildProgress, echo_build_report
 from fewtask_data.errors import FewtaskError
 from fewtask_data.families import unsupervised as uns
 from fewtask_data.sources import images as src
@@ -153,20 +154,10 @@ def unsupervised_families_command(
 
       fewtask-train eval --checkpoint runs/uns --episodes omni-test.h5
     """
-    from tqdm import tqdm
-
     from fewtask_data.omniglot_build import parse_range
 
     options = BuildOptions(shard_size=shard_size, seed=seed, workers=workers, strict=strict, quality=quality)
-    bars: list = []
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="img", desc=BUILDER))
-        bars[0].n = done
-        bars[0].refresh()
-
-    try:
+    with BuildProgress(BUILDER) as progress:
         report, collection, params = build_unsupervised_families(
             out,
             images=images,
@@ -186,18 +177,11 @@ def unsupervised_families_command(
             options=options,
             progress=progress,
         )
-    finally:
-        for bar in bars:
-            bar.close()
-    typer.echo(report.summary())
+    echo_build_report(report, out, "undecodable, skipped")
     for rel in collection.skipped[:10]:
         typer.echo(f"  not an image, skipped: {rel}")
     if len(collection.skipped) > 10:
         typer.echo(f"  ... and {len(collection.skipped) - 10} more non-image files (count in manifest source.skipped_files)")
-    for failure in report.failed[:10]:
-        typer.echo(f"  undecodable, skipped: {failure['sample']}: {failure['reason']}")
-    if len(report.failed) > 10:
-        typer.echo(f"  ... and {len(report.failed) - 10} more, listed in {out / 'build_report.json'}")
     c = params["label_collisions"]
     if c["labels"] == "known":
         typer.echo(

@@ -278,7 +278,7 @@ def test_folder_build_reports_bad_files_and_streams_like_labelled_data(tmp_path)
     assert result.exit_code == 0, result.output
     assert "30 images in 1 shards" in result.output and "1 failed" in result.output
     assert "not an image, skipped: notes.txt" in result.output
-    assert "undecodable, skipped: part1_broken" in result.output and "cannot decode" in result.output
+    assert "undecodable, skipped: " in result.output and "part1_broken" in result.output and "cannot decode" in result.output
     assert "evaluate on labelled families" in result.output
     report = json.loads((out / "build_report.json").read_text())
     assert report["failed_count"] == 1 and report["failed"][0]["sample"] == "part1_broken"
