@@ -71,9 +71,13 @@ def write_episodes(path: str | Path, episodes: Iterable[FamilyEpisode], info: di
                         if value is None:
                             continue
                         arr = _as_stored(value, scale) if name.endswith("_x") else value.numpy()
+                        # HDF5 chunks need positive sizes: an empty part (L = 0 meta
+                        # tasks) gets unlimited axes and a unit chunk instead.
+                        empty = arr.size == 0
                         f.create_dataset(
-                            name, (0, *arr.shape), arr.dtype, maxshape=(None, *arr.shape),
-                            chunks=(1, *arr.shape), compression="gzip", compression_opts=1,
+                            name, (0, *arr.shape), arr.dtype,
+                            maxshape=(None,) * (arr.ndim + 1) if empty else (None, *arr.shape),
+                            chunks=(1, *(max(1, d) for d in arr.shape)), compression="gzip", compression_opts=1,
                         )
                     f.create_dataset("family", (0,), strings, maxshape=(None,))
                     f.create_dataset("identity", (0,), strings, maxshape=(None,))

@@ -75,6 +75,16 @@ def test_float_episodes_with_info_round_trip(tmp_path):
     assert same_batch(b, want) and torch.equal(b.meta_info, want.meta_info) and torch.equal(b.goal_info, want.goal_info)
 
 
+def test_episodes_without_meta_tasks_round_trip(root, tmp_path):
+    # L = 0 (plain few-shot evaluation) stores empty meta arrays.
+    shape = EpisodeShape(ways=3, shots=1, queries=2, val=3, meta_tasks=0, goal_tasks=2)
+    eps = FamilyStream(root, "train", shape, seed=1, episodes_per_visit=2).take(3)
+    write_episodes(tmp_path / "g.h5", eps)
+    with EpisodeStore(tmp_path / "g.h5") as store:
+        b = next(store.batches(10))
+    assert b.meta_x.shape[1] == 0 and same_batch(b, collate(eps))
+
+
 def test_mixed_shapes_are_refused_and_leave_no_file(root, tmp_path):
     a = FamilyStream(root, "test", SHAPE).take(1)
     other = EpisodeShape(ways=2, shots=1, queries=2, val=3, meta_tasks=2, goal_tasks=2)
