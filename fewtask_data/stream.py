@@ -210,8 +210,6 @@ class FamilyStream(IterableDataset):
             for position, i in enumerate(order):
                 yield epoch, position, self.families[i]
 
-    _visits = visits  # older name, used by trainer/fit.py
-
     def visit(self, epoch: int, position: int, family: dict) -> Iterator[FamilyEpisode]:
         """The episodes of one family visit (a pure function of the visit and the seed)."""
         buffer = self.buffer_for(family)

@@ -139,6 +139,13 @@ def all_gather_objects(obj, info: DistInfo) -> list:
     return out
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait for every rank: a rank that tears its group down while another still
+    talks to it resets the peer's connection (gloo: 'Connection reset by peer')."""
+    if info.enabled:
+        dist.barrier()
+
+
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -146,12 +146,13 @@ class ResumableEpisodes(IterableDataset):
         """The stream's episodes; with ``skip_bad_shards`` a family whose shard cannot be
         read (missing, truncated, altered) is skipped with a warning naming the shard."""
         if not self.skip_bad_shards:
-            yield from self.stream._episodes(visits)
+            for visit in visits:
+                yield from self.stream.visit(*visit)
             return
         failed_in_row = 0
         for visit in visits:
             try:
-                episodes = list(self.stream._episodes([visit]))
+                episodes = list(self.stream.visit(*visit))
             except FewtaskError as err:
                 failed_in_row += 1
                 if failed_in_row > len(self.stream.families):
@@ -170,7 +171,7 @@ class ResumableEpisodes(IterableDataset):
         per_visit = self.stream.episodes_per_visit
         s = self.stream
         pipeline = wds.DataPipeline(
-            s._visits,
+            s.visits,
             wds.split_by_node,
             lambda visits: islice(visits, role, None, workers),
             lambda visits: islice(visits, used // per_visit, None),
@@ -269,6 +270,7 @@ def fit(cfg: FitConfig) -> dict:
         record["result"] = {"step": result.step, "seconds": round(result.seconds, 2), **result.last_metrics}
         if info.is_main:
             atomic.write_json(out / CONFIG_NAME, record)
+        dist_util.barrier(info)
         return record
     finally:
         dist_util.shutdown(info)

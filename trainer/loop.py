@@ -66,7 +66,7 @@ def ensure_writable(folder: Path) -> Path:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-probe"
+        probe = folder / f".write-probe-{os.getpid()}"  # per process: ranks probe the same folder
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
