@@ -55,12 +55,15 @@ def main() -> None:
     p.add_argument("--eval-steps", type=int, default=10)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers streaming tasks")
     p.add_argument("--build-workers", type=int, default=0, help="0 = all cores")
-    p.add_argument("--impl", default="vmap", help="vmap, or loop (faster for conv nets on CPU)")
+    p.add_argument("--impl", default="vmap", help="training: vmap, or loop (faster for conv nets on CPU)")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="", help="write the summary here too")
     args = p.parse_args()
 
     t_start = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = Path(args.work)
     data = work / "omniglot-vinyals"
     if not (data / "manifest.json").exists():
@@ -86,7 +89,8 @@ def main() -> None:
     log(f"training MAML ({args.steps} steps max, {args.max_minutes or 'no'} minute limit) on {args.device}")
     record = fit(cfg)
     log(f"trained {record['result']['step']} steps in {record['result']['seconds']:.0f} s; evaluating")
-    res = evaluate(work / "maml", test, steps=args.eval_steps, batch_size=50, device=args.device)
+    t_eval = time.perf_counter()
+    res = evaluate(work / "maml", test, steps=args.eval_steps, batch_size=50, device=args.device)  # impl: auto
     acc, ci = res["without_meta_finetuning"]["accuracy"], res["without_meta_finetuning"]["ci95"]
     summary = {
         "task": "Omniglot 5-way 1-shot, Vinyals split, 28x28, MAML (alpha 0.4, 1 inner step, 32 tasks/step)",
@@ -98,6 +102,7 @@ def main() -> None:
         "accuracy_pct_by_finetune_steps": {s: round(100 * a, 2) for s, a in zip(res["steps"], acc)},
         "ci95_pct_by_finetune_steps": {s: round(100 * c, 2) for s, c in zip(res["steps"], ci)},
         "finn_et_al_2017": FINN_1SHOT,
+        "eval_seconds": round(time.perf_counter() - t_eval, 1),
         "total_seconds": round(time.perf_counter() - t_start, 1),
         "command": " ".join(sys.argv),
     }

@@ -42,6 +42,48 @@ def test_meta_update_is_the_one_training_uses(order):
         assert not torch.allclose(first_order["head.weight"], theta["head.weight"])
 
 
+@pytest.mark.parametrize("algorithm,order", [("maltml", 3), ("maltml", 2), ("maml", 2), ("fo-maltml", 3)])
+def test_loop_curves_equal_vmap_curves(algorithm, order):
+    """The plain-loop evaluation (fast for conv nets on CPU) computes the same numbers."""
+    torch.manual_seed(2)
+    model = MLP(1, (8, 8), 1).double()
+    algo = make_algorithm(algorithm, model, alpha=0.05, beta=0.1, gamma=0.05, order=order)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    sizes = algo.init_step_sizes(params)
+    batch = sinusoid.sample_batch(torch.Generator().manual_seed(3), 3, SHAPE, dtype=torch.float64)
+    for meta_update in (False, True):
+        fast = family_curves(algo, params, sizes, {}, batch, 3, meta_update, impl="vmap")
+        slow = family_curves(algo, params, sizes, {}, batch, 3, meta_update, impl="loop")
+        for x, y in zip(fast, slow):
+            torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_per_family_params_give_each_family_its_own_model():
+    """With a leading family axis on the parameters, family f is scored with model f."""
+    torch.manual_seed(4)
+    models = [MLP(1, (8,), 1) for _ in range(2)]
+    algo = make_algorithm("maml", models[0], alpha=0.01, gamma=0.01)
+    each = [{k: v.detach() for k, v in m.named_parameters()} for m in models]
+    stacked = {k: torch.stack([e[k] for e in each]) for k in each[0]}
+    sizes = algo.init_step_sizes(each[0])
+    batch = sinusoid.sample_batch(torch.Generator().manual_seed(5), 2, SHAPE)
+    loss, _ = family_curves(algo, stacked, sizes, {}, batch, 2, True, per_family_params=True)
+    for f in range(2):
+        alone, _ = family_curves(algo, each[f], sizes, {}, batch, 2, True)
+        torch.testing.assert_close(loss[f], alone[f])
+
+
+def test_map_over_loop_matches_vmap_on_dicts_and_tuples():
+    def f(p, x, c):
+        return {"s": p["w"].sum() * x + c}, x.sum()
+
+    p = {"w": torch.arange(3.0)}
+    x = torch.randn(3, 4)
+    for dims in ((0, 0, None), (None, 0, None)):
+        want, got = fn.map_over(f, dims, "vmap")(p, x, 1.0), fn.map_over(f, dims, "loop")(p, x, 1.0)
+        torch.testing.assert_close(want, got)
+
+
 def test_curves_without_meta_update_start_from_theta_and_have_intervals():
     torch.manual_seed(1)
     model = MLP(1, (8,), 1)

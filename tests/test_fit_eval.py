@@ -80,6 +80,11 @@ def test_eval_is_deterministic_and_reports_both_protocols(toy, test_h5, tmp_path
     assert first["episodes"] == 12 and first["batch_norm"] == "task" and first["finetune_level"] == "alpha"
     # 0 finetuning steps without meta-finetuning is the plain model: both sides agree there only if L=0
     assert first["steps"] == [0, 1, 2, 3]
+    assert first["impl"] == "loop"  # auto on CPU
+    batched = evaluate(tmp_path / "run", test_h5, steps=3, batch_size=5, impl="vmap")
+    for key in ("without_meta_finetuning", "with_meta_finetuning"):
+        assert batched[key]["accuracy"] == pytest.approx(first[key]["accuracy"], abs=1e-6)
+        assert batched[key]["loss"] == pytest.approx(first[key]["loss"], rel=1e-4)
 
 
 def test_eval_cli_writes_json_and_plot(toy, test_h5, tmp_path):

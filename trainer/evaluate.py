@@ -13,15 +13,21 @@ import math
 from typing import Iterable
 
 import torch
-from torch.func import vmap
 
 from fewtask_data.episode import FamilyBatch
 from trainer import functional as fn
+from trainer import reference
 from trainer.algorithms import LEVELS, Algorithm, batch_parts, level_lrs
 
 
-def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch, steps: int, meta_update: bool):
-    """Per family: (loss, accuracy) on goal validation after 0..steps finetuning steps, [B, steps+1]."""
+def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch, steps: int, meta_update: bool,
+                  impl: str = "vmap", per_family_params: bool = False):
+    """Per family: (loss, accuracy) on goal validation after 0..steps finetuning steps, [B, steps+1].
+
+    ``impl``: "vmap" batches families and goal tasks; "loop" runs them one by one
+    (same numbers, much faster for conv nets on CPU). ``per_family_params``: every
+    parameter has a leading family axis (one model per family, e.g. maml-oracle).
+    """
     a, b, g = (level_lrs(step_sizes, lv) for lv in LEVELS)
     forward, names = algo.forward, algo.names
     # The meta-update is the one the method trains with: whether its task steps are
@@ -39,16 +45,25 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
             accs.append(fn.accuracy(pred, vy) if vy.dtype == torch.int64 else pred.new_zeros(()))
         return torch.stack(losses), torch.stack(accs)
 
-    def family(msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
-        theta = params
-        if meta_update:
-            theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-                                  algo.task_steps, algo.meta_steps, names, task_fo, True)  # fmt: skip
-        loss, acc = vmap(goal_curve, in_dims=(None, 0, 0, 0, 0))(theta, gsx, gsy, gvx, gvy)
+    def meta_finetuned(theta, msx, msy, mqx, mqy):
+        if not meta_update:
+            return theta
+        if impl == "vmap":
+            return fn.meta_adapt(forward, theta, buffers, (msx, msy), (mqx, mqy), a, b,
+                                 algo.task_steps, algo.meta_steps, names, task_fo, True)  # fmt: skip
+        with torch.enable_grad():  # the plain-loop reference differentiates with autograd
+            p = {k: v.detach().requires_grad_() for k, v in theta.items()}
+            tuned = reference.meta_adapt(algo, p, buffers, msx, msy, mqx, mqy, a, b, task_fo, True)
+        return {k: v.detach() for k, v in tuned.items()}
+
+    def family(theta, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
+        theta = meta_finetuned(theta, msx, msy, mqx, mqy)
+        loss, acc = fn.map_over(goal_curve, (None, 0, 0, 0, 0), impl)(theta, gsx, gsy, gvx, gvy)
         return loss.mean(0), acc.mean(0)
 
     with torch.no_grad():  # torch.func.grad still differentiates inside
-        return vmap(family)(*batch_parts(batch))
+        dims = (0 if per_family_params else None,) + (0,) * 8
+        return fn.map_over(family, dims, impl)(params, *batch_parts(batch))
 
 
 def summarize(values: torch.Tensor) -> dict[str, list[float]]:
@@ -59,17 +74,23 @@ def summarize(values: torch.Tensor) -> dict[str, list[float]]:
     return {"mean": mean.tolist(), "ci95": half.tolist()}
 
 
-def evaluate(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int = 10) -> dict:
+def evaluate(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int = 10,
+             per_family_params: bool = False) -> dict:
     """Finetuning curves over all families in ``batches``, with and without the meta-update.
 
     Returns ``{"families": n, "with_meta_update": {"loss": {mean, ci95}, ...},
     "without_meta_update": {...}, "per_family": {...}}`` (per-family losses allow
     paired comparisons between methods evaluated on the same families).
+    ``per_family_params``: ``params`` hold one model per family, in batch order.
     """
     per = {True: ([], []), False: ([], [])}
+    start = 0
     for batch in batches:
+        theta = {k: v[start : start + len(batch)] for k, v in params.items()} if per_family_params else params
+        start += len(batch)
         for meta_update in (True, False):
-            loss, acc = family_curves(algo, params, step_sizes, buffers, batch, steps, meta_update)
+            loss, acc = family_curves(algo, theta, step_sizes, buffers, batch, steps, meta_update,
+                                      per_family_params=per_family_params)  # fmt: skip
             per[meta_update][0].append(loss)
             per[meta_update][1].append(acc)
     out: dict = {"families": 0, "per_family": {}}

@@ -31,7 +31,7 @@ def _adapted_metrics(algo, params, buffers, sx, sy, tx, ty, lrs, steps, first_or
     return fn.task_loss(pred, ty), acc
 
 
-def _meta_adapt(algo, params, buffers, msx, msy, mqx, mqy, alpha, beta, task_fo, meta_fo):
+def meta_adapt(algo, params, buffers, msx, msy, mqx, mqy, alpha, beta, task_fo, meta_fo):
     if msx.shape[0] == 0:
         return params
     keys = fn.adapting(params, algo.names)
@@ -54,7 +54,7 @@ def _maltml_loss(algo, params, buffers, lrs, parts):
     msx, msy, mqx, mqy, gsx, gsy, gvx, gvy = parts
     losses, accs = [], []
     for f in range(msx.shape[0]):
-        theta = _meta_adapt(algo, params, buffers, msx[f], msy[f], mqx[f], mqy[f], a, b, task_fo, meta_fo)
+        theta = meta_adapt(algo, params, buffers, msx[f], msy[f], mqx[f], mqy[f], a, b, task_fo, meta_fo)
         for c in range(gsx.shape[1]):
             loss, acc = _adapted_metrics(
                 algo, theta, buffers, gsx[f, c], gsy[f, c], gvx[f, c], gvy[f, c], g, algo.goal_steps, goal_fo
