@@ -26,10 +26,11 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_sinusoid_writes_results_and_figures(tmp_path):
-    r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml,maml,oracle,pretrain", *TINY])
+    r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--oracle-steps", "3", *TINY])
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "results.json").read_text())
-    assert set(report["methods"]) == {"maltml", "maml", "oracle", "pretrain"}
+    assert set(report["methods"]) == {"maltml", "maml", "oracle", "pretrain", "maml-oracle"}
+    assert report["methods"]["maml-oracle"]["train"]["families"] == 6
     m = report["methods"]["maltml"]
     assert m["families"] == 6 and len(m["with_meta_update"]["loss"]["mean"]) == 4
     assert len(m["without_meta_update"]["loss"]["ci95"]) == 4 and m["train"]["steps"] == 6
@@ -42,6 +43,11 @@ def test_sinusoid_writes_results_and_figures(tmp_path):
     assert r.exit_code == 0, r.output
     again = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
     assert again["with_meta_update"] == m["with_meta_update"]
+    oracle = report["methods"]["maml-oracle"]
+    r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maml-oracle", "--eval-only", *TINY])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "results.json").read_text())["methods"]["maml-oracle"]
+    assert again["without_meta_update"] == oracle["without_meta_update"] and again["train"]["evaluated_from_checkpoint"]
 
 
 def test_sinusoid_maml_benchmark_runs(tmp_path):

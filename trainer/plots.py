@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 STYLE = {"maltml": "tab:red", "maml": "tab:blue", "oracle": "tab:green", "pretrain": "tab:gray",
-         "fo-maltml": "tab:orange", "reptile": "tab:purple", "fomaml": "tab:cyan"}  # fmt: skip
+         "fo-maltml": "tab:orange", "reptile": "tab:purple", "fomaml": "tab:cyan", "maml-oracle": "tab:olive"}  # fmt: skip
 
 
 def _save(fig, path: Path) -> None:

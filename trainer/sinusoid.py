@@ -21,8 +21,8 @@ from fewtask_data.atomic import write_json
 from fewtask_data.episode import EpisodeShape, FamilyBatch
 from fewtask_data.errors import FewtaskError
 from fewtask_data.sources import sinusoid
-from trainer import plots
 from trainer import checkpoint as ckpt
+from trainer import family_oracle, plots
 from trainer.algorithms import make_algorithm
 from trainer.checkpoint import seed_everything
 from trainer.evaluate import evaluate, paired_difference, predictions
@@ -38,6 +38,7 @@ METHODS = {
     "reptile": ("reptile", False),
     "pretrain": ("pretrain", False),
     "oracle": ("pretrain", True),
+    "maml-oracle": ("maml", False),  # one MAML per held-out family, trained on that family (family_oracle.py)
 }
 EVAL_SEED_OFFSET = 7_919_000  # held-out families come from a seed stream training never uses
 FINN_TABLE = {1: 0.67, 5: 0.38, 10: 0.35}  # the issue's reference 5-shot MSE after 1/5/10 steps
@@ -65,6 +66,8 @@ class Settings:
     log_every: int
     checkpoint_every: int
     threads: int
+    oracle_steps: int = 5000
+    oracle_tasks: int = 10
 
 
 def parse_methods(text: str) -> list[str]:
@@ -110,6 +113,36 @@ def train_method(
     return algo, result.params, result.step_sizes, summary, oracle
 
 
+def train_maml_oracle(s: Settings, out: Path, held_out: list[FamilyBatch], progress: bool = True, eval_only: bool = False):
+    """MAML models for each held-out family (``family_oracle``); returns (algorithm,
+    params with a family axis, step sizes, training summary). A finished run in
+    ``out`` is reused with --resume or --eval-only; an unfinished one starts over."""
+    seed_everything(s.seed)
+    model = build_model("mlp")
+    algo = make_algorithm("maml", model, alpha=s.maml_alpha, beta=s.beta, gamma=s.gamma, task_steps=s.task_steps,
+                          meta_steps=s.meta_steps)  # fmt: skip
+    algo.name = "maml-oracle"
+    init = {k: v.detach() for k, v in model.named_parameters()}
+    phases = torch.cat([b.goal_info[:, 0, 1] for b in held_out]).double()
+    folder = out / "maml-oracle"
+    done = (folder / ckpt.CHECKPOINT_NAME).exists() and (s.resume or eval_only)
+    if done:
+        state = family_oracle.load(folder, init, phases)
+        params, seconds, steps = state["model"], state["seconds"], state["step"]
+    else:
+        if eval_only:
+            raise FewtaskError(f"no maml-oracle checkpoint in {folder}; train it first (drop --eval-only)")
+        params, seconds = family_oracle.train_family_oracles(
+            algo, init, phases, s.oracle_steps, s.oracle_tasks, s.shape.shots, s.shape.queries, s.lr, s.seed,
+            compile=s.compile, progress=progress,
+        )  # fmt: skip
+        steps = s.oracle_steps
+        family_oracle.save(folder, params, phases, steps, seconds)
+    summary = {"steps": steps, "seconds": round(seconds, 1), "families": len(phases), "tasks_per_step": s.oracle_tasks,
+               "evaluated_from_checkpoint": done}  # fmt: skip
+    return algo, params, algo.init_step_sizes(init), summary
+
+
 def _logged_time(folder: Path) -> dict:
     """Training time and last logged loss from a finished run's metrics.jsonl, if any."""
     lines = (folder / "metrics.jsonl").read_text().splitlines() if (folder / "metrics.jsonl").exists() else []
@@ -143,7 +176,7 @@ def _check_common(steps: int, eval_families: int, threads: int) -> None:
 
 def sinusoid_command(
     out: Path = typer.Option(Path("runs/sinusoid"), help="Output folder: one subfolder per method, results.json, fig2*.png."),
-    algorithms: str = typer.Option("maltml,maml,oracle,pretrain", help=f"Comma-separated methods from: {', '.join(METHODS)}."),
+    algorithms: str = typer.Option("maltml,maml,oracle,pretrain,maml-oracle", help=f"Comma-separated methods from: {', '.join(METHODS)}."),
     steps: int = typer.Option(70000, help="Outer training steps per method."),
     families: int = typer.Option(10, help="Families per batch (B)."),
     tasks: int = typer.Option(5, "--tasks", "-L", help="Meta-finetuning tasks per family (L)."),
@@ -154,7 +187,9 @@ def sinusoid_command(
     alpha: float = typer.Option(0.001, help="Task step size (inner, on a task's support)."),
     beta: float = typer.Option(0.01, help="Meta step size (meta-finetuning across the family's tasks)."),
     gamma: float = typer.Option(0.001, help="Finetuning step size on a goal task."),
-    maml_alpha: float = typer.Option(0.001, help="MAML/FOMAML inner step size."),
+    maml_alpha: float = typer.Option(0.001, help="MAML/FOMAML (and maml-oracle) inner step size."),
+    oracle_steps: int = typer.Option(5000, help="maml-oracle: MAML steps on each held-out family."),
+    oracle_tasks: int = typer.Option(10, help="maml-oracle: tasks of the family per step."),
     lr: float = typer.Option(0.001, help="Adam outer learning rate (eta)."),
     task_steps: int = typer.Option(1, help="Task steps r."),
     meta_steps: int = typer.Option(1, help="Meta steps m."),
@@ -181,7 +216,7 @@ def sinusoid_command(
     meta-update (95% intervals), and writes results.json and fig2a/b/c PNGs."""
     if quick:
         steps, eval_families = min(steps, 1500), min(eval_families, 200)
-        if algorithms == "maltml,maml,oracle,pretrain":
+        if algorithms == "maltml,maml,oracle,pretrain,maml-oracle":
             algorithms = "maltml,maml"
     methods = parse_methods(algorithms)
     _check_common(steps, eval_families, threads)
@@ -192,7 +227,7 @@ def sinusoid_command(
     torch.set_num_threads(threads)
     s = Settings(steps, families, shape, alpha, beta, gamma, maml_alpha, lr, task_steps, meta_steps, goal_steps, order,
                  learn_step_sizes, impl, steps >= 5000 if compile is None else compile, seed, resume, log_every,
-                 checkpoint_every, threads)  # fmt: skip
+                 checkpoint_every, threads, oracle_steps, oracle_tasks)  # fmt: skip
     for name in ("alpha", "beta", "gamma", "maml_alpha", "lr"):
         v = getattr(s, name)
         if not (v > 0 and math.isfinite(v)):
@@ -203,11 +238,15 @@ def sinusoid_command(
     results, summaries, figures = {}, {}, {}
     grid = torch.linspace(-5, 5, 200).unsqueeze(-1)
     for method in methods:
-        algo, params, sizes, summary, oracle = train_method(method, s, out, spec, progress, eval_only)
-        view = [sinusoid.with_task_info(b) for b in held_out] if oracle else held_out
-        results[method] = evaluate(algo, params, sizes, {}, view, finetune_steps)
+        if method == "maml-oracle":
+            algo, params, sizes, summary = train_maml_oracle(s, out, held_out, progress, eval_only)
+            results[method] = evaluate(algo, params, sizes, {}, held_out, finetune_steps, per_family_params=True)
+        else:
+            algo, params, sizes, summary, oracle = train_method(method, s, out, spec, progress, eval_only)
+            view = [sinusoid.with_task_info(b) for b in held_out] if oracle else held_out
+            results[method] = evaluate(algo, params, sizes, {}, view, finetune_steps)
         summaries[method] = {**summary, "mean_step_sizes": _mean_step_sizes(sizes)}
-        if not oracle:
+        if method in ("maltml", "maml"):  # the panels of Figure 2a/b
             figures[method] = predictions(algo, params, sizes, {}, held_out[0], grid, finetune_steps)
         typer.echo(_line(method, results[method]))
     report = _report(s, methods, results, summaries, eval_families, eval_val, finetune_steps)

@@ -40,17 +40,25 @@ def sample_batch(
     shape: EpisodeShape,
     spec: SinusoidSpec = SinusoidSpec(),
     dtype: torch.dtype = torch.float32,
+    phases: torch.Tensor | None = None,
 ) -> FamilyBatch:
     """B sinusoid families with L meta tasks (K+Q points) and C goal tasks (K+V points).
 
     ``meta_info``/``goal_info`` hold each task's true (amplitude, phase) for oracles.
+    ``phases`` ([B]) fixes the families instead of drawing them: new tasks of known
+    families (the maml-oracle trains on the held-out families this way).
     """
     if not isinstance(families, int) or families < 1:
         raise FewtaskError(f"need at least one family per batch, got {families!r}")
     if shape.ways != 1:
         raise FewtaskError("sinusoid regression has one output: ways must be 1")
     b, tasks = families, shape.meta_tasks + shape.goal_tasks
-    phase = _uniform(gen, (b, tasks if spec.per_task_phase else 1), spec.phase).expand(b, tasks)
+    if phases is not None:
+        if phases.shape != (b,) or spec.per_task_phase:
+            raise FewtaskError(f"phases must be one per family ({b}) and families must share a phase")
+        phase = phases.to(torch.float64)[:, None].expand(b, tasks)
+    else:
+        phase = _uniform(gen, (b, tasks if spec.per_task_phase else 1), spec.phase).expand(b, tasks)
     amp = _uniform(gen, (b, tasks), spec.amplitude)
 
     def points(task_slice: slice, n: int) -> tuple[torch.Tensor, torch.Tensor]:
