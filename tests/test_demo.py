@@ -25,6 +25,11 @@ def test_demo_end_to_end_small(tmp_path):
         saved = json.loads((tmp_path / algo / "eval.json").read_text())
         assert saved["episodes"] == 6 and saved["batch_norm"] == "task"
         assert len(saved["with_meta_finetuning"]["accuracy"]) == 3
-    # A rerun reuses the data and the finished runs, and gives the same numbers.
+    # A rerun reuses the data, the finished runs and their evaluations, and gives the same numbers.
+    stamp = (tmp_path / "maml" / "eval.json").stat().st_mtime_ns
     again = run_demo(tmp_path, cfg)
     assert again["maml"]["without_meta_finetuning"] == results["maml"]["without_meta_finetuning"]
+    assert (tmp_path / "maml" / "eval.json").stat().st_mtime_ns == stamp
+    # More finetuning steps make the cached evaluation stale: it is recomputed.
+    longer = run_demo(tmp_path, DemoConfig(**{**cfg.__dict__, "eval_steps": 3}))
+    assert len(longer["maml"]["with_meta_finetuning"]["accuracy"]) == 4
