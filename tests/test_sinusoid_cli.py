@@ -56,7 +56,8 @@ def test_sinusoid_maml_benchmark_runs(tmp_path):
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "results.json").read_text())
     assert set(report["comparison_to_paper"]) == {"1", "5", "10"}
-    assert len(report["mse_vs_steps"]["mean"]) == 11
+    assert len(report["mse_vs_steps"]["mean"]) == 11 and len(report["median_mse_vs_steps"]) == 11
+    assert all(0 <= n <= 8 for n in report["tasks_above_mse_10"])
     assert (tmp_path / "mse_vs_steps.png").exists()
 
 
