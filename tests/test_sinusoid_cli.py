@@ -86,3 +86,23 @@ def test_checkpoint_from_a_different_model_is_one_line_error(tmp_path):
     r = cli("sinusoid", "--out", str(tmp_path), "--algorithms", "oracle", "--resume", *TINY)
     assert r.returncode == 2 and r.stderr.startswith("error: checkpoint") and "different model" in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1
+
+
+def test_sinusoid_maml_finn_init_and_bad_init(tmp_path):
+    args = ["sinusoid-maml", "--out", str(tmp_path), "--steps", "2", "--eval-tasks", "4", "--eval-val", "5", "--no-progress"]
+    r = runner.invoke(app, [*args, "--init", "finn"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["init"] == "finn"
+    bad = cli(*args, "--init", "xavier")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --init must be torch or finn"), bad.stderr
+
+
+def test_finn_init_is_small_normal_weights_and_zero_biases():
+    from trainer.models import build_model, finn_init_
+
+    model = finn_init_(build_model("mlp"))
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            assert not p.any(), name
+        else:
+            assert p.abs().max() <= 0.02 and 0.005 < float(p.std()) < 0.012, name

@@ -34,6 +34,18 @@ class MLP(nn.Module):
         return self.head(self.body(x))
 
 
+def finn_init_(model: nn.Module) -> nn.Module:
+    """Finn et al.'s MAML initialization for fully connected layers: weights from a
+    normal with std 0.01 truncated at 2 std, biases 0 (PyTorch's default is
+    Kaiming-uniform)."""
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.01, a=-0.02, b=0.02)
+                nn.init.zeros_(layer.bias)
+    return model
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP}
 # Conv nets for image families (trainer/convnets.py): build_model("conv4", ways=5, in_channels=1, image_size=28, bn="task").
 MODELS.update({name: partial(build_conv, name) for name in ("conv4", "resnet12")})

@@ -27,7 +27,7 @@ from trainer.algorithms import make_algorithm
 from trainer.checkpoint import seed_everything
 from trainer.evaluate import evaluate, paired_difference, predictions
 from trainer.loop import TrainConfig, ensure_writable, train
-from trainer.models import build_model, signature
+from trainer.models import build_model, finn_init_, signature
 
 # method -> (registered algorithm, inputs carry the true task parameters)
 METHODS = {
@@ -316,6 +316,7 @@ def sinusoid_maml_command(
     eval_val: int = typer.Option(100, help="Query points per evaluation task."),
     eval_steps: int = typer.Option(10, help="Evaluate after 0..N gradient steps of size alpha."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the outer step (default: when steps >= 5000)."),
+    init: str = typer.Option("torch", help="Weight initialization: torch (PyTorch's default) or finn (normal std 0.01, zero biases, as in Finn et al.'s code)."),
     seed: int = typer.Option(0, help="Seed."),
     resume: bool = typer.Option(False, help="Continue from the checkpoint in --out."),
     threads: int = typer.Option(1, help="torch intra-op threads."),
@@ -326,6 +327,8 @@ def sinusoid_maml_command(
     Amplitude and phase per task; K=10, alpha=0.01, meta-batch 25, 70,000
     iterations; reports 5-shot MSE after 1/5/10 steps against 0.67/0.38/0.35."""
     _check_common(steps, eval_tasks, threads)
+    if init not in ("torch", "finn"):
+        raise FewtaskError(f"--init must be torch or finn, got {init!r}")
     torch.set_num_threads(threads)
     spec = sinusoid.SinusoidSpec(per_task_phase=True)
     shape = EpisodeShape(ways=1, shots=shots, queries=shots, val=shots, meta_tasks=0, goal_tasks=1)
@@ -333,6 +336,8 @@ def sinusoid_maml_command(
     out = ensure_writable(out)
     seed_everything(seed)
     model = build_model("mlp")
+    if init == "finn":
+        finn_init_(model)
     algo = make_algorithm("maml", model, alpha=alpha, gamma=alpha, task_steps=inner_steps,
                           compile=steps >= 5000 if compile is None else compile)  # fmt: skip
     config = TrainConfig(steps=steps, out=out / "maml", lr=lr, seed=seed, resume=resume, progress=progress, checkpoint_every=5000)
@@ -354,7 +359,7 @@ def sinusoid_maml_command(
         "experiment": "MAML sinusoid benchmark (Finn et al. 2017)",
         "config": {"steps": steps, "meta_batch": meta_batch, "shots": shots, "alpha": alpha, "adam_lr": lr,
                    "inner_steps": inner_steps, "eval_shots": eval_shots, "eval_tasks": eval_tasks,
-                   "eval_val_points": eval_val, "seed": seed, "torch": torch.__version__},
+                   "eval_val_points": eval_val, "seed": seed, "init": init, "torch": torch.__version__},
         "train": {"seconds": round(result.seconds, 1), "final_metrics": result.last_metrics},
         "mse_vs_steps": curve,
         **tail,
