@@ -81,6 +81,10 @@ def test_eval_is_deterministic_and_reports_both_protocols(toy, test_h5, tmp_path
     # 0 finetuning steps without meta-finetuning is the plain model: both sides agree there only if L=0
     assert first["steps"] == [0, 1, 2, 3]
     assert first["impl"] == "loop"  # auto on CPU
+    gain = first["meta_finetuning_gain"]["accuracy"]
+    for i in range(4):
+        diff = first["with_meta_finetuning"]["accuracy"][i] - first["without_meta_finetuning"]["accuracy"][i]
+        assert gain[i] == pytest.approx(diff, abs=1e-9)
     batched = evaluate(tmp_path / "run", test_h5, steps=3, batch_size=5, impl="vmap")
     for key in ("without_meta_finetuning", "with_meta_finetuning"):
         assert batched[key]["accuracy"] == pytest.approx(first[key]["accuracy"], abs=1e-6)

@@ -137,16 +137,17 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         f"Evaluation: {next(iter(results.values()))['episodes']} fixed test-split family episodes (`test.h5`, "
         f"{cfg.eval_goal_tasks} goal task each), mean accuracy on the goal task's validation set with 95% intervals.",
         "",
-        f"| algorithm | steps | train s | ep/s | no meta-ft, 1 step | no meta-ft, {n} steps | meta-ft, 1 step | meta-ft, {n} steps |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| algorithm | steps | train s | ep/s | no meta-ft, 1 step | no meta-ft, {n} steps | meta-ft, 1 step | meta-ft, {n} steps "
+        "| gain from meta-ft, 1 step (paired) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, res in results.items():
-        plain, meta = res["without_meta_finetuning"], res["with_meta_finetuning"]
+        plain, meta, gain = res["without_meta_finetuning"], res["with_meta_finetuning"], res["meta_finetuning_gain"]
         cell = lambda r, i: f"{100 * r['accuracy'][i]:.1f} ± {100 * r['ci95'][i]:.1f}"  # noqa: E731
         t = trained[name]
         lines.append(
             f"| {name} | {t.get('step', 0)} | {t.get('seconds', 0):.0f} | {t.get('episodes_per_s', 0):.1f} | {cell(plain, min(1, n))} | {cell(plain, n)} "
-            f"| {cell(meta, min(1, n))} | {cell(meta, n)} |"
+            f"| {cell(meta, min(1, n))} | {cell(meta, n)} | {100 * gain['accuracy'][min(1, n)]:+.1f} ± {100 * gain['ci95'][min(1, n)]:.1f} |"
         )
     lines += [
         "",
@@ -169,7 +170,8 @@ def evaluate_once(run: Path, test: Path, cfg: DemoConfig, trained_step: int) -> 
     cached = run / "eval.json"
     if cached.exists():
         res = json.loads(cached.read_text())
-        if (res.get("trained_steps"), res.get("episodes_file"), len(res.get("steps", []))) == (trained_step, str(test), cfg.eval_steps + 1):
+        same = (res.get("trained_steps"), res.get("episodes_file"), len(res.get("steps", []))) == (trained_step, str(test), cfg.eval_steps + 1)
+        if same and "meta_finetuning_gain" in res:  # files from before the paired gain are recomputed
             _log(f"reusing {cached}")
             return res
     _log(f"evaluating {run.name} on {test.name}")
