@@ -28,9 +28,6 @@ import torch  # noqa: E402
 
 from trainer.demo import DemoConfig, run_demo  # noqa: E402
 
-LOOP_REFERENCE = ("maltml", "maml", "fomaml", "anil", "boil")  # have a plain-loop path (faster on CPU)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder with images_background.zip and images_evaluation.zip")
@@ -48,7 +45,7 @@ def main() -> None:
         root=args.root, image_size=28, families_per_alphabet=4, ways=5, shots=1, queries=5, val=5, meta_tasks=5,
         goal_tasks=1, batch=4, steps=args.steps, hidden=args.hidden, alpha=0.4, beta=0.05, gamma=0.4,
         eval_episodes=args.eval_episodes, eval_goal_tasks=1, eval_steps=10, workers=args.workers,
-        algorithms=algorithms, impl={a: "loop" for a in algorithms if a in LOOP_REFERENCE},
+        algorithms=algorithms,
     )  # fmt: skip
     run_demo(Path(args.work), cfg)
     print((Path(args.work) / "report.md").read_text())

@@ -55,7 +55,7 @@ def main() -> None:
     p.add_argument("--eval-steps", type=int, default=10)
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers streaming tasks")
     p.add_argument("--build-workers", type=int, default=0, help="0 = all cores")
-    p.add_argument("--impl", default="vmap", help="training: vmap, or loop (faster for conv nets on CPU)")
+    p.add_argument("--impl", default="auto", help="training: auto (loop on CPU, vmap on GPU), vmap or loop")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="", help="write the summary here too")

@@ -55,6 +55,7 @@ def test_fit_writes_checkpoint_config_and_metrics(toy, tmp_path):
     assert saved["batch_norm"] == "task" and saved["model"]["name"] == "conv4"
     assert saved["model"]["in_channels"] == 1 and saved["model"]["image_size"] == 16
     assert saved["result"]["step"] == record["result"]["step"] == 4
+    assert saved["algorithm"]["impl"] == "loop"  # --impl auto on CPU
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
     assert all(x["episodes_per_s"] > 0 and 0 <= x["acc"] <= 1 for x in lines)
@@ -192,3 +193,14 @@ def test_pretrain_baseline_trains_flat_and_evaluates_with_a_fresh_head(toy, test
     # A zero head scores every class alike: argmax picks label 0, a third of each 3-way set.
     assert res["without_meta_finetuning"]["accuracy"][0] == pytest.approx(1 / 3)
     assert res["finetune_level"] == "alpha"
+
+
+def test_impl_auto_picks_loops_on_cpu_only_where_they_exist():
+    from trainer.algorithms import resolve_impl
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert resolve_impl("auto", cpu, "maltml") == "loop" and resolve_impl("auto", cpu, "fo-maltml") == "vmap"
+    assert resolve_impl("auto", gpu, "maml") == "vmap" and resolve_impl("auto", cpu) == "loop"
+    assert resolve_impl("vmap", cpu, "maml") == "vmap"
+    with pytest.raises(FewtaskError, match="--impl must be auto, vmap or loop"):
+        resolve_impl("fast", cpu)

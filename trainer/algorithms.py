@@ -337,6 +337,22 @@ ALGORITHMS: dict[str, tuple[type[Algorithm], dict]] = {
 }
 
 
+# Algorithms whose training has a plain-loop path (trainer/reference.py).
+LOOP_REFERENCE = frozenset({"maltml", "maml", "fomaml", "anil", "boil"})
+
+
+def resolve_impl(impl: str, device: torch.device, algorithm: str | None = None) -> str:
+    """"auto" -> "loop" on CPU, where vmap over per-task conv weights runs as slow
+    grouped convolutions, and "vmap" on accelerators. For training (``algorithm``
+    given) "loop" needs a plain-loop path; the others stay on vmap."""
+    if impl not in ("auto", "vmap", "loop"):
+        raise FewtaskError(f"--impl must be auto, vmap or loop, got {impl!r}")
+    if impl != "auto":
+        return impl
+    loop_ok = algorithm is None or algorithm in LOOP_REFERENCE
+    return "loop" if device.type == "cpu" and loop_ok else "vmap"
+
+
 def make_algorithm(name: str, model: nn.Module, **hparams) -> Algorithm:
     """Build a registered algorithm; ``hparams`` override the Algorithm fields."""
     if name not in ALGORITHMS:

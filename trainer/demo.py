@@ -61,7 +61,6 @@ class DemoConfig:
     workers: int = 1
     seed: int = 0
     algorithms: tuple[str, ...] = ("maltml", "maml")
-    impl: dict[str, str] | None = None  # training implementation per algorithm (default: vmap)
     max_minutes: float = 0.0  # per algorithm; 0 = all steps
 
     def shape(self, goal_tasks: int | None = None) -> EpisodeShape:
@@ -110,7 +109,7 @@ def train_one(algo: str, data: Path, out: Path, cfg: DemoConfig) -> dict:
         meta_tasks=cfg.meta_tasks, goal_tasks=cfg.goal_tasks, batch=cfg.batch, steps=cfg.steps, hidden=cfg.hidden,
         alpha=cfg.alpha, beta=cfg.beta, gamma=cfg.gamma, lr=cfg.lr, seed=cfg.seed,
         workers=cfg.workers, log_every=max(1, cfg.steps // 20), checkpoint_every=max(1, cfg.steps // 4),
-        resume=True, tensorboard=False, impl=(cfg.impl or {}).get(algo, "vmap"), max_minutes=cfg.max_minutes,
+        resume=True, tensorboard=False, max_minutes=cfg.max_minutes,
     )  # fmt: skip
     _log(f"training {algo} for {cfg.steps} outer steps ({cfg.batch} families each)")
     record = fit(fit_cfg)

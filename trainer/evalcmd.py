@@ -26,7 +26,7 @@ from fewtask_data import atomic
 from fewtask_data.errors import FewtaskError
 from fewtask_data.hdf5 import EpisodeStore
 from trainer import checkpoint as ckpt
-from trainer.algorithms import level_lrs, make_algorithm
+from trainer.algorithms import level_lrs, make_algorithm, resolve_impl
 from trainer.distributed import device_for
 from trainer.evaluate import family_curves, summarize
 from trainer.fit import build_from_spec
@@ -84,16 +84,6 @@ def finetune_sizes(sizes: dict[str, torch.Tensor], level: str, override: float |
         if lv == level:
             out[f"gamma:{name}"] = value if override is None else torch.full_like(value, math.log(override))
     return out
-
-
-def resolve_impl(impl: str, device: torch.device) -> str:
-    """"auto": Python loops on CPU (vmap over per-task conv weights runs as slow grouped
-    convolutions there), vmap on accelerators."""
-    if impl not in ("auto", "vmap", "loop"):
-        raise FewtaskError(f"--impl must be auto, vmap or loop, got {impl!r}")
-    if impl == "auto":
-        return "loop" if device.type == "cpu" else "vmap"
-    return impl
 
 
 def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int = 8, device: str = "cpu",

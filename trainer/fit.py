@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import islice
 from pathlib import Path
 from typing import Iterator
@@ -30,7 +30,7 @@ from fewtask_data.errors import FewtaskError
 from fewtask_data.manifest import Manifest, load_manifest
 from fewtask_data.stream import FamilyStream, FlatStream
 from trainer import distributed as dist_util
-from trainer.algorithms import ALGORITHMS, make_algorithm
+from trainer.algorithms import ALGORITHMS, make_algorithm, resolve_impl
 from trainer.checkpoint import seed_everything
 from trainer.loop import TrainConfig, ensure_writable, train
 from trainer.models import build_model
@@ -70,7 +70,7 @@ class FitConfig:
     workers: int = 0
     device: str = "cpu"
     compile: bool = False
-    impl: str = "vmap"  # vmap (batched tasks) | loop (plain-autograd reference; faster for conv nets on CPU)
+    impl: str = "auto"  # auto (loop on CPU where available, else vmap) | vmap (batched tasks) | loop (plain autograd)
     log_every: int = 50
     checkpoint_every: int = 500
     resume: bool = False
@@ -206,6 +206,7 @@ def fit(cfg: FitConfig) -> dict:
     if cfg.batch < 1 or cfg.workers < 0:
         raise FewtaskError("--batch must be >= 1 and --workers >= 0")
     device = dist_util.device_for(cfg.device)
+    cfg = replace(cfg, impl=resolve_impl(cfg.impl, device, cfg.algo))
     info = dist_util.init_from_env(device)
     try:
         out = ensure_writable(Path(cfg.out))
@@ -306,7 +307,7 @@ def fit_command(
     workers: int = typer.Option(0, help="DataLoader worker processes streaming families"),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto"),
     compile: bool = typer.Option(False, help="torch.compile the outer step"),
-    impl: str = typer.Option("vmap", help="vmap (tasks batched) or loop (plain autograd, task by task; faster for conv nets on CPU)"),
+    impl: str = typer.Option("auto", help="auto (loop on CPU where the algorithm has one, vmap on GPU), vmap (tasks batched) or loop (plain autograd, task by task)"),
     log_every: int = typer.Option(50, help="steps between metrics lines"),
     checkpoint_every: int = typer.Option(500, help="steps between checkpoints"),
     resume: bool = typer.Option(False, help="continue from OUT/checkpoint.pt exactly"),
