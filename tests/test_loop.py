@@ -103,3 +103,12 @@ def test_bad_settings_are_clear_errors(tmp_path):
     blocker.write_text("")
     with pytest.raises(FewtaskError, match="cannot write"):
         run(blocker / "sub", 1)
+
+
+def test_a_finished_run_reports_its_training_time_and_metrics_on_resume(tmp_path):
+    """Resuming a finished run trains nothing but still reports the cumulative time and the last metrics."""
+    torch.manual_seed(0)
+    first = run(tmp_path, steps=4)
+    again = run(tmp_path, steps=4, resume=True)
+    assert again.step == 4 and again.seconds >= first.seconds > 0
+    assert again.last_metrics.keys() == first.last_metrics.keys() and again.last_metrics["loss"] == pytest.approx(first.last_metrics["loss"])

@@ -105,6 +105,13 @@ def _tensorboard(out: Path):
     return SummaryWriter(str(out / "tensorboard"))
 
 
+def _last_logged(path: Path) -> dict[str, float]:
+    """The metrics of the last line of metrics.jsonl (without step and time), or {}."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    last = json.loads(lines[-1]) if lines else {}
+    return {k: v for k, v in last.items() if k not in ("step", "elapsed_s")}
+
+
 def _trim_metrics(path: Path, step: int) -> None:
     """Drop logged lines past the checkpoint we resume from, so the log stays one run."""
     if not path.exists():
@@ -141,7 +148,7 @@ def train(
     fused = all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in trainable)
     opt = torch.optim.Adam(trainable, lr=config.lr, fused=fused)
 
-    start = 0
+    start, prior_seconds = 0, 0.0
     if config.resume and ckpt_path.exists():
         state = ckpt.load(ckpt_path, signature(model))
         if state.get("algorithm") != algorithm.name:
@@ -155,6 +162,7 @@ def train(
         opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"])
         start = state["step"]
+        prior_seconds = state.get("seconds", 0.0)  # training time of the earlier runs
         if is_main:
             _trim_metrics(metrics_path, start)
     elif is_main:
@@ -173,6 +181,7 @@ def train(
                 "optimizer": opt.state_dict(),
                 "rng": ckpt.rng_state(),
                 "step": step,
+                "seconds": prior_seconds + time.perf_counter() - t0,
                 "config": config_record,
                 "algorithm": algorithm.name,
                 "signature": signature(model),
@@ -214,7 +223,8 @@ def train(
             if step % config.log_every == 0 or step == config.steps or stopping:
                 metrics = {k: float(v) for k, v in raw.items()}
                 metrics["episodes_per_s"] = rate.take()
-                log.write(json.dumps({"step": step, **metrics, "elapsed_s": round(time.perf_counter() - t0, 3)}) + "\n")
+                elapsed = prior_seconds + time.perf_counter() - t0
+                log.write(json.dumps({"step": step, **metrics, "elapsed_s": round(elapsed, 3)}) + "\n")
                 log.flush()
                 if board is not None:
                     for k, v in metrics.items():
@@ -229,11 +239,14 @@ def train(
     bar.close()
     if board is not None:
         board.close()
+    if last == start and not metrics:  # nothing left to train: report the finished run's last metrics
+        metrics = _last_logged(metrics_path)
+    seconds = prior_seconds + time.perf_counter() - t0
     save(last)
     return TrainResult(
         {k: v.detach() for k, v in params.items()},
         {k: v.detach() for k, v in step_sizes.items()},
         last,
         metrics,
-        time.perf_counter() - t0,
+        seconds,
     )
