@@ -106,10 +106,9 @@ def _tensorboard(out: Path):
 
 
 def _last_logged(path: Path) -> dict[str, float]:
-    """The metrics of the last line of metrics.jsonl (without step and time), or {}."""
+    """The last line of metrics.jsonl, or {}."""
     lines = path.read_text().splitlines() if path.exists() else []
-    last = json.loads(lines[-1]) if lines else {}
-    return {k: v for k, v in last.items() if k not in ("step", "elapsed_s")}
+    return json.loads(lines[-1]) if lines else {}
 
 
 def _trim_metrics(path: Path, step: int) -> None:
@@ -162,9 +161,10 @@ def train(
         opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"])
         start = state["step"]
-        prior_seconds = state.get("seconds", 0.0)  # training time of the earlier runs
         if is_main:
             _trim_metrics(metrics_path, start)
+        # Training time of the earlier runs (older checkpoints: the log's last elapsed time).
+        prior_seconds = state.get("seconds", _last_logged(metrics_path).get("elapsed_s", 0.0))
     elif is_main:
         metrics_path.unlink(missing_ok=True)
 
@@ -240,7 +240,7 @@ def train(
     if board is not None:
         board.close()
     if last == start and not metrics:  # nothing left to train: report the finished run's last metrics
-        metrics = _last_logged(metrics_path)
+        metrics = {k: v for k, v in _last_logged(metrics_path).items() if k not in ("step", "elapsed_s")}
     seconds = prior_seconds + time.perf_counter() - t0
     save(last)
     return TrainResult(
