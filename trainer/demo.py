@@ -75,7 +75,7 @@ def _log(message: str) -> None:
 def build_data(out: Path, cfg: DemoConfig) -> Path:
     data = out / "data"
     if (data / "manifest.json").exists():
-        _log(f"reusing glyph families in {data}")
+        _log(f"reusing the built families in {data}")
         return data
     _log(f"building {'Omniglot' if cfg.root else 'SYNTHETIC glyph'} families into shards")
     report = build_omniglot_families(
