@@ -130,7 +130,7 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         f"Data: {source}, {cfg.image_size}x{cfg.image_size}, {cfg.families_per_alphabet} augmented families per alphabet, "
         "alphabet-disjoint train/val/test splits.",
         f"Episodes: {cfg.ways}-way {cfg.shots}-shot, L={cfg.meta_tasks} meta-finetuning tasks (Q={cfg.queries}), "
-        f"{cfg.goal_tasks} goal tasks (V={cfg.val}); model conv4 ({cfg.hidden} filters, batch norm: task statistics); "
+        f"{cfg.goal_tasks} goal task{'s' if cfg.goal_tasks != 1 else ''} (V={cfg.val}); model conv4 ({cfg.hidden} filters, batch norm: task statistics); "
         f"alpha={cfg.alpha}, beta={cfg.beta}, gamma={cfg.gamma}; Adam lr {cfg.lr}; {cfg.steps} outer steps x "
         f"{cfg.batch} families (MAML trains on all L+C tasks of each family as plain tasks).",
         f"Evaluation: {next(iter(results.values()))['episodes']} fixed test-split family episodes (`test.h5`, "
