@@ -194,7 +194,7 @@ def build_imagenet_families(
 def imagenet_families_command(
     imagenet_root: Path = typer.Option(..., help="ImageNet folder: holds train/<wnid>/ (standard), ILSVRC/Data/CLS-LOC/train/ (Kaggle) or <wnid>/ folders"),
     out: Path = typer.Option(..., help="output folder for shards, index.json, build_report.json, manifest.json"),
-    preset: str = typer.Option("meta-dataset", help="class split: meta-dataset (712/158/130), tiered (351/97/160), mini (64/16/20) or custom (--roots)"),
+    preset: str = typer.Option(None, help="class split: meta-dataset (712/158/130, the default), tiered (351/97/160), mini (64/16/20) or custom (--roots)"),
     roots: list[str] = typer.Option([], help="custom preset: SPLIT=WNID[,WNID] (repeatable), e.g. --roots val=n02075296"),
     classes: Path = typer.Option(None, help="custom preset: file of class wnids to use (default: every class folder)"),
     definitions: str = typer.Option(None, help="use shipped/saved family definitions (name from `fewtask-data manifests list` or .json path) instead of WordNet"),
@@ -214,6 +214,9 @@ def imagenet_families_command(
     wordnet_dir: str = typer.Option(None, help="WordNet 3.0 database folder (else $FEWTASK_WORDNET_DIR, nltk's corpus, /usr/share/wordnet)"),
 ) -> None:
     """Build ImageNet families from the WordNet hierarchy into class-contiguous shards."""
+    if preset and definitions:
+        raise FewtaskError("give --preset or --definitions, not both: the definitions file already fixes the class split")
+    preset = preset or "meta-dataset"
     options = BuildOptions(encoding="jpeg", quality=quality, shard_size=shard_size, seed=seed, workers=workers, strict=strict)
     with BuildProgress("imagenet-families") as bar:
         report = build_imagenet_families(

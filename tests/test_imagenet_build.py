@@ -253,3 +253,5 @@ def test_cli_reports_missing_classes_as_one_line(imagenet_samples, tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("error: 99 class(es) of definitions imagenet-mini are missing")  # 1 of 10 is mini
     assert done.stderr.strip().count("\n") == 0
+    both = subprocess.run([sys.executable, "-c", code, *args, "--preset", "tiered"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert both.returncode == 2 and both.stderr.startswith("error: give --preset or --definitions, not both"), both.stderr
