@@ -55,7 +55,7 @@ def test_fit_writes_checkpoint_config_and_metrics(toy, tmp_path):
     assert saved["batch_norm"] == "task" and saved["model"]["name"] == "conv4"
     assert saved["model"]["in_channels"] == 1 and saved["model"]["image_size"] == 16
     assert saved["result"]["step"] == record["result"]["step"] == 4
-    assert saved["algorithm"]["impl"] == "loop"  # --impl auto on CPU
+    assert saved["algorithm"]["impl"] == "vmap"  # the default
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3, 4]
     assert all(x["episodes_per_s"] > 0 and 0 <= x["acc"] <= 1 for x in lines)

@@ -62,6 +62,7 @@ class DemoConfig:
     seed: int = 0
     algorithms: tuple[str, ...] = ("maltml", "maml")
     max_minutes: float = 0.0  # per algorithm; 0 = all steps
+    impl: str = "vmap"  # training implementation (fit --impl); vmap is faster for the small demo model
 
     def shape(self, goal_tasks: int | None = None) -> EpisodeShape:
         goals = self.goal_tasks if goal_tasks is None else goal_tasks
@@ -109,7 +110,7 @@ def train_one(algo: str, data: Path, out: Path, cfg: DemoConfig) -> dict:
         meta_tasks=cfg.meta_tasks, goal_tasks=cfg.goal_tasks, batch=cfg.batch, steps=cfg.steps, hidden=cfg.hidden,
         alpha=cfg.alpha, beta=cfg.beta, gamma=cfg.gamma, lr=cfg.lr, seed=cfg.seed,
         workers=cfg.workers, log_every=max(1, cfg.steps // 20), checkpoint_every=max(1, cfg.steps // 4),
-        resume=True, tensorboard=False, max_minutes=cfg.max_minutes,
+        resume=True, tensorboard=False, max_minutes=cfg.max_minutes, impl=cfg.impl,
     )  # fmt: skip
     _log(f"training {algo} for {cfg.steps} outer steps ({cfg.batch} families each)")
     record = fit(fit_cfg)
