@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from strips import save_strips
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fewtask_data.augment import family_transform, named_space, sample_family_augment  # noqa: E402
-from fewtask_data.sources import glyphs, omniglot  # noqa: E402
+from fewtask_data.augment import family_transform, named_space, sample_family_augment
+from fewtask_data.sources import glyphs, omniglot
 
 
 def main() -> None:
@@ -39,23 +36,13 @@ def main() -> None:
     bases = [decode((c.images[0][1], 0)) for c in chars[: args.images]]
     space = named_space("handwritten")
     rng = np.random.default_rng(args.seed)
-    rows = [("base images", None)]
-    for _ in range(args.families):
-        spec = sample_family_augment(space, rng, (2, 3))
-        rows.append((", ".join(f"{k}={v:g}" for k, v in spec["fixed"].items()), family_transform(space.to_json(), spec)))
-    fig, axes = plt.subplots(len(rows), 1, figsize=(len(bases) * 0.75, len(rows) * 1.0))
-    for ax, (title, transform) in zip(axes, rows):
-        strip = [img if transform is None else transform(img, rng) for img in bases]
-        gap = np.full((bases[0].shape[0], 2), 96, np.uint8)
-        ax.imshow(np.concatenate([x for img in strip for x in (img, gap)][:-1], axis=1), cmap="gray", vmin=0, vmax=255)
-        ax.set_axis_off()
-        ax.set_title(title, fontsize=8)
-    fig.suptitle("one family per row: fixed values in the title, other dimensions random per image", fontsize=8)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
-
+    specs = [sample_family_augment(space, rng, (2, 3)) for _ in range(args.families)]  # all drawn before any image
+    rows = [("base images", bases)]
+    for spec in specs:
+        transform = family_transform(space.to_json(), spec)
+        rows.append((", ".join(f"{k}={v:g}" for k, v in spec["fixed"].items()), [transform(img, rng) for img in bases]))
+    save_strips(rows, args.out, "one family per row: fixed values in the title, other dimensions random per image",
+                cell=(0.75, 1.0), gap=(2, 96), fontsize=8)  # fmt: skip
 
 if __name__ == "__main__":
     main()

@@ -13,17 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import matplotlib
+import cv2
+import numpy as np
+from strips import save_strips
 
-matplotlib.use("Agg")
-import cv2  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fewtask_data.augment import family_transform  # noqa: E402
-from fewtask_data.families.unsupervised import anchor_transform, load_policy, plan_unsupervised  # noqa: E402
-from fewtask_data.sources import glyphs  # noqa: E402
-from fewtask_data.sources.images import ImageEntry  # noqa: E402
+from fewtask_data.augment import family_transform
+from fewtask_data.families.unsupervised import anchor_transform, load_policy, plan_unsupervised
+from fewtask_data.sources import glyphs
+from fewtask_data.sources.images import ImageEntry
 
 
 def scene(size: int = 84) -> np.ndarray:
@@ -65,20 +62,8 @@ def main() -> None:
     args = parser.parse_args()
     rows = rows_for("handwritten", args.families, args.views, args.seed)
     rows += rows_for("natural", args.families, args.views, args.seed)
-    fig, axes = plt.subplots(len(rows), 1, figsize=((args.views + 1) * 0.9, len(rows) * 1.15))
-    for ax, (title, images) in zip(axes, rows):
-        gray = images[0].ndim == 2
-        gap = np.full((images[0].shape[0], 3, *images[0].shape[2:]), 128, np.uint8)
-        strip = np.concatenate([x for img in images for x in (img, gap)][:-1], axis=1)
-        ax.imshow(strip, cmap="gray" if gray else None, vmin=0, vmax=255)
-        ax.set_axis_off()
-        ax.set_title(title, fontsize=7)
-    fig.suptitle("one family per row: anchor (fixed values only), then query views (plus random values)", fontsize=7)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
-
+    save_strips(rows, args.out, "one family per row: anchor (fixed values only), then query views (plus random values)",
+                cell=(0.9, 1.15), gap=(3, 128), fontsize=7)  # fmt: skip
 
 if __name__ == "__main__":
     main()

@@ -114,15 +114,15 @@ def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int 
                 curves[meta_update].append((loss.cpu(), acc.cpu()))
         n, store_info, shape = len(store), store.info, store.shape.as_dict()
 
+    # Per-episode curves [episodes, steps + 1], for each protocol.
+    losses = {m: torch.cat([c[0] for c in curves[m]]) for m in curves}
+    accs = {m: torch.cat([c[1] for c in curves[m]]) for m in curves}
+
     def summary(meta_update: bool) -> dict:
-        loss = summarize(torch.cat([c[0] for c in curves[meta_update]]))
-        acc = summarize(torch.cat([c[1] for c in curves[meta_update]]))
+        loss, acc = summarize(losses[meta_update]), summarize(accs[meta_update])
         return {"accuracy": acc["mean"], "ci95": acc["ci95"], "loss": loss["mean"], "loss_ci95": loss["ci95"]}
 
-    def gain() -> dict:  # paired over the same episodes: tighter than comparing the two intervals
-        acc = [torch.cat([c[1] for c in curves[m]]) for m in (True, False)]
-        g = summarize(acc[0] - acc[1])
-        return {"accuracy": g["mean"], "ci95": g["ci95"]}
+    gain = summarize(accs[True] - accs[False])  # paired over the same episodes: tighter than two intervals
 
     ft_lrs = level_lrs(sizes, "gamma")
     return {
@@ -141,7 +141,7 @@ def evaluate(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int 
         "steps": list(range(steps + 1)),
         "without_meta_finetuning": summary(False),
         "with_meta_finetuning": summary(True),
-        "meta_finetuning_gain": gain(),
+        "meta_finetuning_gain": {"accuracy": gain["mean"], "ci95": gain["ci95"]},
     }
 
 
