@@ -21,11 +21,12 @@ consumes them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Sequence
 
 from fewtask_data.errors import FewtaskError
+
+if TYPE_CHECKING:  # torch is imported where tensors are checked or stacked, so the CLI starts without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class EpisodeShape:
 
 
 def _check(name: str, tensor: Any, lead: tuple[int, ...]) -> None:
+    import torch
+
     if not isinstance(tensor, torch.Tensor):
         raise FewtaskError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     got = tuple(tensor.shape[: len(lead)])
@@ -74,6 +77,8 @@ def _check(name: str, tensor: Any, lead: tuple[int, ...]) -> None:
 
 
 def _check_pair(prefix: str, x: torch.Tensor, y: torch.Tensor, lead: tuple[int, ...], ways: int) -> None:
+    import torch
+
     _check(f"{prefix}_x", x, lead)
     _check(f"{prefix}_y", y, lead)
     if y.dtype == torch.int64:
@@ -144,21 +149,21 @@ class FamilyBatch:
         return len(self.families)
 
     # Views on the four parts Algorithm 1 uses; slicing keeps them cheap.
+    def _part(self, x: torch.Tensor, y: torch.Tensor, support: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        cut = slice(None, self.shape.support_size) if support else slice(self.shape.support_size, None)
+        return x[:, :, cut], y[:, :, cut]
+
     def meta_support(self) -> tuple[torch.Tensor, torch.Tensor]:
-        k = self.shape.support_size
-        return self.meta_x[:, :, :k], self.meta_y[:, :, :k]
+        return self._part(self.meta_x, self.meta_y, support=True)
 
     def meta_query(self) -> tuple[torch.Tensor, torch.Tensor]:
-        k = self.shape.support_size
-        return self.meta_x[:, :, k:], self.meta_y[:, :, k:]
+        return self._part(self.meta_x, self.meta_y, support=False)
 
     def goal_support(self) -> tuple[torch.Tensor, torch.Tensor]:
-        k = self.shape.support_size
-        return self.goal_x[:, :, :k], self.goal_y[:, :, :k]
+        return self._part(self.goal_x, self.goal_y, support=True)
 
     def goal_val(self) -> tuple[torch.Tensor, torch.Tensor]:
-        k = self.shape.support_size
-        return self.goal_x[:, :, k:], self.goal_y[:, :, k:]
+        return self._part(self.goal_x, self.goal_y, support=False)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> "FamilyBatch":
         move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
@@ -194,6 +199,8 @@ class FamilyBatch:
 
 def collate(episodes: Sequence[FamilyEpisode]) -> FamilyBatch:
     """Stack FamilyEpisodes of one shape into a FamilyBatch (usable as a DataLoader collate_fn)."""
+    import torch
+
     if not episodes:
         raise FewtaskError("cannot collate an empty list of family episodes")
     shape = episodes[0].shape

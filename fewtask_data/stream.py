@@ -14,6 +14,10 @@
 Episode seeds come from (seed, epoch, visit position, episode number), never from the
 worker, so the set of episodes does not depend on how many workers or nodes share it.
 
+``FamilyStream.resumable`` gives the same stream for a DataLoader that resumes training
+at a step: it skips what the earlier steps used without loading those families, and can
+skip families whose shards cannot be read.
+
 ``FlatStream`` reads the shards of a split's classes (shard order shuffled per epoch
 with the seed, split by node and worker), shuffles samples in a buffer and yields
 labelled (x, y) batches for the pretraining baseline.
@@ -24,45 +28,29 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import random
+import sys
 from itertools import count, islice
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import webdataset as wds
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from fewtask_data.episode import EpisodeShape, FamilyBatch, FamilyEpisode, collate
 from fewtask_data.errors import FewtaskError
-from fewtask_data.manifest import Manifest, load_manifest, read_bytes
-from fewtask_data.sampling import ClassEpisodeSampler, EpisodeSampler, FamilyBuffer, Transform, sampler_for, to_tensor
-from fewtask_data.shards import (
-    INDEX_NAME,
-    class_locations,
-    decode_image,
-    iter_class_ranges,
-    iter_shard_bytes,
-    load_index,
-    sha256_bytes,
-)
+from fewtask_data.formats.image import decode_image
+from fewtask_data.formats.manifest import Manifest, load_manifest
+from fewtask_data.formats.shards import ShardReader
+from fewtask_data.sampling.base import EpisodeSampler, FamilyBuffer, Transform, sampler_for, to_tensor
 
 TransformFactory = Callable[[dict, dict], Transform]
 
-__all__ = [
-    "ClassEpisodeSampler",
-    "EpisodeSampler",
-    "FamilyBuffer",
-    "FamilyStream",
-    "FlatStream",
-    "family_loader",
-    "episode_seed",
-]
-
 
 def default_transform_factory(space: dict, family_augment: dict) -> Transform:
-    from fewtask_data import augment  # owned by the augmentation module; imported only when used
+    from fewtask_data.augment.transforms import family_transform  # albumentations: only for augmented families
 
-    return augment.family_transform(space, family_augment)
+    return family_transform(space, family_augment)
 
 
 def episode_seed(seed: int, epoch: int, position: int, episode: int) -> int:
@@ -75,64 +63,6 @@ def worker_rng(seed: int) -> random.Random:
     """A generator fixed by (seed, node rank, worker id), for shuffle buffers."""
     rank, _, worker, _ = wds.utils.pytorch_worker_info()
     return random.Random(f"{seed}-{rank}-{worker}")
-
-
-class ShardReader:
-    """Reads a dataset's index once and loads families' images from just their shards."""
-
-    def __init__(self, manifest: Manifest, verify: bool = True):
-        self.manifest = manifest
-        self.verify = verify
-        if verify:
-            raw = read_bytes(manifest.location(INDEX_NAME))
-            if sha256_bytes(raw) != manifest.data["index"]["sha256"]:
-                raise FewtaskError(f"{manifest.location(INDEX_NAME)} does not match the manifest's checksum; rebuild")
-        self.index = load_index(manifest.root)
-        self.locations = class_locations(self.index)
-
-    def shards_for(self, classes: Sequence[str]) -> dict[int, list[tuple[int, int]]]:
-        """shard number -> [(start, stop), ...] of the wanted classes."""
-        out: dict[int, list[tuple[int, int]]] = {}
-        for cls in classes:
-            for shard, start, stop in self.locations.get(cls, ()):
-                out.setdefault(shard, []).append((start, stop))
-        return out
-
-    def shard_data(self, shard: int) -> bytes:
-        """A shard's bytes, checked against the index's sha256 (error naming the shard)."""
-        entry = self.index["shards"][shard]
-        location = self.manifest.location(entry["name"])
-        data = read_bytes(location)
-        if self.verify and sha256_bytes(data) != entry["sha256"]:
-            raise FewtaskError(f"shard {location} does not match its index checksum (truncated or altered); rebuild")
-        return data
-
-    def samples(self, shard: int, ranges: list[tuple[int, int]]) -> Iterator[tuple[str, str, bytes]]:
-        """(class, sample, image bytes) at the given position ranges of a shard."""
-        entry = self.index["shards"][shard]
-        keep = np.zeros(entry["count"], bool)
-        for start, stop in ranges:
-            keep[start:stop] = True
-        data = self.shard_data(shard)
-        for _, cls, sample, image in iter_shard_bytes(data, entry["name"], keep.__getitem__, entry["count"]):
-            yield cls, sample, image
-
-    def class_samples(self, shard: int, classes: set[str]) -> Iterator[tuple[str, str, bytes]]:
-        """(class, sample, image bytes) of whole classes, parsing only their byte ranges."""
-        entry = self.index["shards"][shard]
-        ranges = [r for r in entry["classes"] if r[0] in classes]
-        data = self.shard_data(shard)
-        # A verified sha256 covers every header, so header checksums are skipped then.
-        for _, cls, sample, image in iter_class_ranges(data, entry["name"], ranges, check=not self.verify):
-            yield cls, sample, image
-
-    def load_family(self, family: dict, split: str) -> FamilyBuffer:
-        buffer = FamilyBuffer(family, split, {c: [] for c in family["classes"]})
-        wanted = set(family["classes"])
-        for shard in sorted(self.shards_for(family["classes"])):
-            for cls, sample, data in self.class_samples(shard, wanted):
-                buffer.images[cls].append((sample, decode_image(data)))
-        return buffer.stack()
 
 
 class FamilyStream(IterableDataset):
@@ -177,7 +107,7 @@ class FamilyStream(IterableDataset):
             self.sampler.check(fam, counts, shape)
         self.families = fams
         self._transforms: dict[str, Transform | None] = {}
-        self._last: FamilyBuffer | None = None
+        self.buffer: FamilyBuffer | None = None  # the family in memory (the last one visited)
         for fam in fams:  # a bad augment spec fails here, not later inside a DataLoader worker
             self.transform_for(fam)
 
@@ -185,20 +115,23 @@ class FamilyStream(IterableDataset):
         if "augment" not in family:
             return None
         if family["id"] not in self._transforms:
-            space = self.manifest.data.get("augment_space", {})
-            self._transforms[family["id"]] = self.transform_factory(space, family["augment"])
+            self._transforms[family["id"]] = self.transform_factory(self.manifest.augment_space, family["augment"])
         return self._transforms[family["id"]]
+
+    def load_family(self, family: dict, split: str) -> FamilyBuffer:
+        """A family's images read from its shards, as a buffer."""
+        return FamilyBuffer(family, split, self.reader.load_images(family["classes"])).stack()
 
     def buffer_for(self, family: dict) -> FamilyBuffer:
         """The family's images; keeps only the last family (one buffer per worker)."""
-        if self._last is None or self._last.family["id"] != family["id"]:
-            if self._last is not None and self._last.family["classes"] == family["classes"]:
+        if self.buffer is None or self.buffer.family["id"] != family["id"]:
+            if self.buffer is not None and self.buffer.family["classes"] == family["classes"]:
                 # Same images, other augmentation (augmented or unsupervised families): no reload.
-                self._last = FamilyBuffer(family, self.split, self._last.images, self._last.arrays)
-                return self._last
-            self._last = None  # free the old buffer before loading the next
-            self._last = self.reader.load_family(family, self.split)
-        return self._last
+                self.buffer = FamilyBuffer(family, self.split, self.buffer.images, self.buffer.arrays)
+                return self.buffer
+            self.buffer = None  # free the old buffer before loading the next
+            self.buffer = self.load_family(family, self.split)
+        return self.buffer
 
     # ---- pipeline stages (plain functions over iterators, webdataset style)
 
@@ -217,12 +150,27 @@ class FamilyStream(IterableDataset):
         for e in range(self.episodes_per_visit):
             yield self.sampler.sample(buffer, self.shape, episode_seed(self.seed, epoch, position, e), transform)
 
-    def _episodes(self, visits: Iterator[tuple[int, int, dict]]) -> Iterator[FamilyEpisode]:
-        for v in visits:
-            yield from self.visit(*v)
+    def episodes(self, visits: Iterator[tuple[int, int, dict]], skip_unreadable: bool = False) -> Iterator[FamilyEpisode]:
+        """The episodes of these visits. With ``skip_unreadable`` a family whose shard cannot
+        be read (missing, truncated, altered) is skipped with a warning naming the shard."""
+        failed_in_row = 0
+        for visit in visits:
+            if not skip_unreadable:
+                yield from self.visit(*visit)
+                continue
+            try:
+                episodes = list(self.visit(*visit))
+            except FewtaskError as err:
+                failed_in_row += 1
+                if failed_in_row > len(self.families):
+                    raise FewtaskError(f"no family of the split can be read any more (last: {err})") from None
+                print(f"warning: skipping family {visit[2]['id']!r}: {err}", file=sys.stderr, flush=True)
+                continue
+            failed_in_row = 0
+            yield from episodes
 
     def pipeline(self) -> wds.DataPipeline:
-        stages = [self.visits, wds.split_by_node, wds.split_by_worker, self._episodes]
+        stages = [self.visits, wds.split_by_node, wds.split_by_worker, self.episodes]
         if self.mix:
             stages.append(wds.shuffle(self.mix, initial=self.mix, rng=worker_rng(self.seed)))
         return wds.DataPipeline(*stages)
@@ -233,16 +181,57 @@ class FamilyStream(IterableDataset):
     def take(self, n: int) -> list[FamilyEpisode]:
         return list(islice(iter(self), n))
 
+    def resumable(self, batch_size: int, start_step: int = 0, skip_bad_shards: bool = False) -> "ResumedEpisodes":
+        """This stream for ``DataLoader(..., batch_size=batch_size)`` in a training run that
+        resumes at ``start_step``: the loader yields the batches an uninterrupted run would
+        have yielded from that step on, for any number of workers (see ``ResumedEpisodes``).
+        With ``skip_bad_shards`` a family whose shard cannot be read is skipped with a warning."""
+        return ResumedEpisodes(self, batch_size, start_step, skip_bad_shards)
+
     def replay(self, identity: dict) -> FamilyEpisode:
         """Rebuild an episode from its identity (family, shape, seed); checks classes and samples match."""
         family = self.manifest.family(identity["family"])
         shape = EpisodeShape(**identity["shape"])
         episode = self.sampler.sample(
-            self.reader.load_family(family, identity["split"]), shape, identity["seed"], self.transform_for(family)
+            self.load_family(family, identity["split"]), shape, identity["seed"], self.transform_for(family)
         )
         if episode.identity["tasks"] != identity["tasks"]:
             raise FewtaskError(f"replay of a {identity['family']!r} episode drew other samples; the data has changed")
         return episode
+
+
+class ResumedEpisodes(IterableDataset):
+    """A FamilyStream's episodes for this rank and DataLoader worker, skipping those the
+    first ``start_step`` batches already used, without loading their families.
+
+    A DataLoader with W workers takes its i-th batch from worker i % W. Resuming at
+    step s, a fresh loader's worker w must play the part of the old run's worker
+    (w + s) % W (which has produced ceil((s - role) / W) batches by then), so workers
+    split visits by that role rather than by their id. Visits are skipped whole; the
+    rest of a half-used visit is dropped episode by episode.
+    """
+
+    def __init__(self, stream: FamilyStream, batch_size: int, start_step: int, skip_bad_shards: bool = False):
+        super().__init__()
+        self.stream, self.batch_size, self.start_step = stream, batch_size, start_step
+        self.skip_bad_shards = skip_bad_shards
+
+    def __iter__(self) -> Iterator[FamilyEpisode]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        role = (worker + self.start_step) % workers
+        used = max(0, -(-(self.start_step - role) // workers)) * self.batch_size
+        per_visit = self.stream.episodes_per_visit
+        s = self.stream
+        pipeline = wds.DataPipeline(
+            s.visits,
+            wds.split_by_node,
+            lambda visits: islice(visits, role, None, workers),
+            lambda visits: islice(visits, used // per_visit, None),
+            lambda visits: s.episodes(visits, self.skip_bad_shards),
+            lambda episodes: islice(episodes, used % per_visit, None),
+        )
+        return iter(pipeline)
 
 
 _pool_stream: "FamilyStream | None" = None
@@ -309,7 +298,7 @@ class FlatStream(IterableDataset):
         self.wanted = set(self.classes)
         self.batch_size, self.seed = batch_size, seed
         self.shuffle_buffer, self.epochs = shuffle_buffer, epochs
-        self.image_ndim = len(self.manifest.data["image"]["shape"])
+        self.image_ndim = len(self.manifest.image_shape)
 
     def _shards(self) -> Iterator[int]:
         epochs = count() if self.epochs is None else range(self.epochs)

@@ -12,9 +12,9 @@
 4. With ``--unsupervised``: UMTRA-style episodes/s with vs without augmentation, for
    Omniglot-sized and 84-px images, with the worker counts (scripts/bench_unsupervised.py).
 
-The images go through a minimal class-folder source defined here (class = alphabet/
-character, family = alphabet, 28x28, bright strokes on black), so the benchmark only
-depends on the data core. Usage:
+The images are read with the library's Omniglot reader (``sources.omniglot``: class =
+character, family = alphabet, 28x28, bright strokes on black) from the extracted zip, and
+built with the generic build (no family planning, every alphabet a training family). Usage:
 
     .venv/bin/python scripts/bench_data.py [--zip PATH] [--workers 2] [--episodes 300]
 """
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -35,71 +34,56 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
-from fewtask_data.build import BuildOptions, SourceClass, build
-from fewtask_data.episode import EpisodeShape
-from fewtask_data.sampling import to_tensor
-from fewtask_data.shards import encode_image
-from fewtask_data.stream import FamilyStream, family_loader
+from fewtask_data import (
+    BuildOptions, EpisodeShape, FamilyStream, SourceClass, build_dataset, encode_image, family_loader,
+)
+from fewtask_data.families.alphabets import class_id
+from fewtask_data.sampling.base import to_tensor
+from fewtask_data.sources import omniglot
 
 DEFAULT_ZIP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "omniglot" / "images_background.zip"
 SHAPE = EpisodeShape(ways=5, shots=1, queries=5, val=5, meta_tasks=4, goal_tasks=1)  # 150 images per episode
 
 
-class FolderDecoder:
-    """path -> 28x28 uint8, strokes bright on black (picklable for build workers)."""
-
-    def __init__(self, size: int = 28):
-        self.size = size
-
-    def __call__(self, path: str) -> np.ndarray:
-        with Image.open(path) as img:
-            small = img.convert("L").resize((self.size, self.size), Image.BILINEAR)
-        return 255 - np.asarray(small)
-
-
-def safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", name)
-
-
-def list_folder(root: Path) -> dict[str, dict[str, list[Path]]]:
-    """alphabet -> character -> sorted image paths."""
-    out: dict[str, dict[str, list[Path]]] = {}
-    for alphabet in sorted(p for p in root.iterdir() if p.is_dir()):
-        out[alphabet.name] = {c.name: sorted(c.glob("*.png")) for c in sorted(alphabet.iterdir()) if c.is_dir()}
-    return out
-
-
-def source_classes(tree: dict) -> tuple[list[SourceClass], dict[str, list[dict]]]:
-    classes, families = [], []
-    for alphabet, chars in tree.items():
-        ids = []
-        for char, paths in chars.items():
-            cid = safe(f"{alphabet}-{char}")
-            classes.append(SourceClass(cid, [(p.stem, str(p)) for p in paths], {"alphabet": alphabet}))
-            ids.append(cid)
-        families.append({"id": safe(alphabet), "classes": ids, "meta": {}})
+def source_classes(chars: list[omniglot.Character]) -> tuple[list[SourceClass], dict[str, list[dict]]]:
+    """Every character a class, every alphabet a family, all in one split."""
+    classes = [SourceClass(class_id(c, 0, False), [(sid, (loc, 0)) for sid, loc in c.images], {"alphabet": c.alphabet}) for c in chars]
+    alphabets = sorted({c.alphabet for c in chars})
+    families = [{"id": a, "classes": [k.id for k in classes if k.meta["alphabet"] == a], "meta": {}} for a in alphabets]
     return classes, {"train": families}
 
 
-def bench_build(tree: dict, out: Path, workers: int) -> dict:
-    classes, splits = source_classes(tree)
-    paths = [item for c in classes for _, item in c.items]
-    decode = FolderDecoder()
+def image_paths(chars: list[omniglot.Character]) -> list[list[list[str]]]:
+    """alphabet -> character -> image file paths (for the per-file loaders)."""
+    alphabets: dict[str, list[list[str]]] = {}
+    for c in chars:
+        alphabets.setdefault(c.alphabet, []).append([loc.path for _, loc in c.images])
+    return [alphabets[a] for a in sorted(alphabets)]
+
+
+def bench_build(chars: list[omniglot.Character], out: Path, workers: int) -> dict:
+    classes, splits = source_classes(chars)
+    items = [item for c in classes for _, item in c.items]
+    decode = omniglot.OmniglotDecoder(28)
     t = time.perf_counter()
-    for p in paths:
-        encode_image(decode(p), "png")
-    raw = len(paths) / (time.perf_counter() - t)
+    for item in items:
+        encode_image(decode(item), "png")
+    raw = len(items) / (time.perf_counter() - t)
     rates = {}
     for w in sorted({1, workers}):
         target = out / f"w{w}"
         t = time.perf_counter()
-        build(target, dataset="omniglot-bench", builder="bench-folder", builder_version="1",
-              source={"fingerprint": "images_background.zip"}, classes=classes, decode=decode, splits=splits,
-              options=BuildOptions(workers=w, shard_size=2000))
-        rates[w] = len(paths) / (time.perf_counter() - t)
-    return {"images": len(paths), "raw_loop_images_per_s": raw, "build_images_per_s": rates}
+        build_dataset(target, dataset="omniglot-bench", builder="bench-folder", builder_version="1",
+                      source={"fingerprint": "images_background.zip"}, classes=classes, decode=decode, splits=splits,
+                      options=BuildOptions(workers=w, shard_size=2000))
+        rates[w] = len(items) / (time.perf_counter() - t)
+    return {"images": len(items), "raw_loop_images_per_s": raw, "build_images_per_s": rates}
+
+
+def pil_load(path: str) -> np.ndarray:
+    """The library's decoder (PIL open + Lanczos resize), one file at a time."""
+    return omniglot.OmniglotDecoder(28)((omniglot.Location(path), 0))
 
 
 def cv2_load(path: str) -> np.ndarray:
@@ -107,10 +91,9 @@ def cv2_load(path: str) -> np.ndarray:
     return 255 - cv2.resize(cv2.imread(path, cv2.IMREAD_GRAYSCALE), (28, 28), interpolation=cv2.INTER_AREA)
 
 
-def per_file_episodes(tree: dict, count: int, decode, seed: int = 0) -> float:
+def per_file_episodes(alphabets: list[list[list[str]]], count: int, decode, seed: int = 0) -> float:
     """episodes/s of a loader that opens one PNG per image (same shape, families = alphabets)."""
     rng = np.random.default_rng(seed)
-    alphabets = [list(chars.values()) for chars in tree.values()]
 
     def task(chars, extra):
         chosen = rng.choice(len(chars), SHAPE.ways, replace=False)
@@ -151,16 +134,15 @@ def loader_episodes(root: Path, count: int, per_visit: int, workers: int) -> flo
 
 
 MEMORY_PROBE = """
-import resource, sys
-from fewtask_data import stream as s
-from bench_data import SHAPE
-stream = s.FamilyStream(sys.argv[1], "train", SHAPE, seed=0, episodes_per_visit=2)
+import json, resource, sys
+from fewtask_data import EpisodeShape, FamilyStream
+stream = FamilyStream(sys.argv[1], "train", EpisodeShape(**json.loads(sys.argv[3])), seed=0, episodes_per_visit=2)
 it = iter(stream); next(it)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 largest = 0
 for _ in range(int(sys.argv[2])):
     next(it)
-    largest = max(largest, stream._last.nbytes())
+    largest = max(largest, stream.buffer.nbytes())
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(before * 1024, after * 1024, largest)
 """
@@ -171,9 +153,8 @@ def stream_memory(root: Path, episodes: int) -> dict:
     after the first family visit and after visiting every family several times."""
     import subprocess
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(root), str(episodes)], env=env,
-                         capture_output=True, text=True, check=True).stdout.split()
+    args = [sys.executable, "-c", MEMORY_PROBE, str(root), str(episodes), json.dumps(SHAPE.as_dict())]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
     before, after, largest = map(int, out)
     return {"rss_after_first_visit": before, "rss_peak": after, "largest_family_buffer_bytes": largest,
             "episodes": episodes}
@@ -198,17 +179,18 @@ def main() -> None:
         tmp = Path(tmp)
         with zipfile.ZipFile(args.zip) as z:
             z.extractall(tmp / "extracted")
-        tree = list_folder(next((tmp / "extracted").iterdir()))
+        chars = omniglot.list_characters(tmp / "extracted", [omniglot.BACKGROUND])
+        alphabets = image_paths(chars)
         res = {"cpu_count": os.cpu_count(), "load_avg_1min": os.getloadavg()[0], "shape": SHAPE.as_dict()}
-        res["build"] = bench_build(tree, tmp / "shards", args.workers)
+        res["build"] = bench_build(chars, tmp / "shards", args.workers)
         root = tmp / "shards" / f"w{args.workers}"
         # Alternate the contenders in rounds and keep medians: on a shared machine the
         # load drifts, and a ratio of two back-to-back timings is more stable.
         rounds = [
             {
                 "stream": stream_episodes(root, args.episodes, args.per_visit),
-                "pil": per_file_episodes(tree, args.file_episodes, FolderDecoder(), seed=r),
-                "cv2": per_file_episodes(tree, args.file_episodes, cv2_load, seed=r),
+                "pil": per_file_episodes(alphabets, args.file_episodes, pil_load, seed=r),
+                "cv2": per_file_episodes(alphabets, args.file_episodes, cv2_load, seed=r),
             }
             for r in range(args.rounds)
         ]
@@ -234,14 +216,14 @@ def main() -> None:
     print(f"  shards, 16 per visit  {res['stream_episodes_per_s_16_per_visit']:.1f} episodes/s")
     print(f"  shards through a DataLoader with {args.workers} workers (batches of 4, mix=16)  "
           f"{res['loader_episodes_per_s']:.1f} episodes/s")
-    print(f"  per-file PNG loader (PIL open+resize)  {res['per_file_pil_episodes_per_s']:.1f} episodes/s"
+    print(f"  per-file PNG loader (PIL open+Lanczos resize, the build's decoder)  {res['per_file_pil_episodes_per_s']:.1f} episodes/s"
           f"  -> shards are {res['stream_vs_per_file_pil']:.1f}x faster")
     print(f"  per-file PNG loader (OpenCV imread+resize)  {res['per_file_cv2_episodes_per_s']:.1f} episodes/s"
           f"  -> shards are {res['stream_vs_per_file_cv2']:.1f}x faster")
     m = res["memory"]
     print(f"memory: largest family buffer {m['largest_family_buffer_bytes'] / 1e6:.2f} MB; one streaming process: "
           f"RSS {m['rss_after_first_visit'] / 1e6:.0f} MB after the first visit, peak {m['rss_peak'] / 1e6:.0f} MB "
-          f"after {m['episodes']} episodes (all {len(tree)} families visited)")
+          f"after {m['episodes']} episodes (all {len(alphabets)} families visited)")
     if args.unsupervised:
         import bench_unsupervised as uns  # scripts/ is on sys.path when this file runs
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fewtask_data.shards import encode_image
+from fewtask_data import encode_image
 from fewtask_data.sources import imagenet as src
 
 ILSVRC_TRAIN_IMAGES = 1_281_167
@@ -87,9 +87,8 @@ def compare(name: str, paths: list[Path], size: int, repeat: int) -> float:
 
 
 def build_rate(samples: Path, workers: int) -> float:
-    from fewtask_data.build import BuildOptions
-    from fewtask_data.families.wordnet import FamilyRule
-    from fewtask_data.imagenet_build import build_imagenet_families
+    from fewtask_data import BuildOptions, build_imagenet_families
+    from fewtask_data.families.hierarchy import FamilyRule
 
     out = Path(tempfile.mkdtemp(prefix="bench-imagenet-"))
     try:
@@ -104,8 +103,8 @@ def build_rate(samples: Path, workers: int) -> float:
 
 
 def hierarchy_timing() -> None:
-    from fewtask_data.families import wordnet as fw
-    from fewtask_data.wordnet import load_wordnet, wordnet_available
+    from fewtask_data.families import hierarchy as fw
+    from fewtask_data.sources.wordnet import load_wordnet, wordnet_available
 
     ok, why = wordnet_available()
     if not ok:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from fewtask_data.episode import EpisodeShape, FamilyBatch  # noqa: E402
+from fewtask_data import EpisodeShape, FamilyBatch  # noqa: E402
 from trainer.algorithms import make_algorithm  # noqa: E402
 from trainer.models import build_model  # noqa: E402
 

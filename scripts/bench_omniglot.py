@@ -24,13 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fewtask_data.augment import family_transform, named_space, sample_family_augment
-from fewtask_data.build import BuildOptions
-from fewtask_data.episode import EpisodeShape
-from fewtask_data.omniglot_build import build_omniglot_families
-from fewtask_data.shards import encode_image
+from fewtask_data import (
+    BuildOptions, EpisodeShape, FamilyStream, build_omniglot_families, encode_image, family_transform,
+    named_space, sample_family_augment,
+)
 from fewtask_data.sources import glyphs, omniglot
-from fewtask_data.stream import FamilyStream
 
 
 def raw_loop(root: Path | None, size: int) -> tuple[int, float]:

@@ -49,7 +49,7 @@ CONFIGS = [
 
 
 def episode_shape(args):
-    from fewtask_data.episode import EpisodeShape
+    from fewtask_data import EpisodeShape
 
     return EpisodeShape(ways=5, shots=1, queries=args.queries, val=args.queries, meta_tasks=args.meta_tasks, goal_tasks=1)
 
@@ -58,7 +58,7 @@ def fixed_batch(args, device):
     """B family episodes of random 28x28 images with valid 5-way labels."""
     import torch
 
-    from fewtask_data.episode import FamilyBatch
+    from fewtask_data import FamilyBatch
 
     s, gen = episode_shape(args), torch.Generator().manual_seed(0)
     lab = lambda k: torch.arange(s.ways).repeat_interleave(k)  # noqa: E731
@@ -123,9 +123,8 @@ def run_one(args) -> dict:
     batch = fixed_batch(args, device)
     if impl == "stream":
         from trainer.fit import FitConfig, ResumableEpisodes
-        from fewtask_data.stream import FamilyStream
+        from fewtask_data import FamilyStream, collate
         from torch.utils.data import DataLoader
-        from fewtask_data.episode import collate
 
         stream = FamilyStream(args.data, "train", episode_shape(args), seed=0, episodes_per_visit=2)
         loader = iter(DataLoader(ResumableEpisodes(stream, args.families, 0), batch_size=args.families,
@@ -169,7 +168,7 @@ def ensure_data(args) -> str:
         return args.data
     data = REPO / "runs" / "bench_glyphs"
     if not (data / "manifest.json").exists():
-        from fewtask_data.omniglot_build import build_omniglot_families
+        from fewtask_data import build_omniglot_families
 
         build_omniglot_families(data, families_per_alphabet=4, image_size=28)
     return str(data)

@@ -32,10 +32,7 @@ import cv2
 import numpy as np
 import torch
 
-from fewtask_data.build import BuildOptions
-from fewtask_data.episode import EpisodeShape
-from fewtask_data.stream import FamilyStream, family_loader
-from fewtask_data.unsupervised_build import build_unsupervised_families
+from fewtask_data import BuildOptions, EpisodeShape, FamilyStream, build_unsupervised_families, family_loader
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGENET_DIR = DATA / "imagenet-samples" / "imagenette-train-subset"

@@ -26,10 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from fewtask_data.build import BuildOptions  # noqa: E402
-from fewtask_data.episode import EpisodeShape  # noqa: E402
-from fewtask_data.hdf5 import write_episodes  # noqa: E402
-from fewtask_data.omniglot_build import build_omniglot_families  # noqa: E402
+from fewtask_data import BuildOptions, EpisodeShape, build_omniglot_families, write_episodes  # noqa: E402
 from trainer.evalcmd import evaluate  # noqa: E402
 from trainer.fit import FitConfig, fit, open_stream  # noqa: E402
 

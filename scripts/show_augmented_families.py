@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from strips import save_strips
 
-from fewtask_data.augment import family_transform, named_space, sample_family_augment
+from fewtask_data import family_transform, named_space, sample_family_augment
 from fewtask_data.sources import glyphs, omniglot
 
 

@@ -17,8 +17,9 @@ import cv2
 import numpy as np
 from strips import save_strips
 
-from fewtask_data.augment import family_transform
-from fewtask_data.families.unsupervised import anchor_transform, load_policy, plan_unsupervised
+from fewtask_data import family_transform
+from fewtask_data.families.unsupervised import load_policy, plan_unsupervised
+from fewtask_data.sampling.umtra import anchor_transform
 from fewtask_data.sources import glyphs
 from fewtask_data.sources.images import ImageEntry
 

@@ -38,7 +38,7 @@ def splits_dir() -> Path:
 @pytest.fixture(scope="session")
 def wordnet():
     """WordNet 3.0 (fewtask_data.wordnet), or skip with the reason and both fixes."""
-    from fewtask_data.wordnet import load_wordnet, wordnet_available
+    from fewtask_data.sources.wordnet import load_wordnet, wordnet_available
 
     ok, reason = wordnet_available()
     if not ok:

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from fewtask_data.episode import EpisodeShape
+from fewtask_data import EpisodeShape
 from fewtask_data.sources.sinusoid import sample_batch, step_generator
 from trainer import functional as fn
 from trainer.algorithms import batch_parts, level_lrs, make_algorithm

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fewtask_data.episode import EpisodeShape
+from fewtask_data import EpisodeShape
 from fewtask_data.sources import sinusoid
 from trainer import functional as fn
 from trainer.algorithms import level_lrs, make_algorithm

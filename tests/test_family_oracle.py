@@ -8,8 +8,7 @@ import pytest
 import torch
 from torch.func import grad
 
-from fewtask_data import FewtaskError
-from fewtask_data.episode import EpisodeShape
+from fewtask_data import EpisodeShape, FewtaskError
 from fewtask_data.sources import sinusoid
 from trainer import functional as fn
 from trainer.algorithms import batch_parts, level_lrs, make_algorithm

@@ -11,10 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 import toydata
-from fewtask_data import FewtaskError
-from fewtask_data.episode import EpisodeShape
-from fewtask_data.hdf5 import write_episodes
-from fewtask_data.stream import FamilyStream
+from fewtask_data import EpisodeShape, FamilyStream, FewtaskError, write_episodes
 from trainer import checkpoint as ckpt
 from trainer.cli import app
 from trainer.evalcmd import evaluate
@@ -172,7 +169,7 @@ def test_nan_guard_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch):
 
 
 def test_pooled_families_and_time_limit(toy, tmp_path):
-    from fewtask_data.manifest import load_manifest
+    from fewtask_data import load_manifest
     from trainer.fit import pooled_manifest
 
     pooled = pooled_manifest(load_manifest(str(toy)))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fewtask_data.build import BuildOptions, SourceClass, build
+from fewtask_data import BuildOptions, SourceClass, build_dataset
 
 BAD = -1  # an item the decoder refuses, like a corrupt file
 
@@ -102,7 +102,7 @@ def families(n_classes: int = 12) -> dict[str, list[dict]]:
 def build_toy(out: Path, n_classes: int = 12, per_class: int = 10, side: int = 8, bad: tuple = (),
               rgb: bool = False, **options):
     opts = {"shard_size": 25, "workers": 1, **options}
-    return build(
+    return build_dataset(
         out,
         dataset="toy",
         builder="toy",

@@ -27,8 +27,7 @@ import torch
 from torch import nn
 from torch.func import grad, vmap
 
-from fewtask_data.episode import FamilyBatch
-from fewtask_data.errors import FewtaskError
+from fewtask_data import FamilyBatch, FewtaskError
 from trainer import functional as fn
 from trainer.models import head_names
 

@@ -5,7 +5,7 @@ Each command lives in the module that owns its job; this file only wires them up
 
 from __future__ import annotations
 
-from fewtask_data.cliutil import make_app, run
+from fewtask_data.cli.common import make_app, run
 
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 

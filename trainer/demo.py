@@ -23,12 +23,8 @@ from pathlib import Path
 
 import typer
 
-from fewtask_data import atomic
-from fewtask_data.build import BuildOptions
-from fewtask_data.episode import EpisodeShape
-from fewtask_data.hdf5 import write_episodes
-from fewtask_data.omniglot_build import build_omniglot_families
-from fewtask_data.stream import FamilyStream
+from fewtask_data import BuildOptions, EpisodeShape, FamilyStream, build_omniglot_families, write_episodes
+from fewtask_data.io import write_bytes, write_json
 from trainer.evalcmd import evaluate, plot_curves
 from trainer.fit import FitConfig, fit
 from trainer.loop import ensure_writable
@@ -161,7 +157,7 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         "",
     ]
     path = out / "report.md"
-    atomic.write_bytes(path, "\n".join(lines).encode())
+    write_bytes(path, "\n".join(lines).encode())
     return path
 
 
@@ -176,7 +172,7 @@ def evaluate_once(run: Path, test: Path, cfg: DemoConfig, trained_step: int) -> 
             return res
     _log(f"evaluating {run.name} on {test.name}")
     res = evaluate(run, test, steps=cfg.eval_steps, batch_size=16)
-    atomic.write_json(cached, res)
+    write_json(cached, res)
     return res
 
 
@@ -189,7 +185,7 @@ def run_demo(out: Path, cfg: DemoConfig) -> dict[str, dict]:
     for algo in cfg.algorithms:
         trained[algo] = train_one(algo, data, out, cfg)
         results[algo] = evaluate_once(out / algo, test, cfg, trained[algo]["step"])
-    atomic.write_json(out / "demo_config.json", asdict(cfg))
+    write_json(out / "demo_config.json", asdict(cfg))
     report = write_report(out, cfg, results, trained, time.perf_counter() - t0)
     _log(f"report: {report}")
     return results

@@ -22,9 +22,8 @@ from pathlib import Path
 import torch
 import typer
 
-from fewtask_data import atomic
-from fewtask_data.errors import FewtaskError
-from fewtask_data.hdf5 import EpisodeStore
+from fewtask_data import EpisodeStore, FewtaskError
+from fewtask_data.io import temp_path, write_json
 from trainer import checkpoint as ckpt
 from trainer.algorithms import level_lrs, make_algorithm, resolve_impl
 from trainer.distributed import device_for
@@ -166,7 +165,7 @@ def plot_curves(results: dict[str, dict], path: Path, title: str = "") -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = atomic.temp_path(path)
+    tmp = temp_path(path)
     fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     tmp.replace(path)
@@ -186,7 +185,7 @@ def eval_command(
     results = evaluate(checkpoint, episodes, steps, batch_size, device, finetune_lr, impl)
     folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic.write_json(folder / "eval.json", results)
+    write_json(folder / "eval.json", results)
     plot_curves({results["algorithm"]["name"]: results}, folder / "eval.png")
     for key in ("without_meta_finetuning", "with_meta_finetuning"):
         r = results[key]

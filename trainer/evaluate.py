@@ -14,7 +14,7 @@ from typing import Iterable
 
 import torch
 
-from fewtask_data.episode import FamilyBatch
+from fewtask_data import FamilyBatch
 from trainer import functional as fn
 from trainer import reference
 from trainer.algorithms import LEVELS, Algorithm, batch_parts, level_lrs

@@ -18,8 +18,7 @@ import torch
 from torch.func import grad, vmap
 from tqdm import tqdm
 
-from fewtask_data.episode import EpisodeShape
-from fewtask_data.errors import FewtaskError
+from fewtask_data import EpisodeShape, FewtaskError
 from fewtask_data.sources import sinusoid
 from trainer import checkpoint as ckpt
 from trainer.algorithms import MAML, compiled_or_eager, split_parts

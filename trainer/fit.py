@@ -24,11 +24,8 @@ import typer
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from fewtask_data import atomic
-from fewtask_data.episode import EpisodeShape, FamilyBatch, collate
-from fewtask_data.errors import FewtaskError
-from fewtask_data.manifest import Manifest, load_manifest
-from fewtask_data.stream import FamilyStream, FlatStream
+from fewtask_data import EpisodeShape, FamilyBatch, FamilyStream, FewtaskError, FlatStream, Manifest, collate, load_manifest
+from fewtask_data.io import write_json
 from trainer import distributed as dist_util
 from trainer.algorithms import ALGORITHMS, make_algorithm, resolve_impl
 from trainer.checkpoint import seed_everything
@@ -244,7 +241,7 @@ def fit(cfg: FitConfig) -> dict:
             "device": str(device),
         }
         if info.is_main:
-            atomic.write_json(out / CONFIG_NAME, record)
+            write_json(out / CONFIG_NAME, record)
         train_cfg = TrainConfig(
             steps=cfg.steps,
             out=out,
@@ -270,7 +267,7 @@ def fit(cfg: FitConfig) -> dict:
         )
         record["result"] = {"step": result.step, "seconds": round(result.seconds, 2), **result.last_metrics}
         if info.is_main:
-            atomic.write_json(out / CONFIG_NAME, record)
+            write_json(out / CONFIG_NAME, record)
         dist_util.barrier(info)
         return record
     finally:

@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from fewtask_data.errors import FewtaskError
+from fewtask_data import FewtaskError
 from trainer.convnets import build_conv
 
 

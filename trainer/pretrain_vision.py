@@ -18,7 +18,7 @@ import torch
 from torch.func import grad_and_value
 from torch.utils.data import DataLoader
 
-from fewtask_data.stream import FlatStream
+from fewtask_data import FlatStream
 from trainer import functional as fn
 from trainer.algorithms import Algorithm
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from fewtask_data.errors import FewtaskError
+from fewtask_data import FewtaskError
 from trainer import functional as fn
 
 

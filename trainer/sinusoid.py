@@ -17,9 +17,8 @@ from typing import Optional
 import torch
 import typer
 
-from fewtask_data.atomic import write_json
-from fewtask_data.episode import EpisodeShape, FamilyBatch
-from fewtask_data.errors import FewtaskError
+from fewtask_data import EpisodeShape, FamilyBatch, FewtaskError
+from fewtask_data.io import write_json
 from fewtask_data.sources import sinusoid
 from trainer import checkpoint as ckpt
 from trainer import family_oracle, plots
@@ -376,7 +375,7 @@ def sinusoid_maml_command(
 
 
 if __name__ == "__main__":  # `python -m trainer.sinusoid ...` without the rest of the CLI's imports
-    from fewtask_data.cliutil import make_app, run
+    from fewtask_data.cli.common import make_app, run
 
     _app = make_app("Sinusoid experiments.")
     _app.command("sinusoid")(sinusoid_command)

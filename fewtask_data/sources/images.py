@@ -26,10 +26,11 @@ import numpy as np
 from PIL import Image
 
 from fewtask_data.errors import FewtaskError
-from fewtask_data.manifest import load_manifest
-from fewtask_data.shards import decode_image
+from fewtask_data.formats.image import decode_image
+from fewtask_data.formats.manifest import load_manifest
+from fewtask_data.formats.shards import ShardReader
 from fewtask_data.sources.imagenet import ImageDecoder
-from fewtask_data.sources.omniglot import Location, _read, prepare
+from fewtask_data.sources.omniglot import Location, prepare, read_location
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 COLORS = ("gray", "rgb")
@@ -126,20 +127,18 @@ def list_shards(source: str | Path) -> Collection:
 
     The encoded images are read (checksums checked) and held in memory until the build
     has re-encoded them: fine for Omniglot- or mini-ImageNet-sized datasets."""
-    from fewtask_data.stream import ShardReader
-
     manifest = load_manifest(source)
     # An unsupervised build's classes are groups, not labels; a materialized augmented
     # class (Omniglot --materialize-eval) has the label of its base class.
-    labelled = manifest.data["builder"]["name"] != "unsupervised-families"
-    label_of = {c["id"]: c["meta"].get("base_class", c["id"]) for c in manifest.data["classes"]}
+    labelled = manifest.builder != "unsupervised-families"
+    label_of = {c: manifest.class_meta(c).get("base_class", c) for c in manifest.classes}
     reader = ShardReader(manifest)
     images = []
     for shard, entry in enumerate(reader.index["shards"]):
         for cls, sample, data in reader.samples(shard, [(0, entry["count"])]):
             images.append(ImageEntry(safe_id(f"{cls}~{sample}"), data, label_of[cls] if labelled else None))
-    fingerprint = f"{manifest.data['dataset']}:{manifest.data['build_id']}"
-    return Collection(images, [], fingerprint, "shards", labelled, encoding=manifest.data["image"]["encoding"])
+    fingerprint = f"{manifest.dataset}:{manifest.build_id}"
+    return Collection(images, [], fingerprint, "shards", labelled, encoding=manifest.image_encoding)
 
 
 @dataclass(frozen=True)
@@ -166,7 +165,7 @@ class CollectionDecoder:
     def __call__(self, item: object) -> np.ndarray:
         if isinstance(item, bytes):  # from shards: already decoded size and colour
             return decode_image(item)
-        data = io.BytesIO(_read(item))
+        data = io.BytesIO(read_location(item))
         try:
             if self.color == "rgb":
                 return ImageDecoder(self.size, self.resize)(data)

@@ -133,7 +133,8 @@ def fingerprint(root: str | Path, sets: Sequence[str] = DEFAULT_SETS) -> str:
 _ARCHIVES: dict[tuple[int, str], zipfile.ZipFile] = {}
 
 
-def _read(loc: Location) -> bytes:
+def read_location(loc: Location) -> bytes:
+    """The bytes of one image, from its zip member (archives opened once per process) or file."""
     if loc.member is None:
         return Path(loc.path).read_bytes()
     key = (os.getpid(), loc.path)
@@ -159,6 +160,6 @@ class OmniglotDecoder:
 
     def __call__(self, item: tuple[Location, int]) -> np.ndarray:
         loc, rotation = item
-        with Image.open(io.BytesIO(_read(loc))) as img:
+        with Image.open(io.BytesIO(read_location(loc))) as img:
             out = prepare(img, self.size)
         return np.ascontiguousarray(np.rot90(out, k=rotation // 90)) if rotation else out
