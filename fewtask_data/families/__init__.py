@@ -1,0 +1,1 @@
+"""Family definitions: Omniglot alphabets (and augmented families), the WordNet hierarchy, definitions documents, unsupervised pools."""
