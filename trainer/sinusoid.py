@@ -86,9 +86,11 @@ def train_method(
     seed_everything(s.seed)
     model = build_model("mlp", in_features=3 if oracle else 1)
     alpha = s.maml_alpha if algo_name in ("maml", "fomaml") else s.alpha
+    # FOMAML's preset fixes its order: passing order=3 would silently turn it into MAML.
+    order = {} if algo_name == "fomaml" else {"order": s.order if algo_name == "maltml" else 3}
     algo = make_algorithm(
         algo_name, model, alpha=alpha, beta=s.beta, gamma=s.gamma, task_steps=s.task_steps,
-        meta_steps=s.meta_steps, goal_steps=s.goal_steps, order=s.order if algo_name == "maltml" else 3,
+        meta_steps=s.meta_steps, goal_steps=s.goal_steps, **order,
         learn_step_sizes=s.learn_step_sizes and algo_name in ("maltml", "maml"), impl=s.impl,
         compile=s.compile and algo_name != "pretrain",
     )  # fmt: skip
