@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from fewtask_data.episode import EpisodeShape
+from fewtask_data import EpisodeShape
 from fewtask_data.sources import sinusoid
 from trainer.algorithms import make_algorithm
 from trainer.checkpoint import seed_everything

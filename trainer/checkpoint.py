@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fewtask_data.errors import FewtaskError
+from fewtask_data import FewtaskError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

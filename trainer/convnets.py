@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from fewtask_data.errors import FewtaskError
+from fewtask_data import FewtaskError
 
 BN_POLICIES = ("task", "none")
 

@@ -23,7 +23,7 @@ from typing import Iterable
 import torch
 import torch.distributed as dist
 
-from fewtask_data.errors import FewtaskError
+from fewtask_data import FewtaskError
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ import torch
 from torch.func import grad, vmap
 from tqdm import tqdm
 
-from fewtask_data.episode import EpisodeShape
-from fewtask_data.errors import FewtaskError
+from fewtask_data import EpisodeShape, FewtaskError
 from fewtask_data.sources import sinusoid
 from trainer import checkpoint as ckpt
-from trainer.algorithms import MAML, compiled_or_eager, split_parts
+from trainer.algorithms import compiled_or_eager, split_parts
+from trainer.algorithms.maml import MAML
 
 SEED_OFFSET = 4_409_000  # the oracle's task stream differs from every training and evaluation stream
 

@@ -21,8 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from fewtask_data.episode import FamilyBatch
-from fewtask_data.errors import FewtaskError
+from fewtask_data import FamilyBatch, FewtaskError
 from trainer import checkpoint as ckpt
 from trainer.algorithms import Algorithm
 from trainer.models import signature

@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from fewtask_data import FewtaskError
-from fewtask_data.episode import EpisodeShape
+from fewtask_data import EpisodeShape, FewtaskError
 from fewtask_data.sources import sinusoid
 from trainer import checkpoint as ckpt
 from trainer.algorithms import make_algorithm

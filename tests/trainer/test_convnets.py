@@ -86,7 +86,7 @@ def test_exact_gradients_through_conv4_match_finite_differences(algo_name, order
     """torch.func differentiates F.batch_norm's backward wrongly at second and third order
     (seen on torch 2.14); TaskBatchNorm2d uses plain ops, so MAML (order 2) and exact MALTML
     (order 3) gradients through conv + batch norm must equal central differences (float64)."""
-    from fewtask_data.episode import EpisodeShape, FamilyBatch
+    from fewtask_data import EpisodeShape, FamilyBatch
     from trainer.algorithms import batch_parts, make_algorithm
 
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fewtask_data.episode import EpisodeShape, FamilyBatch
+from fewtask_data import EpisodeShape, FamilyBatch
 from trainer import functional as fn
 from trainer.algorithms import make_algorithm
 from trainer.models import MLP, build_model

@@ -8,11 +8,12 @@ import warnings
 import pytest
 import torch
 
-from fewtask_data.episode import EpisodeShape
+from fewtask_data import EpisodeShape
 from fewtask_data.sources.sinusoid import sample_batch, step_generator
 from trainer import functional as fn
-from trainer.algorithms import batch_parts, level_lrs, make_algorithm
+from trainer.algorithms import batch_parts, make_algorithm
 from trainer.models import MLP
+from trainer.step_sizes import level_lrs
 
 torch.set_num_threads(1)
 
