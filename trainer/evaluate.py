@@ -1,8 +1,9 @@
 """The paper's evaluation protocol, one for every command (`sinusoid`, `eval`, `demo`).
 
 For each held-out family episode: meta-finetune from theta on its L tasks (V_beta,
-K support + Q query examples each, the method's own alpha, beta, task/meta steps
-and task-step derivative order), then finetune on each goal task's K support
+K support + Q query examples each, the method's own alpha, beta, task/meta steps,
+task-step derivative order and Eq. 2 reduction: the sum of the L task losses by
+default), then finetune on each goal task's K support
 examples with step size gamma, recording the goal validation loss (and accuracy
 for labels) after 0..S steps. Done both with and without the meta-update (the
 arrows at 0 steps of Figure 2c). Per episode the goal tasks are averaged.
@@ -64,11 +65,11 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
             return theta
         if impl == "vmap":
             return fn.meta_adapt(forward, theta, buffers, (msx, msy), (mqx, mqy), a, b,
-                                 algo.task_steps, algo.meta_steps, names, task_fo, True)  # fmt: skip
+                                 algo.task_steps, algo.meta_steps, names, task_fo, True, algo.meta_reduction)  # fmt: skip
         with torch.enable_grad():  # the plain-loop reference differentiates with autograd
             p = {k: v.detach().requires_grad_() for k, v in theta.items()}
-            tuned = reference.loop_meta_adapt(forward, p, buffers, (msx, msy), (mqx, mqy), a, b,
-                                              algo.task_steps, algo.meta_steps, names, task_fo, True)  # fmt: skip
+            tuned = reference.loop_meta_adapt(forward, p, buffers, (msx, msy), (mqx, mqy), a, b, algo.task_steps,
+                                              algo.meta_steps, names, task_fo, True, algo.meta_reduction)  # fmt: skip
         return {k: v.detach() for k, v in tuned.items()}
 
     def family(theta, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
@@ -140,8 +141,8 @@ def predictions(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch
     msx, msy, mqx, mqy, gsx, gsy, _, _ = (t[0] for t in batch_parts(batch))
     forward = algo.forward
     with torch.no_grad():
-        theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-                              algo.task_steps, algo.meta_steps, algo.names, algo.meta_update_first_order(), True)  # fmt: skip
+        theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b, algo.task_steps, algo.meta_steps,
+                              algo.names, algo.meta_update_first_order(), True, algo.meta_reduction)  # fmt: skip
         tuned = fn.adapt(forward, theta, buffers, gsx[0], gsy[0], g, steps, algo.names, first_order=True)
         return {
             "before_meta_update": forward(params, buffers, grid).squeeze(-1).tolist(),

@@ -80,9 +80,11 @@ def train_family_oracles(
     return {k: v.detach() for k, v in stacked.items()}, time.perf_counter() - start
 
 
-def save(folder: Path, params: dict[str, torch.Tensor], phases: torch.Tensor, steps: int, seconds: float) -> None:
+def save(folder: Path, params: dict[str, torch.Tensor], phases: torch.Tensor, steps: int, seconds: float,
+         meta_reduction: str) -> None:  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"model": params, "phases": phases, "step": steps, "seconds": seconds, "signature": stacked_signature(params)}
+    payload = {"model": params, "phases": phases, "step": steps, "seconds": seconds, "signature": stacked_signature(params),
+               "meta_reduction": meta_reduction}  # fmt: skip
     ckpt.save(folder / ckpt.CHECKPOINT_NAME, payload)
 
 

@@ -69,6 +69,8 @@ class TrainSettings:
     meta_steps: int = option(1, "m: meta steps")
     goal_steps: int = option(1, "finetuning steps on a goal task during training")
     order: int = option(3, "MALTML derivative order: 3 exact, 2, 1 first order (MAML: 1 = FOMAML)")
+    meta_reduction: str = option("sum", "Eq. 2's meta-finetuning step over the L task losses: sum (as the paper) or mean "
+                                        "(an L times smaller step; runs from before this option)")  # fmt: skip
     learn_step_sizes: bool = option(False, "learn alpha, beta, gamma per parameter tensor")
     lr: float = option(1e-3, "Adam learning rate (outer loop)")
     seed: int = option(0, "seed for the model and the stream")
@@ -119,7 +121,8 @@ def open_stream(cfg: "FitConfig", split: str, shape: EpisodeShape, seed: int, pe
 
 def algorithm_hparams(cfg: TrainSettings, algo: str) -> dict:
     """The algorithm's settings from the fit settings (a fixed-order preset keeps its own order)."""
-    keys = ("alpha", "beta", "gamma", "task_steps", "meta_steps", "goal_steps", "order", "learn_step_sizes", "compile", "impl")
+    keys = ("alpha", "beta", "gamma", "task_steps", "meta_steps", "goal_steps", "order", "meta_reduction",
+            "learn_step_sizes", "compile", "impl")  # fmt: skip
     hp = {k: getattr(cfg, k) for k in keys}
     if algorithm_class(algo).fixed_order is not None:
         hp.pop("order")

@@ -98,12 +98,21 @@ def descend(
     return params
 
 
+REDUCTIONS = ("sum", "mean")
+
+
 def descend_tasks(
     task_losses: Callable[[Params], torch.Tensor], params: Params, lrs: Mapping[str, torch.Tensor], steps: int,
-    names: frozenset[str] | None = None, first_order: bool = False,
+    names: frozenset[str] | None = None, first_order: bool = False, reduction: str = "sum",
 ) -> Params:  # fmt: skip
     """V (Eq. 2): `descend` on the L task losses ``task_losses(params) -> [L]``, each the
-    loss of one task after its own adaptation, averaged."""
+    loss of one task after its own adaptation. Eq. 2 and line 10 of Algorithm 1 *sum*
+    them; ``reduction="mean"`` averages them instead (a step L times smaller; what this
+    project did before the option existed)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if reduction == "sum":
+        return descend(lambda p: task_losses(p).sum(), params, lrs, steps, names, first_order)
     return descend(lambda p: task_losses(p).mean(), params, lrs, steps, names, first_order)
 
 
@@ -142,12 +151,14 @@ def meta_adapt(
     forward: Forward, params: Params, buffers: Params, support: Pair, query: Pair,
     alpha: Mapping[str, torch.Tensor], beta: Mapping[str, torch.Tensor], task_steps: int, meta_steps: int,
     names: frozenset[str] | None = None, task_first_order: bool = False, meta_first_order: bool = False,
+    reduction: str = "sum",
 ) -> Params:  # fmt: skip
     """V_beta: ``meta_steps`` MAML steps (size beta) over one family's L tasks (Eq. 2).
 
     ``support``/``query`` have a leading task axis [L, ...]; each meta step adapts
-    every task with ``task_steps`` steps of size alpha and descends the mean query
-    loss (`descend_tasks`). With L = 0 the parameters pass through unchanged.
+    every task with ``task_steps`` steps of size alpha and descends the sum (or with
+    ``reduction="mean"`` the mean) of the L query losses (`descend_tasks`). With L = 0
+    the parameters pass through unchanged.
     """
     if support[0].shape[0] == 0:
         return params
@@ -155,4 +166,4 @@ def meta_adapt(
     def task_losses(p: Params) -> torch.Tensor:
         return tasks_adapted_metrics(forward, p, buffers, support, query, alpha, task_steps, names, task_first_order)[0]
 
-    return descend_tasks(task_losses, params, beta, meta_steps, names, meta_first_order)
+    return descend_tasks(task_losses, params, beta, meta_steps, names, meta_first_order, reduction)

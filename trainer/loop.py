@@ -153,6 +153,12 @@ def train(
             raise FewtaskError(
                 f"checkpoint {ckpt_path} was trained with {state.get('algorithm')}, not {algorithm.name}; use a fresh --out"
             )
+        trained_with = state.get("meta_reduction", "mean")  # checkpoints from before the option averaged
+        if algorithm.trains_meta_step and trained_with != algorithm.meta_reduction:
+            raise FewtaskError(
+                f"checkpoint {ckpt_path} was trained with --meta-reduction {trained_with}, not "
+                f"{algorithm.meta_reduction}; resume with --meta-reduction {trained_with} or use a fresh --out"
+            )
         model.load_state_dict(state["model"])
         with torch.no_grad():
             for k, v in state["step_sizes"].items():
@@ -183,6 +189,7 @@ def train(
                 "seconds": prior_seconds + time.perf_counter() - t0,
                 "config": config_record,
                 "algorithm": algorithm.name,
+                "meta_reduction": algorithm.meta_reduction,
                 "signature": signature(model),
             },
         )

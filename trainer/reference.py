@@ -35,8 +35,9 @@ def loop_adapted_metrics(forward, params, buffers, support, target, lrs, steps, 
 
 
 def loop_meta_adapt(forward, params, buffers, support, query, alpha, beta, task_steps, meta_steps, names=None,
-                    task_first_order=False, meta_first_order=False):  # fmt: skip
-    """`functional.meta_adapt` (Eq. 2) with a loop over the family's L tasks."""
+                    task_first_order=False, meta_first_order=False, reduction="sum"):  # fmt: skip
+    """`functional.meta_adapt` (Eq. 2) with a loop over the family's L tasks: the meta step
+    descends the sum of their query losses (``reduction="mean"``: the mean)."""
     if support[0].shape[0] == 0:
         return params
 
@@ -46,7 +47,7 @@ def loop_meta_adapt(forward, params, buffers, support, query, alpha, beta, task_
                                  alpha, task_steps, names, task_first_order)[0]
             for i in range(support[0].shape[0])
         ]  # fmt: skip
-        return torch.stack(losses).mean()
+        return torch.stack(losses).sum() if reduction == "sum" else torch.stack(losses).mean()
 
     return loop_descend(meta_loss, params, beta, meta_steps, names, meta_first_order)
 

@@ -112,7 +112,7 @@ def _explicit_maltml(model, params, parts, order):
                 for _ in range(HP["task_steps"]):
                     fast = _sgd(fast, grad_of(loss(fast, msx[f, t], msy[f, t]), fast, order == 3), a)
                 qs.append(loss(fast, mqx[f, t], mqy[f, t]))
-            phi = _sgd(phi, grad_of(torch.stack(qs).mean(), phi, order >= 2), b)
+            phi = _sgd(phi, grad_of(torch.stack(qs).sum(), phi, order >= 2), b)  # Eq. 2 sums the L task losses
         for c in range(gsx.shape[1]):
             fast = phi
             for _ in range(HP["goal_steps"]):

@@ -201,3 +201,23 @@ def test_impl_auto_picks_loops_on_cpu_only_where_they_exist():
     assert resolve_impl("vmap", cpu, "maml") == "vmap"
     with pytest.raises(FewtaskError, match="--impl must be auto, vmap or loop"):
         resolve_impl("fast", cpu)
+
+
+def test_meta_reduction_is_recorded_and_evaluated_as_trained(toy, test_h5, tmp_path):
+    record = fit(config(toy, tmp_path / "mean", meta_reduction="mean", steps=2))
+    assert record["algorithm"]["meta_reduction"] == record["fit"]["meta_reduction"] == "mean"
+    assert ckpt.load(tmp_path / "mean" / "checkpoint.pt")["meta_reduction"] == "mean"
+    as_trained = evaluate_checkpoint(tmp_path / "mean", test_h5, steps=1)
+    told = evaluate_checkpoint(tmp_path / "mean", test_h5, steps=1, meta_reduction="sum")
+    assert (as_trained["meta_reduction"], told["meta_reduction"]) == ("mean", "sum")
+    assert told["without_meta_finetuning"] == as_trained["without_meta_finetuning"]
+    assert told["with_meta_finetuning"]["loss"] != as_trained["with_meta_finetuning"]["loss"]
+    with pytest.raises(FewtaskError, match="trained with --meta-reduction mean, not sum"):
+        fit(config(toy, tmp_path / "mean", steps=3, resume=True))  # the default is sum
+    # A checkpoint from before the option (no field anywhere) was trained with the mean.
+    fit(config(toy, tmp_path / "old", steps=2))
+    path = tmp_path / "old" / "checkpoint.pt"
+    state = ckpt.load(path)
+    del state["meta_reduction"], state["config"]["extra"]["algorithm"]["meta_reduction"]
+    ckpt.save(path, state)
+    assert evaluate_checkpoint(tmp_path / "old", test_h5, steps=1)["meta_reduction"] == "mean"

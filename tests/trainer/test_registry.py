@@ -23,6 +23,7 @@ def test_traits_of_the_registered_algorithms():
     assert [n for n, c in ALGORITHMS.items() if c.learns_step_sizes] == ["maltml", "maml", "fomaml", "anil", "boil"]
     assert [n for n, c in ALGORITHMS.items() if c.flat_training] == ["pretrain"]
     assert {n: c.fixed_order for n, c in ALGORITHMS.items() if c.fixed_order} == {"fomaml": 1}
+    assert [n for n, c in ALGORITHMS.items() if c.trains_meta_step] == ["maltml", "fo-maltml"]
     assert make_algorithm("anil", MLP()).adapt == "head" and make_algorithm("boil", MLP()).adapt == "body"
     assert make_algorithm("fomaml", MLP()).order == 1 and make_algorithm("maml", MLP(), label="x").name == "x"
 
@@ -67,10 +68,11 @@ def test_sinusoid_settings_per_method():
     """How `sinusoid` builds each method: MAML's own inner step size, the order and learned
     step sizes only where they apply, FOMAML first order (it used to be trained as MAML)."""
     s = SimpleNamespace(alpha=0.1, beta=0.2, gamma=0.3, maml_alpha=0.4, task_steps=1, meta_steps=2, goal_steps=3,
-                        order=2, learn_step_sizes=True, impl="vmap", compile=True)  # fmt: skip
+                        order=2, meta_reduction="mean", learn_step_sizes=True, impl="vmap", compile=True)  # fmt: skip
     built = {n: make_algorithm(n, MLP(), **ALGORITHMS[n].sinusoid_hparams(s)) for n in ("maltml", "maml", "fomaml", "pretrain", "fo-maltml")}
     assert (built["maltml"].alpha, built["maltml"].order, built["maltml"].learn_step_sizes) == (0.1, 2, True)
     assert (built["maml"].alpha, built["maml"].order, built["maml"].learn_step_sizes) == (0.4, 3, True)
     assert (built["fomaml"].alpha, built["fomaml"].order) == (0.4, 1)
     assert built["pretrain"].compile is False and built["fo-maltml"].compile is True
     assert not built["fo-maltml"].learn_step_sizes and built["fo-maltml"].meta_steps == 2
+    assert {a.meta_reduction for a in built.values()} == {"mean"}

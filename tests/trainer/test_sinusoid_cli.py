@@ -71,6 +71,7 @@ def test_sinusoid_maml_benchmark_runs(tmp_path):
         (["--beta", "-0.01"], "--beta must be a positive number"),
         (["--algorithms", "maltml,mamlz"], "unknown algorithm mamlz"),
         (["--out", "/proc/fewtask-cannot-write"], "cannot write to output folder"),
+        (["--meta-reduction", "median"], "--meta-reduction must be sum or mean"),
     ],
 )
 def test_bad_input_is_one_line_error(tmp_path, args, message):
@@ -78,6 +79,23 @@ def test_bad_input_is_one_line_error(tmp_path, args, message):
     r = cli(*base, *args)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and message in r.stderr, r.stderr
+
+
+def test_meta_reduction_is_recorded_and_finished_checkpoints_keep_theirs(tmp_path):
+    args = ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml", *TINY]
+    r = runner.invoke(app, [*args, "--meta-reduction", "mean"])
+    assert r.exit_code == 0, r.output
+    first = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
+    assert first["train"]["meta_reduction"] == "mean"
+    r = runner.invoke(app, [*args, "--eval-only"])  # not told otherwise: evaluated as trained
+    again = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
+    assert r.exit_code == 0 and again["train"]["meta_reduction"] == "mean"
+    assert again["with_meta_finetuning"] == first["with_meta_finetuning"]
+    r = runner.invoke(app, [*args, "--eval-only", "--meta-reduction", "sum"])
+    summed = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
+    assert r.exit_code == 0 and summed["train"]["meta_reduction"] == "sum"
+    assert summed["with_meta_finetuning"] != first["with_meta_finetuning"]
+    assert summed["without_meta_finetuning"] == first["without_meta_finetuning"]
 
 
 def test_checkpoint_from_a_different_model_is_one_line_error(tmp_path):

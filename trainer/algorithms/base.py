@@ -66,6 +66,7 @@ class Algorithm:
     fixed_order: ClassVar[int | None] = None  # a preset derivative order that --order does not change
     learns_step_sizes: ClassVar[bool] = False  # whether --learn-step-sizes applies
     flat_training: ClassVar[bool] = False  # `fit` trains it on flat labelled batches; `eval` gives it a fresh head
+    trains_meta_step: ClassVar[bool] = False  # its training takes Eq. 2's step (so --meta-reduction changes it)
 
     model: nn.Module
     alpha: float = 0.001
@@ -75,6 +76,9 @@ class Algorithm:
     meta_steps: int = 1  # m: meta steps of size beta
     goal_steps: int = 1  # finetuning steps of size gamma on a goal task (training)
     order: int = 3
+    # Eq. 2's meta-finetuning step over the L task losses: "sum" (the paper) or "mean" (this
+    # project before the option; checkpoints without the field were trained with it).
+    meta_reduction: str = "sum"
     learn_step_sizes: bool = False
     adapt: str = "all"  # which parameters the inner loops adapt: all, head (ANIL), body (BOIL)
     impl: str = "vmap"  # vmap | loop (plain-loop reference)
@@ -90,6 +94,8 @@ class Algorithm:
             raise FewtaskError(f"derivative order must be 1, 2 or 3, got {self.order}")
         if self.adapt not in ADAPT_CHOICES:
             raise FewtaskError(f"adapt must be one of {', '.join(ADAPT_CHOICES)}, got {self.adapt!r}")
+        if self.meta_reduction not in fn.REDUCTIONS:
+            raise FewtaskError(f"--meta-reduction must be sum or mean, got {self.meta_reduction!r}")
         if self.impl not in ("vmap", "loop"):
             raise FewtaskError(f"impl must be vmap or loop, got {self.impl!r}")
         if self.fixed_order is not None and self.order != self.fixed_order:
@@ -120,7 +126,7 @@ class Algorithm:
         every method gets the shared step sizes and step counts; the derivative order and
         learned step sizes only where a subclass takes them (MALTML, the MAML family)."""
         return dict(alpha=s.alpha, beta=s.beta, gamma=s.gamma, task_steps=s.task_steps, meta_steps=s.meta_steps,
-                    goal_steps=s.goal_steps, impl=s.impl, compile=s.compile)  # fmt: skip
+                    goal_steps=s.goal_steps, meta_reduction=s.meta_reduction, impl=s.impl, compile=s.compile)  # fmt: skip
 
     # -- state the loop keeps -------------------------------------------------
     def init_step_sizes(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

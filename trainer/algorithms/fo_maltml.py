@@ -17,6 +17,7 @@ class FOMALTML(PseudoGradient):
     goal task's support; theta' = mean over families and goal tasks."""
 
     finetune_level: ClassVar[str] = "gamma"
+    trains_meta_step: ClassVar[bool] = True
 
     def meta_update_first_order(self) -> bool:
         return True
@@ -27,7 +28,7 @@ class FOMALTML(PseudoGradient):
         def family(msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
             theta = fn.meta_adapt(
                 self.forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-                self.task_steps, self.meta_steps, self.names, True, True,
+                self.task_steps, self.meta_steps, self.names, True, True, self.meta_reduction,
             )  # fmt: skip
 
             def goal(sx, sy, vx, vy):

@@ -20,6 +20,7 @@ class MALTML(Algorithm):
     order, 1 is fully first order."""
 
     finetune_level: ClassVar[str] = "gamma"
+    trains_meta_step: ClassVar[bool] = True
     learns_step_sizes: ClassVar[bool] = True
 
     @classmethod
@@ -31,7 +32,7 @@ class MALTML(Algorithm):
         a, b, g = (level_lrs(step_sizes, lv) for lv in LEVELS)
         theta = fn.meta_adapt(
             self.forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-            self.task_steps, self.meta_steps, self.names, task_fo, meta_fo,
+            self.task_steps, self.meta_steps, self.names, task_fo, meta_fo, self.meta_reduction,
         )  # fmt: skip
         loss, acc = fn.tasks_adapted_metrics(
             self.forward, theta, buffers, (gsx, gsy), (gvx, gvy), g, self.goal_steps, self.names, goal_fo
@@ -51,7 +52,7 @@ class MALTML(Algorithm):
         for f in range(msx.shape[0]):
             theta = ref.loop_meta_adapt(
                 self.forward, params, buffers, (msx[f], msy[f]), (mqx[f], mqy[f]), a, b,
-                self.task_steps, self.meta_steps, self.names, task_fo, meta_fo,
+                self.task_steps, self.meta_steps, self.names, task_fo, meta_fo, self.meta_reduction,
             )  # fmt: skip
             for c in range(gsx.shape[1]):
                 support, target = (gsx[f, c], gsy[f, c]), (gvx[f, c], gvy[f, c])

@@ -120,7 +120,8 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         "alphabet-disjoint train/val/test splits.",
         f"Episodes: {cfg.ways}-way {cfg.shots}-shot, L={cfg.meta_tasks} meta-finetuning tasks (Q={cfg.queries}), "
         f"{cfg.goal_tasks} goal task{'s' if cfg.goal_tasks != 1 else ''} (V={cfg.val}); model conv4 ({cfg.hidden} filters, batch norm: task statistics); "
-        f"alpha={cfg.alpha}, beta={cfg.beta}, gamma={cfg.gamma}; Adam lr {cfg.lr}; {cfg.steps} outer steps x "
+        f"alpha={cfg.alpha}, beta={cfg.beta} (Eq. 2: {cfg.meta_reduction} of the L task losses), gamma={cfg.gamma}; "
+        f"Adam lr {cfg.lr}; {cfg.steps} outer steps x "
         f"{cfg.batch} families (MAML trains on all L+C tasks of each family as plain tasks).",
         f"Evaluation: {next(iter(results.values()))['episodes']} fixed test-split family episodes (`test.h5`, "
         f"{cfg.eval_goal_tasks} goal task each), mean accuracy on the goal task's validation set with 95% intervals.",
@@ -160,6 +161,7 @@ def evaluate_once(run: Path, test: Path, cfg: DemoConfig, trained_step: int) -> 
         res = json.loads(cached.read_text())
         same = (res.get("trained_steps"), res.get("episodes_file"), len(res.get("steps", []))) == (trained_step, str(test), cfg.eval_steps + 1)
         current = isinstance(res.get("meta_finetuning_gain", {}).get("accuracy"), dict)  # older schemas: recomputed
+        same = same and res.get("meta_reduction") == cfg.meta_reduction
         if same and current:
             _log(f"reusing {cached}")
             return res
@@ -189,7 +191,9 @@ def demo_command(
     steps: int = typer.Option(DemoConfig.steps, help="outer steps per algorithm"),
     eval_episodes: int = typer.Option(DemoConfig.eval_episodes, help="fixed held-out family episodes"),
     workers: int = typer.Option(DemoConfig.workers, help="DataLoader workers streaming families"),
+    meta_reduction: str = typer.Option(DemoConfig.meta_reduction, help="Eq. 2's meta-finetuning step over the L task "
+                                       "losses: sum (as the paper) or mean (an L times smaller step)"),
 ) -> None:
     """The main job end to end on the embedded synthetic glyphs: build shards, train MALTML and MAML, evaluate, report."""
-    run_demo(out, DemoConfig(steps=steps, eval_episodes=eval_episodes, workers=workers))
+    run_demo(out, DemoConfig(steps=steps, eval_episodes=eval_episodes, workers=workers, meta_reduction=meta_reduction))
     typer.echo((out / "report.md").read_text())

@@ -4,7 +4,9 @@ The paper's protocol (trainer/evaluate.py) on every held-out family episode of a
 HDF5 EpisodeStore, with and without meta-finetuning on the family's L tasks (alpha,
 beta, the trained task and meta steps, task steps of the trained derivative order),
 then finetuning on the goal tasks with the method's finetuning step size (gamma for
-MALTML, alpha for the MAML family: ``Algorithm.finetune_level``). Episodes are fixed
+MALTML, alpha for the MAML family: ``Algorithm.finetune_level``). The meta-update sums
+(or averages) the L task losses as the checkpoint was trained; checkpoints from before
+`--meta-reduction` existed were trained with the mean and evaluate with it. Episodes are fixed
 files and nothing is random, so two runs give identical numbers. eval.json holds the
 protocol's result schema plus what was evaluated.
 """
@@ -67,8 +69,10 @@ def check_episodes_fit(store: EpisodeStore, spec: dict) -> None:
 
 
 def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int = 8, device: str = "cpu",
-                        finetune_lr: float | None = None, impl: str = "auto") -> dict:
-    """Run the protocol on a `fit` checkpoint; returns eval.json's content (module doc)."""
+                        finetune_lr: float | None = None, impl: str = "auto", meta_reduction: str | None = None) -> dict:
+    """Run the protocol on a `fit` checkpoint; returns eval.json's content (module doc).
+    The meta-update reduces the L task losses as the checkpoint was trained (``mean`` for
+    checkpoints from before the option), unless ``meta_reduction`` says otherwise."""
     if steps < 0 or batch_size < 1:
         raise FewtaskError("--steps must be >= 0 and --batch-size >= 1")
     dev = device_for(device)
@@ -77,6 +81,7 @@ def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch
         ways = store.shape.ways
     model, record, sizes, payload = load_trained(Path(checkpoint), dev, ways)
     hp = {k: v for k, v in record["algorithm"].items() if k not in ("name", "compile", "impl")}
+    hp["meta_reduction"] = meta_reduction or hp.get("meta_reduction", "mean")
     algo = make_algorithm(record["algorithm"]["name"], model, **hp)
     if finetune_lr is not None and not finetune_lr > 0:
         raise FewtaskError(f"--finetune-lr must be positive, got {finetune_lr}")
@@ -100,6 +105,7 @@ def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch
         "trained_steps": payload["step"],
         "finetune_level": algo.finetune_level,
         "impl": impl,
+        "meta_reduction": algo.meta_reduction,
         "finetune_lr_mean": float(torch.stack(list(ft_lrs.values())).mean()),
         **summary,
     }
@@ -114,9 +120,11 @@ def eval_command(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto"),
     finetune_lr: float = typer.Option(None, help="override the goal finetuning step size (default: trained gamma, alpha for MAML-like)"),
     impl: str = typer.Option("auto", help="auto (loop on CPU, vmap on GPU), vmap or loop: same numbers, different speed"),
+    meta_reduction: str = typer.Option(None, help="override Eq. 2's reduction of the L task losses in the meta-update: "
+                                                  "sum or mean (default: as trained; mean for checkpoints without it)"),
 ) -> None:
     """Accuracy vs finetuning steps (95% CI) with and without meta-finetuning; writes eval.json and eval.png."""
-    results = evaluate_checkpoint(checkpoint, episodes, steps, batch_size, device, finetune_lr, impl)
+    results = evaluate_checkpoint(checkpoint, episodes, steps, batch_size, device, finetune_lr, impl, meta_reduction)
     folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     folder.mkdir(parents=True, exist_ok=True)
     atomic.write_json(folder / "eval.json", results)

@@ -26,6 +26,7 @@ from trainer import family_oracle, plots
 from trainer.algorithms import algorithm_class, make_algorithm
 from trainer.checkpoint import seed_everything
 from trainer.evaluate import PROTOCOLS, evaluate, paired, predictions
+from trainer.functional import REDUCTIONS
 from trainer.loop import TrainConfig, ensure_writable, train
 from trainer.models import build_model, finn_init_, signature
 from trainer.options import option, typer_command
@@ -71,6 +72,10 @@ class SinusoidConfig:
     meta_steps: int = option(1, "Meta steps m.")
     goal_steps: int = option(1, "Finetuning steps on goal tasks during training.")
     order: int = option(3, "MALTML derivative order: 3 exact, 2 first-order task steps, 1 fully first order.")
+    meta_reduction: Optional[str] = option(None, "Eq. 2's meta-finetuning step over the L task losses: sum (as the "
+                                                 "paper) or mean (an L times smaller step). Default: sum; a finished "
+                                                 "checkpoint is evaluated as it was trained (mean if it predates this "
+                                                 "option).")  # fmt: skip
     learn_step_sizes: bool = option(False, "Learn alpha/beta/gamma per parameter tensor (MALTML, MAML).")
     impl: str = option("vmap", "vmap (fast) or loop (plain-loop reference, slow).")
     compile: Optional[bool] = option(None, "torch.compile the outer step (default: when steps >= 5000).",
@@ -106,14 +111,15 @@ def train_method(method: str, s: SinusoidConfig, spec: sinusoid.SinusoidSpec):
     algo_name, oracle = METHODS[method]
     seed_everything(s.seed)
     model = build_model("mlp", in_features=3 if oracle else 1)
-    hparams = algorithm_class(algo_name).sinusoid_hparams(s)
-    algo = make_algorithm(algo_name, model, label=method, **hparams)  # checkpoints record the method
+    path = s.out / method / ckpt.CHECKPOINT_NAME
+    state = ckpt.load(path, signature(model)) if s.eval_only or (s.resume and path.exists()) else None
+    s = replace(s, meta_reduction=_reduction(s, state))
+    algo = make_algorithm(algo_name, model, label=method, **algorithm_class(algo_name).sinusoid_hparams(s))
     config = TrainConfig(
         steps=s.steps, out=s.out / method, lr=s.lr, seed=s.seed, log_every=s.log_every,
         checkpoint_every=s.checkpoint_every, resume=s.resume, progress=s.progress,
     )  # fmt: skip
     if s.eval_only:
-        state = ckpt.load(config.out / ckpt.CHECKPOINT_NAME, signature(model))
         model.load_state_dict(state["model"])
         params = {k: v.detach() for k, v in model.named_parameters()}
         summary = {"steps": state["step"], "evaluated_from_checkpoint": True, **_logged_time(config.out)}
@@ -134,14 +140,15 @@ def train_maml_oracle(s: SinusoidConfig, held_out: list[FamilyBatch]):
     ``out`` is reused with --resume or --eval-only; an unfinished one starts over."""
     seed_everything(s.seed)
     model = build_model("mlp")
-    algo = make_algorithm("maml", model, label="maml-oracle", alpha=s.maml_alpha, beta=s.beta, gamma=s.gamma,
-                          task_steps=s.task_steps, meta_steps=s.meta_steps)  # fmt: skip
     init = {k: v.detach() for k, v in model.named_parameters()}
     phases = torch.cat([b.goal_info[:, 0, 1] for b in held_out]).double()
     folder = s.out / "maml-oracle"
     done = (folder / ckpt.CHECKPOINT_NAME).exists() and (s.resume or s.eval_only)
+    state = family_oracle.load(folder, init, phases) if done else None
+    reduction = _reduction(s, state)
+    algo = make_algorithm("maml", model, label="maml-oracle", alpha=s.maml_alpha, beta=s.beta, gamma=s.gamma,
+                          task_steps=s.task_steps, meta_steps=s.meta_steps, meta_reduction=reduction)  # fmt: skip
     if done:
-        state = family_oracle.load(folder, init, phases)
         params, seconds, steps = state["model"], state["seconds"], state["step"]
     else:
         if s.eval_only:
@@ -151,10 +158,18 @@ def train_maml_oracle(s: SinusoidConfig, held_out: list[FamilyBatch]):
             compile=s.compile, progress=s.progress,
         )  # fmt: skip
         steps = s.oracle_steps
-        family_oracle.save(folder, params, phases, steps, seconds)
+        family_oracle.save(folder, params, phases, steps, seconds, reduction)
     summary = {"steps": steps, "seconds": round(seconds, 1), "families": len(phases), "tasks_per_step": s.oracle_tasks,
                "evaluated_from_checkpoint": done}  # fmt: skip
     return algo, params, algo.init_step_sizes(init), summary
+
+
+def _reduction(s: SinusoidConfig, state: dict | None) -> str:
+    """Eq. 2's reduction for a method: --meta-reduction when given; else what its finished
+    checkpoint was trained with (mean before the option existed), or sum for a new run."""
+    if s.meta_reduction is not None:
+        return s.meta_reduction
+    return "sum" if state is None else state.get("meta_reduction", "mean")
 
 
 def _logged_time(folder: Path) -> dict:
@@ -193,6 +208,8 @@ def run_sinusoid(s: SinusoidConfig) -> None:
     _check_common(s.steps, s.eval_families, s.threads)
     if s.impl not in ("vmap", "loop"):
         raise FewtaskError(f"--impl must be vmap or loop, got {s.impl!r}")
+    if s.meta_reduction not in (None, *REDUCTIONS):
+        raise FewtaskError(f"--meta-reduction must be sum or mean, got {s.meta_reduction!r}")
     s.shape(), s.shape(s.eval_val)  # shape errors before any work
     torch.set_num_threads(s.threads)
     s = replace(s, compile=s.steps >= 5000 if s.compile is None else s.compile)
@@ -214,7 +231,7 @@ def run_sinusoid(s: SinusoidConfig) -> None:
             algo, params, sizes, summary, oracle = train_method(method, s, spec)
             view = [sinusoid.with_task_info(b) for b in held_out] if oracle else held_out
             results[method], curves[method] = evaluate(algo, params, sizes, {}, view, s.finetune_steps)
-        summaries[method] = {**summary, "mean_step_sizes": mean_step_sizes(sizes)}
+        summaries[method] = {**summary, "mean_step_sizes": mean_step_sizes(sizes), "meta_reduction": algo.meta_reduction}
         if method in ("maltml", "maml"):  # the panels of Figure 2a/b
             figures[method] = predictions(algo, params, sizes, {}, held_out[0], grid, s.finetune_steps)
         typer.echo(_line(method, results[method]))
@@ -237,6 +254,7 @@ def _report(s: SinusoidConfig, methods, results, curves, summaries) -> dict:
             "steps": s.steps, "families_per_batch": s.families, **s.shape().as_dict(), "alpha": s.alpha, "beta": s.beta,
             "gamma": s.gamma, "maml_alpha": s.maml_alpha, "adam_lr": s.lr, "task_steps": s.task_steps,
             "meta_steps": s.meta_steps, "goal_steps": s.goal_steps, "order": s.order,
+            "meta_reduction": s.meta_reduction or "sum (finished checkpoints: as trained)",
             "learn_step_sizes": s.learn_step_sizes, "impl": s.impl, "compile": s.compile, "seed": s.seed,
             "eval_families": s.eval_families, "eval_val_points": s.eval_val, "finetune_steps": s.finetune_steps,
             "torch": torch.__version__, "threads": s.threads,
