@@ -10,17 +10,13 @@ both implementations in one process, and prints s/step and the ratio:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from fewtask_data import EpisodeShape, FamilyBatch  # noqa: E402
-from trainer.algorithms import make_algorithm  # noqa: E402
-from trainer.models import build_model  # noqa: E402
+from fewtask_data import EpisodeShape, FamilyBatch
+from trainer.algorithms import make_algorithm
+from trainer.models import build_model
 
 
 def random_batch(shape: EpisodeShape, families: int, side: int) -> FamilyBatch:

@@ -28,24 +28,23 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-# (label, algorithm, order, impl): impl "higher" uses the higher library, "stream" streams from shards.
-CONFIGS = [
-    ("maml loop", "maml", 2, "loop"),
-    ("maml vmap", "maml", 2, "vmap"),
-    ("maml compiled", "maml", 2, "compiled"),
-    ("maml higher", "maml", 2, "higher"),
-    ("maml vmap+stream", "maml", 2, "stream"),
-    ("fomaml vmap", "fomaml", 1, "vmap"),
-    ("maltml-3 loop", "maltml", 3, "loop"),
-    ("maltml-3 vmap", "maltml", 3, "vmap"),
-    ("maltml-3 compiled", "maltml", 3, "compiled"),
-    ("maltml-3 vmap+stream", "maltml", 3, "stream"),
-    ("maltml-2 vmap", "maltml", 2, "vmap"),
-    ("maltml-1 vmap", "maltml", 1, "vmap"),
-    ("fo-maltml vmap", "fo-maltml", 1, "vmap"),
-]
+# Rows "ALGORITHM[-ORDER] IMPL": MAML's order is 2 (second order; 1 = FOMAML), the fixed-order
+# ones keep theirs; impl "higher" uses the higher library, "vmap+stream" streams from shards.
+LABELS = (
+    "maml loop, maml vmap, maml compiled, maml higher, maml vmap+stream, fomaml vmap, maltml-3 loop, maltml-3 vmap, "
+    "maltml-3 compiled, maltml-3 vmap+stream, maltml-2 vmap, maltml-1 vmap, fo-maltml vmap"
+)
+
+
+def parse_label(label: str) -> tuple[str, str, int, str]:
+    """"maltml-3 vmap+stream" -> (label, "maltml", 3, "stream")."""
+    name, impl = label.split()
+    algo, _, order = name.rpartition("-") if name[-1].isdigit() else (name, "", "2")
+    return label, algo, int(order), "stream" if impl == "vmap+stream" else impl
+
+
+CONFIGS = [parse_label(label.strip()) for label in LABELS.split(",")]
 
 
 def episode_shape(args):
@@ -104,7 +103,7 @@ def run_one(args) -> dict:
     """One configuration in this process: warm-up, then timed steps; prints a JSON line."""
     import torch
 
-    from trainer.algorithms import make_algorithm
+    from trainer.algorithms import algorithm_class, make_algorithm
     from trainer.models import build_model
 
     torch.set_num_threads(args.threads)
@@ -113,7 +112,7 @@ def run_one(args) -> dict:
     model = build_model("conv4", ways=5, in_channels=1, image_size=28, hidden=64).to(device)
     algo_name, order, impl = args.one
     order = int(order)
-    kw = {} if algo_name in ("fomaml", "fo-maltml") else {"order": order}
+    kw = {} if algorithm_class(algo_name).fixed_order else {"order": order}
     algo = make_algorithm(
         algo_name, model, alpha=0.4, beta=0.4, gamma=0.4, impl="loop" if impl == "loop" else "vmap",
         compile=impl == "compiled", **kw,
@@ -122,12 +121,12 @@ def run_one(args) -> dict:
     sizes = algo.init_step_sizes(params)
     batch = fixed_batch(args, device)
     if impl == "stream":
-        from trainer.fit import FitConfig, ResumableEpisodes
-        from fewtask_data import FamilyStream, collate
         from torch.utils.data import DataLoader
 
+        from fewtask_data import FamilyStream, collate
+
         stream = FamilyStream(args.data, "train", episode_shape(args), seed=0, episodes_per_visit=2)
-        loader = iter(DataLoader(ResumableEpisodes(stream, args.families, 0), batch_size=args.families,
+        loader = iter(DataLoader(stream.resumable(args.families), batch_size=args.families,
                                  num_workers=args.workers, collate_fn=collate, prefetch_factor=4 if args.workers else None))
         next_batch = lambda: next(loader).to(device)  # noqa: E731
     else:

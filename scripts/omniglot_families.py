@@ -19,14 +19,12 @@ run has built the data and episodes), then once with all of them for the report.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
+from trainer.commands.demo import DemoConfig, run_demo
 
-from trainer.demo import DemoConfig, run_demo  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +44,7 @@ def main() -> None:
         goal_tasks=1, batch=4, steps=args.steps, hidden=args.hidden, alpha=0.4, beta=0.05, gamma=0.4,
         eval_episodes=args.eval_episodes, eval_goal_tasks=1, eval_steps=10, workers=args.workers,
         algorithms=algorithms, impl="auto",  # loops on CPU where the algorithm has them (faster at 28x28)
+        log_every=max(1, args.steps // 20), checkpoint_every=max(1, args.steps // 4),
     )  # fmt: skip
     run_demo(Path(args.work), cfg)
     print((Path(args.work) / "report.md").read_text())

@@ -22,13 +22,11 @@ import time
 from itertools import islice
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from fewtask_data import BuildOptions, EpisodeShape, build_omniglot_families, write_episodes  # noqa: E402
-from trainer.evalcmd import evaluate  # noqa: E402
-from trainer.fit import FitConfig, fit, open_stream  # noqa: E402
+from fewtask_data import BuildOptions, EpisodeShape, build_omniglot_families, write_episodes
+from trainer.commands.eval import evaluate_checkpoint
+from trainer.fit import FitConfig, fit, open_stream
 
 FINN_1SHOT = {"accuracy": 98.7, "ci95": 0.4}
 
@@ -87,8 +85,8 @@ def main() -> None:
     record = fit(cfg)
     log(f"trained {record['result']['step']} steps in {record['result']['seconds']:.0f} s; evaluating")
     t_eval = time.perf_counter()
-    res = evaluate(work / "maml", test, steps=args.eval_steps, batch_size=50, device=args.device)  # impl: auto
-    acc, ci = res["without_meta_finetuning"]["accuracy"], res["without_meta_finetuning"]["ci95"]
+    res = evaluate_checkpoint(work / "maml", test, steps=args.eval_steps, batch_size=50, device=args.device)  # impl: auto
+    acc, ci = res["without_meta_finetuning"]["accuracy"]["mean"], res["without_meta_finetuning"]["accuracy"]["ci95"]
     summary = {
         "task": "Omniglot 5-way 1-shot, Vinyals split, 28x28, MAML (alpha 0.4, 1 inner step, 32 tasks/step)",
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",

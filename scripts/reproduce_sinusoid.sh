@@ -11,12 +11,12 @@ LIMIT=${LIMIT:-0}  # seconds per training process (0: none); a cut run is evalua
 mkdir -p "$OUT" "$OUT-maml"
 run() { if [ "$LIMIT" -gt 0 ]; then timeout "$LIMIT" "$@"; else "$@"; fi; }
 for m in maltml maml oracle pretrain; do
-  run $PY -m trainer.sinusoid sinusoid --algorithms $m --out "$OUT" --steps "$STEPS" --eval-families 2 \
+  run $PY -m trainer.commands.sinusoid sinusoid --algorithms $m --out "$OUT" --steps "$STEPS" --eval-families 2 \
     --no-progress > "$OUT/log-$m.txt" 2>&1 &
 done
 # maml-oracle trains on the held-out families themselves, so it needs the default evaluation settings.
-run $PY -m trainer.sinusoid sinusoid --algorithms maml-oracle --out "$OUT" --no-progress > "$OUT/log-maml-oracle.txt" 2>&1 &
-run $PY -m trainer.sinusoid sinusoid-maml --out "$OUT-maml" --steps "$STEPS" --no-progress > "$OUT-maml/log.txt" 2>&1 &
+run $PY -m trainer.commands.sinusoid sinusoid --algorithms maml-oracle --out "$OUT" --no-progress > "$OUT/log-maml-oracle.txt" 2>&1 &
+run $PY -m trainer.commands.sinusoid sinusoid-maml --out "$OUT-maml" --steps "$STEPS" --no-progress > "$OUT-maml/log.txt" 2>&1 &
 wait || true
-$PY -m trainer.sinusoid sinusoid --algorithms maltml,maml,oracle,pretrain,maml-oracle --out "$OUT" --eval-only --no-progress | tee "$OUT/summary.txt"
+$PY -m trainer.commands.sinusoid sinusoid --algorithms maltml,maml,oracle,pretrain,maml-oracle --out "$OUT" --eval-only --no-progress | tee "$OUT/summary.txt"
 tail -n 4 "$OUT-maml/log.txt"

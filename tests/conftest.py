@@ -37,7 +37,7 @@ def splits_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def wordnet():
-    """WordNet 3.0 (fewtask_data.wordnet), or skip with the reason and both fixes."""
+    """WordNet 3.0 (fewtask_data.sources.wordnet), or skip with the reason and both fixes."""
     from fewtask_data.sources.wordnet import load_wordnet, wordnet_available
 
     ok, reason = wordnet_available()

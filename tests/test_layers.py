@@ -87,10 +87,7 @@ def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     "package",
     [
         "fewtask_data",
-        pytest.param(
-            "trainer",
-            marks=pytest.mark.xfail(strict=True, reason="algorithms <-> reference: fixed by the trainer restructure"),
-        ),
+        "trainer",
     ],
 )
 def test_no_import_cycle(package):

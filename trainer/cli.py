@@ -1,6 +1,6 @@
 """`fewtask-train`: MALTML and its baselines on family episodes.
 
-Each command lives in the module that owns its job; this file only wires them up.
+Each command lives in trainer/commands/; this file only wires them up.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from fewtask_data.cli.common import make_app, run
 
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 
-from trainer.demo import demo_command  # noqa: E402
-from trainer.evalcmd import eval_command  # noqa: E402
-from trainer.fit import fit_command  # noqa: E402
-from trainer.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
+from trainer.commands.demo import demo_command  # noqa: E402
+from trainer.commands.eval import eval_command  # noqa: E402
+from trainer.commands.fit import fit_command  # noqa: E402
+from trainer.commands.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
 
 app.command("fit")(fit_command)
 app.command("eval")(eval_command)

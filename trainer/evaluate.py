@@ -1,10 +1,22 @@
-"""The paper's evaluation protocol, with 95% confidence intervals.
+"""The paper's evaluation protocol, one for every command (`sinusoid`, `eval`, `demo`).
 
-For each held-out family: meta-finetune from theta on its L tasks (V_beta, K
-support + Q query examples each), then finetune on each goal task's K support
-examples with step size gamma, recording the validation loss after 0..S steps.
-Done both with and without the meta-update (the arrows at 0 steps of Figure 2c).
-Per family the goal tasks are averaged; the interval is over families.
+For each held-out family episode: meta-finetune from theta on its L tasks (V_beta,
+K support + Q query examples each, the method's own alpha, beta, task/meta steps,
+task-step derivative order and Eq. 2 reduction: the sum of the L task losses by
+default), then finetune on each goal task's K support
+examples with step size gamma, recording the goal validation loss (and accuracy
+for labels) after 0..S steps. Done both with and without the meta-update (the
+arrows at 0 steps of Figure 2c). Per episode the goal tasks are averaged.
+
+Results, one schema (`summarize_curves`)::
+
+    {"episodes": n, "steps": [0..S],
+     "without_meta_finetuning": {"loss": {"mean": [..], "ci95": [..]}, "accuracy": {...}},
+     "with_meta_finetuning":    {...},
+     "meta_finetuning_gain":    {...}}     # paired: with - without on the same episodes
+
+"accuracy" appears for classification only; every interval is 1.96 standard errors
+over episodes (`summarize`). `paired` compares two methods on the same episodes.
 """
 
 from __future__ import annotations
@@ -17,7 +29,10 @@ import torch
 from fewtask_data import FamilyBatch
 from trainer import functional as fn
 from trainer import reference
-from trainer.algorithms import LEVELS, Algorithm, batch_parts, level_lrs
+from trainer.algorithms import Algorithm, batch_parts
+from trainer.step_sizes import LEVELS, level_lrs
+
+PROTOCOLS = ("without_meta_finetuning", "with_meta_finetuning")
 
 
 def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch, steps: int, meta_update: bool,
@@ -50,10 +65,11 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
             return theta
         if impl == "vmap":
             return fn.meta_adapt(forward, theta, buffers, (msx, msy), (mqx, mqy), a, b,
-                                 algo.task_steps, algo.meta_steps, names, task_fo, True)  # fmt: skip
+                                 algo.task_steps, algo.meta_steps, names, task_fo, True, algo.meta_reduction)  # fmt: skip
         with torch.enable_grad():  # the plain-loop reference differentiates with autograd
             p = {k: v.detach().requires_grad_() for k, v in theta.items()}
-            tuned = reference.meta_adapt(algo, p, buffers, msx, msy, mqx, mqy, a, b, task_fo, True)
+            tuned = reference.loop_meta_adapt(forward, p, buffers, (msx, msy), (mqx, mqy), a, b, algo.task_steps,
+                                              algo.meta_steps, names, task_fo, True, algo.meta_reduction)  # fmt: skip
         return {k: v.detach() for k, v in tuned.items()}
 
     def family(theta, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
@@ -66,49 +82,56 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
         return fn.map_over(family, dims, impl)(params, *batch_parts(batch))
 
 
+def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int,
+                   impl: str = "vmap", per_family_params: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+    """Both protocols' curves over every episode of ``batches``:
+    ``{protocol: {"loss": [episodes, steps+1], "accuracy": ...}}`` on the CPU ("accuracy"
+    for labels only). ``per_family_params``: ``params`` hold one model per episode, in order."""
+    parts: dict[str, dict[str, list[torch.Tensor]]] = {p: {"loss": [], "accuracy": []} for p in PROTOCOLS}
+    start, labels = 0, False
+    for batch in batches:
+        theta = {k: v[start : start + len(batch)] for k, v in params.items()} if per_family_params else params
+        start += len(batch)
+        labels = batch.goal_y.dtype == torch.int64
+        for protocol in PROTOCOLS:
+            loss, acc = family_curves(algo, theta, step_sizes, buffers, batch, steps,
+                                      protocol == "with_meta_finetuning", impl, per_family_params)  # fmt: skip
+            parts[protocol]["loss"].append(loss.cpu())
+            parts[protocol]["accuracy"].append(acc.cpu())
+    metrics = ("loss", "accuracy") if labels else ("loss",)
+    return {p: {m: torch.cat(parts[p][m]) for m in metrics} for p in PROTOCOLS}
+
+
 def summarize(values: torch.Tensor) -> dict[str, list[float]]:
-    """Mean and 95% normal-approximation half-width over the leading (family) axis."""
+    """Mean and 95% normal-approximation half-width over the leading (episode) axis."""
     n = values.shape[0]
     mean = values.double().mean(0)
     half = 1.96 * values.double().std(0, unbiased=True) / math.sqrt(n) if n > 1 else torch.zeros_like(mean)
     return {"mean": mean.tolist(), "ci95": half.tolist()}
 
 
-def evaluate(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int = 10,
-             per_family_params: bool = False) -> dict:
-    """Finetuning curves over all families in ``batches``, with and without the meta-update.
+def paired(a: torch.Tensor, b: torch.Tensor) -> dict[str, list[float]]:
+    """`summarize` of a - b over the same episodes: tighter than comparing two intervals."""
+    return summarize(a.double() - b.double())
 
-    Returns ``{"families": n, "with_meta_update": {"loss": {mean, ci95}, ...},
-    "without_meta_update": {...}, "per_family": {...}}`` (per-family losses allow
-    paired comparisons between methods evaluated on the same families).
-    ``per_family_params``: ``params`` hold one model per family, in batch order.
-    """
-    per = {True: ([], []), False: ([], [])}
-    start = 0
-    for batch in batches:
-        theta = {k: v[start : start + len(batch)] for k, v in params.items()} if per_family_params else params
-        start += len(batch)
-        for meta_update in (True, False):
-            loss, acc = family_curves(algo, theta, step_sizes, buffers, batch, steps, meta_update,
-                                      per_family_params=per_family_params)  # fmt: skip
-            per[meta_update][0].append(loss)
-            per[meta_update][1].append(acc)
-    out: dict = {"families": 0, "per_family": {}}
-    for meta_update, key in ((True, "with_meta_update"), (False, "without_meta_update")):
-        loss, acc = torch.cat(per[meta_update][0]), torch.cat(per[meta_update][1])
-        out["families"] = loss.shape[0]
-        out[key] = {"loss": summarize(loss)}
-        if acc.abs().sum() > 0:
-            out[key]["accuracy"] = summarize(acc)
-        out["per_family"][key] = loss.tolist()
+
+def summarize_curves(curves: dict[str, dict[str, torch.Tensor]]) -> dict:
+    """The protocol's result schema (module doc) from `episode_curves`."""
+    with_, without = curves["with_meta_finetuning"], curves["without_meta_finetuning"]
+    loss = without["loss"]
+    out: dict = {"episodes": loss.shape[0], "steps": list(range(loss.shape[1]))}
+    for protocol in PROTOCOLS:
+        out[protocol] = {m: summarize(v) for m, v in curves[protocol].items()}
+    out["meta_finetuning_gain"] = {m: paired(with_[m], without[m]) for m in without}
     return out
 
 
-def paired_difference(a: list[list[float]], b: list[list[float]], step: int = 0) -> dict[str, float]:
-    """Mean of a - b at one finetuning step over the same families, with its 95% interval."""
-    diff = torch.tensor([x[step] for x in a], dtype=torch.float64) - torch.tensor([y[step] for y in b], dtype=torch.float64)
-    s = summarize(diff[:, None])
-    return {"mean": s["mean"][0], "ci95": s["ci95"][0], "families": len(diff)}
+def evaluate(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int = 10,
+             impl: str = "vmap", per_family_params: bool = False) -> tuple[dict, dict]:
+    """(summary, curves): `summarize_curves` of `episode_curves`; keep the curves for
+    paired comparisons between methods evaluated on the same episodes."""
+    curves = episode_curves(algo, params, step_sizes, buffers, batches, steps, impl, per_family_params)
+    return summarize_curves(curves), curves
 
 
 def predictions(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch, grid: torch.Tensor, steps: int) -> dict:
@@ -118,8 +141,8 @@ def predictions(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch
     msx, msy, mqx, mqy, gsx, gsy, _, _ = (t[0] for t in batch_parts(batch))
     forward = algo.forward
     with torch.no_grad():
-        theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
-                              algo.task_steps, algo.meta_steps, algo.names, algo.meta_update_first_order(), True)  # fmt: skip
+        theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b, algo.task_steps, algo.meta_steps,
+                              algo.names, algo.meta_update_first_order(), True, algo.meta_reduction)  # fmt: skip
         tuned = fn.adapt(forward, theta, buffers, gsx[0], gsy[0], g, steps, algo.names, first_order=True)
         return {
             "before_meta_update": forward(params, buffers, grid).squeeze(-1).tolist(),

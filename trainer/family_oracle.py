@@ -21,7 +21,8 @@ from tqdm import tqdm
 from fewtask_data import EpisodeShape, FewtaskError
 from fewtask_data.sources import sinusoid
 from trainer import checkpoint as ckpt
-from trainer.algorithms import MAML, compiled_or_eager, split_parts
+from trainer.algorithms import compiled_or_eager, split_parts
+from trainer.algorithms.maml import MAML
 
 SEED_OFFSET = 4_409_000  # the oracle's task stream differs from every training and evaluation stream
 
@@ -79,9 +80,11 @@ def train_family_oracles(
     return {k: v.detach() for k, v in stacked.items()}, time.perf_counter() - start
 
 
-def save(folder: Path, params: dict[str, torch.Tensor], phases: torch.Tensor, steps: int, seconds: float) -> None:
+def save(folder: Path, params: dict[str, torch.Tensor], phases: torch.Tensor, steps: int, seconds: float,
+         meta_reduction: str) -> None:  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    payload = {"model": params, "phases": phases, "step": steps, "seconds": seconds, "signature": stacked_signature(params)}
+    payload = {"model": params, "phases": phases, "step": steps, "seconds": seconds, "signature": stacked_signature(params),
+               "meta_reduction": meta_reduction}  # fmt: skip
     ckpt.save(folder / ckpt.CHECKPOINT_NAME, payload)
 
 

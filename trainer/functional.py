@@ -1,4 +1,5 @@
-"""The pure torch.func core of the trainer: losses, `adapt` and `meta_adapt`.
+"""The pure torch.func core of the trainer: losses, `descend` (U) and `descend_tasks` (V),
+and their supervised forms `adapt` and `meta_adapt`.
 
 Parameters are plain dicts ``{name: tensor}``; a model enters only through
 ``forward(params, buffers, x)`` (see `make_forward`). Every function here is pure,
@@ -21,6 +22,7 @@ from torch.utils._pytree import tree_leaves, tree_map
 
 Params = dict[str, torch.Tensor]
 Forward = Callable[[Params, Params, torch.Tensor], torch.Tensor]
+Pair = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets) of one task, or of L tasks on a leading axis
 
 
 def make_forward(model: torch.nn.Module) -> Forward:
@@ -83,36 +85,50 @@ def _grad_of(loss_fn: Callable[[Params], torch.Tensor], params: Params, names: l
     return g
 
 
-def adapt(
-    forward: Forward,
-    params: Params,
-    buffers: Params,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    lrs: Mapping[str, torch.Tensor],
-    steps: int,
-    names: frozenset[str] | None = None,
-    first_order: bool = False,
-) -> Params:
-    """U_lr: ``steps`` plain gradient steps on one task's support set (Eq. 1)."""
+def descend(
+    loss_fn: Callable[[Params], torch.Tensor], params: Params, lrs: Mapping[str, torch.Tensor], steps: int,
+    names: frozenset[str] | None = None, first_order: bool = False,
+) -> Params:  # fmt: skip
+    """U: ``steps`` plain gradient steps on ``loss_fn(params) -> scalar``, with per-tensor
+    step sizes ``lrs``, moving only the parameters in ``names`` (all when None). Any loss
+    works: a task's support loss (Eq. 1), a policy-gradient surrogate, an online trajectory."""
     keys = adapting(params, names)
     for _ in range(steps):
-        g = _grad_of(lambda p: loss_on(forward, p, buffers, x, y), params, keys, first_order)
-        params = sgd_step(params, g, lrs)
+        params = sgd_step(params, _grad_of(loss_fn, params, keys, first_order), lrs)
     return params
 
 
+REDUCTIONS = ("sum", "mean")
+
+
+def descend_tasks(
+    task_losses: Callable[[Params], torch.Tensor], params: Params, lrs: Mapping[str, torch.Tensor], steps: int,
+    names: frozenset[str] | None = None, first_order: bool = False, reduction: str = "sum",
+) -> Params:  # fmt: skip
+    """V (Eq. 2): `descend` on the L task losses ``task_losses(params) -> [L]``, each the
+    loss of one task after its own adaptation. Eq. 2 and line 10 of Algorithm 1 *sum*
+    them; ``reduction="mean"`` averages them instead (a step L times smaller; what this
+    project did before the option existed)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if reduction == "sum":
+        return descend(lambda p: task_losses(p).sum(), params, lrs, steps, names, first_order)
+    return descend(lambda p: task_losses(p).mean(), params, lrs, steps, names, first_order)
+
+
+def adapt(
+    forward: Forward, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor,
+    lrs: Mapping[str, torch.Tensor], steps: int, names: frozenset[str] | None = None, first_order: bool = False,
+) -> Params:  # fmt: skip
+    """U_lr: ``steps`` plain gradient steps on one task's support set (Eq. 1)."""
+    return descend(lambda p: loss_on(forward, p, buffers, x, y), params, lrs, steps, names, first_order)
+
+
+
 def adapted_metrics(
-    forward: Forward,
-    params: Params,
-    buffers: Params,
-    support: tuple[torch.Tensor, torch.Tensor],
-    target: tuple[torch.Tensor, torch.Tensor],
-    lrs: Mapping[str, torch.Tensor],
-    steps: int,
-    names: frozenset[str] | None = None,
-    first_order: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    forward: Forward, params: Params, buffers: Params, support: Pair, target: Pair,
+    lrs: Mapping[str, torch.Tensor], steps: int, names: frozenset[str] | None = None, first_order: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """(loss, accuracy) on ``target`` after adapting on ``support``: one task's MAML
     objective. Accuracy is 0 for regression targets."""
     fast = adapt(forward, params, buffers, support[0], support[1], lrs, steps, names, first_order)
@@ -121,56 +137,33 @@ def adapted_metrics(
     return task_loss(pred, target[1]), acc
 
 
-def tasks_adapted_metrics(
-    forward: Forward,
-    params: Params,
-    buffers: Params,
-    support: tuple[torch.Tensor, torch.Tensor],
-    target: tuple[torch.Tensor, torch.Tensor],
-    lrs: Mapping[str, torch.Tensor],
-    steps: int,
-    names: frozenset[str] | None = None,
-    first_order: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean `adapted_metrics` over a leading task axis of ``support``/``target`` (vmapped)."""
+def tasks_adapted_metrics(forward, params, buffers, support, target, lrs, steps, names=None, first_order=False):
+    """`adapted_metrics` (same arguments) of each task along a leading task axis of
+    ``support``/``target``, vmapped: (losses [T], accuracies [T])."""
 
     def one(sx, sy, tx, ty):
         return adapted_metrics(forward, params, buffers, (sx, sy), (tx, ty), lrs, steps, names, first_order)
 
-    loss, acc = vmap(one)(support[0], support[1], target[0], target[1])
-    return loss.mean(), acc.mean()
+    return vmap(one)(support[0], support[1], target[0], target[1])
 
 
 def meta_adapt(
-    forward: Forward,
-    params: Params,
-    buffers: Params,
-    support: tuple[torch.Tensor, torch.Tensor],
-    query: tuple[torch.Tensor, torch.Tensor],
-    alpha: Mapping[str, torch.Tensor],
-    beta: Mapping[str, torch.Tensor],
-    task_steps: int,
-    meta_steps: int,
-    names: frozenset[str] | None = None,
-    task_first_order: bool = False,
-    meta_first_order: bool = False,
-) -> Params:
+    forward: Forward, params: Params, buffers: Params, support: Pair, query: Pair,
+    alpha: Mapping[str, torch.Tensor], beta: Mapping[str, torch.Tensor], task_steps: int, meta_steps: int,
+    names: frozenset[str] | None = None, task_first_order: bool = False, meta_first_order: bool = False,
+    reduction: str = "sum",
+) -> Params:  # fmt: skip
     """V_beta: ``meta_steps`` MAML steps (size beta) over one family's L tasks (Eq. 2).
 
     ``support``/``query`` have a leading task axis [L, ...]; each meta step adapts
-    every task with ``task_steps`` steps of size alpha and descends the mean query
-    loss. With L = 0 the parameters pass through unchanged.
+    every task with ``task_steps`` steps of size alpha and descends the sum (or with
+    ``reduction="mean"`` the mean) of the L query losses (`descend_tasks`). With L = 0
+    the parameters pass through unchanged.
     """
     if support[0].shape[0] == 0:
         return params
-    keys = adapting(params, names)
-    for _ in range(meta_steps):
 
-        def meta_loss(p: Params) -> torch.Tensor:
-            return tasks_adapted_metrics(
-                forward, p, buffers, support, query, alpha, task_steps, names, task_first_order
-            )[0]
+    def task_losses(p: Params) -> torch.Tensor:
+        return tasks_adapted_metrics(forward, p, buffers, support, query, alpha, task_steps, names, task_first_order)[0]
 
-        g = _grad_of(meta_loss, params, keys, meta_first_order)
-        params = sgd_step(params, g, beta)
-    return params
+    return descend_tasks(task_losses, params, beta, meta_steps, names, meta_first_order, reduction)

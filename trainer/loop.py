@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from fewtask_data import FamilyBatch, FewtaskError
+from fewtask_data import FamilyBatch, FewtaskError, io
 from trainer import checkpoint as ckpt
 from trainer.algorithms import Algorithm
 from trainer.models import signature
@@ -58,19 +58,6 @@ class TrainResult:
     step: int
     last_metrics: dict[str, float]
     seconds: float
-
-
-def ensure_writable(folder: Path) -> Path:
-    """Create ``folder`` and check we can write there, or fail with one line."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-probe-{os.getpid()}"  # per process: ranks probe the same folder
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise FewtaskError(f"cannot write to output folder {folder} ({err.strerror}); choose a writable --out") from None
-    return folder
 
 
 def _all_finite(loss: torch.Tensor, trainable: list[torch.Tensor]) -> bool:
@@ -136,7 +123,7 @@ def train(
     (``max_seconds`` reached) into one decision for all processes. A non-finite loss or gradient stops training
     with a FewtaskError and leaves the last checkpoint (all finite) untouched.
     """
-    out = ensure_writable(config.out)
+    out = io.ensure_writable(config.out)
     ckpt_path, metrics_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
@@ -152,6 +139,12 @@ def train(
         if state.get("algorithm") != algorithm.name:
             raise FewtaskError(
                 f"checkpoint {ckpt_path} was trained with {state.get('algorithm')}, not {algorithm.name}; use a fresh --out"
+            )
+        trained_with = state.get("meta_reduction", "mean")  # checkpoints from before the option averaged
+        if algorithm.trains_meta_step and trained_with != algorithm.meta_reduction:
+            raise FewtaskError(
+                f"checkpoint {ckpt_path} was trained with --meta-reduction {trained_with}, not "
+                f"{algorithm.meta_reduction}; resume with --meta-reduction {trained_with} or use a fresh --out"
             )
         model.load_state_dict(state["model"])
         with torch.no_grad():
@@ -183,6 +176,7 @@ def train(
                 "seconds": prior_seconds + time.perf_counter() - t0,
                 "config": config_record,
                 "algorithm": algorithm.name,
+                "meta_reduction": algorithm.meta_reduction,
                 "signature": signature(model),
             },
         )

@@ -8,7 +8,7 @@ Register a new model with ``MODELS["name"] = constructor``.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -55,6 +55,23 @@ def build_model(name: str, **kw) -> nn.Module:
     if name not in MODELS:
         raise FewtaskError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
     return MODELS[name](**kw)
+
+
+def image_geometry(image_shape: Sequence[int]) -> tuple[int, int]:
+    """(channels, side) from a manifest's image shape [H, W] or [H, W, 3]."""
+    shape = list(image_shape)
+    if len(shape) not in (2, 3) or shape[0] != shape[1]:
+        raise FewtaskError(f"the conv models need square images, the dataset has shape {shape}")
+    return (1 if len(shape) == 2 else shape[2]), shape[0]
+
+
+def model_spec(name: str, ways: int, channels: int, side: int, hidden: int, bn: str) -> dict:
+    """Everything `build_from_spec` needs; `fit` saves it in config.json so `eval` rebuilds the same model."""
+    return {"name": name, "ways": ways, "in_channels": channels, "image_size": side, "hidden": hidden, "bn": bn}
+
+
+def build_from_spec(spec: dict) -> nn.Module:
+    return build_model(spec["name"], **{k: v for k, v in spec.items() if k != "name"})
 
 
 def head_names(model: nn.Module) -> frozenset[str]:

@@ -1,11 +1,15 @@
-"""Figures in the spirit of MALTML's Figure 2, written as PNG (matplotlib, Agg)."""
+"""Every figure the commands write, as PNG (matplotlib, Agg), saved atomically: MALTML's
+Figure 2 panels (`sinusoid`), MSE vs steps (`sinusoid-maml`), accuracy vs finetuning
+steps (`eval`, `demo`). Curves come in the evaluation protocol's schema (trainer/evaluate.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
+import torch
+
+from fewtask_data import io
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -14,9 +18,10 @@ STYLE = {"maltml": "tab:red", "maml": "tab:blue", "oracle": "tab:green", "pretra
          "fo-maltml": "tab:orange", "reptile": "tab:purple", "fomaml": "tab:cyan", "maml-oracle": "tab:olive"}  # fmt: skip
 
 
-def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+def _save(fig, path: Path, **savefig) -> None:
+    """Write ``fig`` to ``path`` through a temp file and a rename (never half a PNG)."""
+    tmp = io.temp_path(path)
+    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **({"dpi": 110, "bbox_inches": "tight"} | savefig))
     plt.close(fig)
     tmp.replace(path)
 
@@ -42,8 +47,8 @@ def error_figure(path: Path, results: dict[str, dict], title: str = "held-out fa
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, res in results.items():
         color = STYLE.get(name)
-        with_ = res["with_meta_update"]["loss"]
-        without = res["without_meta_update"]["loss"]
+        with_ = res["with_meta_finetuning"]["loss"]
+        without = res["without_meta_finetuning"]["loss"]
         steps = list(range(len(with_["mean"])))
         lo = [m - c for m, c in zip(with_["mean"], with_["ci95"])]
         hi = [m + c for m, c in zip(with_["mean"], with_["ci95"])]
@@ -72,3 +77,23 @@ def curve_figure(path: Path, curves: dict[str, dict], title: str, xlabel: str = 
     ax.set_title(title)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def accuracy_figure(path: Path, results: dict[str, dict], title: str = "") -> None:
+    """Accuracy vs finetuning steps, with and without meta-finetuning, for each labelled result."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (label, res) in enumerate(results.items()):
+        color = f"C{i}"
+        for key, style, tag in (("without_meta_finetuning", "--", "no meta-ft"), ("with_meta_finetuning", "-", "meta-ft")):
+            acc = res[key]["accuracy"]
+            mean, ci = torch.tensor(acc["mean"]), torch.tensor(acc["ci95"]).nan_to_num(0.0)
+            ax.plot(res["steps"], mean, style, color=color, label=f"{label} ({tag})")
+            ax.fill_between(res["steps"], mean - ci, mean + ci, color=color, alpha=0.15)
+    ax.set_xlabel("finetuning steps on the goal task")
+    ax.set_ylabel("goal validation accuracy")
+    n = next(iter(results.values()))["episodes"]
+    ax.set_title(title or f"held-out family episodes (n={n}, 95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path, dpi=120, bbox_inches=None)

@@ -1,4 +1,4 @@
-"""The pretraining baseline on image families.
+"""The pretraining baseline on image families: the data side of `Pretrain`.
 
 Training: plain classification over every class of the training split, on flat
 labelled batches (`FlatStream`) read from the same shards the meta-learners
@@ -10,43 +10,14 @@ and without first meta-finetuning on the family's L tasks, like every other meth
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator
 
 import torch
-from torch.func import grad_and_value
 from torch.utils.data import DataLoader
 
 from fewtask_data import FlatStream
-from trainer import functional as fn
-from trainer.algorithms import Algorithm
-
-
-@dataclass
-class FlatBatch:
-    """Labelled images [B, C, H, W] with labels [B] over all training classes."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.x.shape[0]
-
-    def to(self, device, non_blocking: bool = False) -> "FlatBatch":
-        return FlatBatch(self.x.to(device, non_blocking=non_blocking), self.y.to(device, non_blocking=non_blocking))
-
-
-class FlatClassifier(Algorithm):
-    """Cross-entropy on a FlatBatch; no inner loops (the loop's Adam does the rest)."""
-
-    def outer_grads(self, params, step_sizes, buffers, batch: FlatBatch):
-        def loss(p):
-            pred = self.forward(p, buffers, batch.x)
-            return fn.task_loss(pred, batch.y), fn.accuracy(pred, batch.y)
-
-        grads, (value, acc) = grad_and_value(loss, has_aux=True)(params)
-        return grads, {}, {"loss": value.detach(), "acc": acc.detach()}
+from trainer.algorithms import FlatBatch
 
 
 def flat_batch_source(flat: FlatStream, workers: int):

@@ -1,6 +1,7 @@
-"""Plain-loop reference (``impl="loop"``): the same objectives with Python loops over
-families and tasks and `torch.autograd.grad`, no torch.func. Slow and obvious, it
-is what the fast path is tested against and the baseline of the benchmark.
+"""Plain-loop reference primitives (``impl="loop"``): the functional core's two levels
+written with Python loops and `torch.autograd.grad`, no torch.func. Slow and obvious,
+they are what the fast path is tested against and the baseline of the benchmark; each
+algorithm states its own loop objective with them (``Algorithm.loop_objective``).
 
 A first-order step computes its gradient with ``create_graph=False``, so it is a
 constant for every outer derivative: the same semantics as the fast path's detach.
@@ -10,92 +11,54 @@ from __future__ import annotations
 
 import torch
 
-from fewtask_data import FewtaskError
 from trainer import functional as fn
+from trainer.step_sizes import LEVELS, level_lrs
 
 
-def _adapt(algo, params, buffers, x, y, lrs, steps, first_order):
-    keys = fn.adapting(params, algo.names)
+def loop_descend(loss_fn, params, lrs, steps, names=None, first_order=False):
+    """`functional.descend` with torch.autograd: ``steps`` SGD steps on ``loss_fn(params)``."""
+    keys = fn.adapting(params, names)
     for _ in range(steps):
-        loss = fn.loss_on(algo.forward, params, buffers, x, y)
+        loss = loss_fn(params)
         # retain_graph: the graph below `params` is shared with the outer loss.
         gs = torch.autograd.grad(loss, [params[k] for k in keys], create_graph=not first_order, retain_graph=True)
         params = fn.sgd_step(params, dict(zip(keys, gs)), lrs)
     return params
 
 
-def _adapted_metrics(algo, params, buffers, sx, sy, tx, ty, lrs, steps, first_order):
-    fast = _adapt(algo, params, buffers, sx, sy, lrs, steps, first_order)
-    pred = algo.forward(fast, buffers, tx)
-    acc = fn.accuracy(pred, ty) if ty.dtype == torch.int64 else pred.new_zeros(())
-    return fn.task_loss(pred, ty), acc
+def loop_adapted_metrics(forward, params, buffers, support, target, lrs, steps, names=None, first_order=False):
+    """(loss, accuracy) on ``target`` after ``steps`` SGD steps on ``support``: one task."""
+    fast = loop_descend(lambda p: fn.loss_on(forward, p, buffers, *support), params, lrs, steps, names, first_order)
+    pred = forward(fast, buffers, target[0])
+    acc = fn.accuracy(pred, target[1]) if target[1].dtype == torch.int64 else pred.new_zeros(())
+    return fn.task_loss(pred, target[1]), acc
 
 
-def meta_adapt(algo, params, buffers, msx, msy, mqx, mqy, alpha, beta, task_fo, meta_fo):
-    if msx.shape[0] == 0:
+def loop_meta_adapt(forward, params, buffers, support, query, alpha, beta, task_steps, meta_steps, names=None,
+                    task_first_order=False, meta_first_order=False, reduction="sum"):  # fmt: skip
+    """`functional.meta_adapt` (Eq. 2) with a loop over the family's L tasks: the meta step
+    descends the sum of their query losses (``reduction="mean"``: the mean)."""
+    if support[0].shape[0] == 0:
         return params
-    keys = fn.adapting(params, algo.names)
-    for _ in range(algo.meta_steps):
+
+    def meta_loss(p):
         losses = [
-            _adapted_metrics(algo, params, buffers, msx[i], msy[i], mqx[i], mqy[i], alpha, algo.task_steps, task_fo)[0]
-            for i in range(msx.shape[0])
-        ]
-        meta_loss = torch.stack(losses).mean()
-        gs = torch.autograd.grad(meta_loss, [params[k] for k in keys], create_graph=not meta_fo, retain_graph=True)
-        params = fn.sgd_step(params, dict(zip(keys, gs)), beta)
-    return params
+            loop_adapted_metrics(forward, p, buffers, (support[0][i], support[1][i]), (query[0][i], query[1][i]),
+                                 alpha, task_steps, names, task_first_order)[0]
+            for i in range(support[0].shape[0])
+        ]  # fmt: skip
+        return torch.stack(losses).sum() if reduction == "sum" else torch.stack(losses).mean()
 
-
-def _maltml_loss(algo, params, buffers, lrs, parts):
-    from trainer.algorithms import LEVELS
-
-    a, b, g = (lrs[lv] for lv in LEVELS)
-    task_fo, meta_fo, goal_fo = algo.order_flags()
-    msx, msy, mqx, mqy, gsx, gsy, gvx, gvy = parts
-    losses, accs = [], []
-    for f in range(msx.shape[0]):
-        theta = meta_adapt(algo, params, buffers, msx[f], msy[f], mqx[f], mqy[f], a, b, task_fo, meta_fo)
-        for c in range(gsx.shape[1]):
-            loss, acc = _adapted_metrics(
-                algo, theta, buffers, gsx[f, c], gsy[f, c], gvx[f, c], gvy[f, c], g, algo.goal_steps, goal_fo
-            )
-            losses.append(loss)
-            accs.append(acc)
-    # Mean over goal tasks within a family, then over families == overall mean (equal C).
-    return torch.stack(losses).mean(), torch.stack(accs).mean()
-
-
-def _maml_loss(algo, params, buffers, lrs, parts):
-    msx, msy, mqx, mqy, gsx, gsy, gvx, gvy = parts
-    losses, accs = [], []
-    for sx, sy, tx, ty in ((msx, msy, mqx, mqy), (gsx, gsy, gvx, gvy)):
-        for f in range(sx.shape[0]):
-            for t in range(sx.shape[1]):
-                loss, acc = _adapted_metrics(
-                    algo, params, buffers, sx[f, t], sy[f, t], tx[f, t], ty[f, t], lrs["alpha"], algo.task_steps, algo.order == 1
-                )
-                losses.append(loss)
-                accs.append(acc)
-    return torch.stack(losses).mean(), torch.stack(accs).mean()
+    return loop_descend(meta_loss, params, beta, meta_steps, names, meta_first_order)
 
 
 def reference_grads(algo, params, step_sizes, buffers, parts):
-    """Same contract as `Algorithm.outer_grads`, computed with plain loops."""
-    from trainer.algorithms import LEVELS, MALTML, MAML, Pretrain, level_lrs
-
+    """Same contract as `Algorithm.outer_grads`, from the algorithm's ``loop_objective``."""
     with torch.enable_grad():
         p = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         s = {k: v.detach().requires_grad_(algo.learn_step_sizes) for k, v in step_sizes.items()}
         lrs = {lv: level_lrs(s, lv) for lv in LEVELS}
-        if isinstance(algo, MALTML):
-            loss, acc = _maltml_loss(algo, p, buffers, lrs, parts)
-        elif isinstance(algo, MAML):
-            loss, acc = _maml_loss(algo, p, buffers, lrs, parts)
-        elif isinstance(algo, Pretrain):
-            loss, _ = algo.objective(p, s, buffers, parts)
-            acc = loss.new_zeros(())
-        else:
-            raise FewtaskError(f"{algo.name} has no plain-loop reference; use --impl vmap")
+        loss, acc = algo.loop_objective(p, lrs, buffers, parts)
         wrt = list(p.values()) + (list(s.values()) if algo.learn_step_sizes else [])
         gs = torch.autograd.grad(loss, wrt, allow_unused=True)
         gs = [torch.zeros_like(w) if g is None else g for g, w in zip(gs, wrt)]

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import toydata
 from typer.testing import CliRunner
 
-import toydata
 from fewtask_data import EpisodeShape, FamilyStream, FewtaskError, write_episodes
 from trainer import checkpoint as ckpt
 from trainer.cli import app
-from trainer.evalcmd import evaluate
+from trainer.commands.eval import evaluate_checkpoint
 from trainer.fit import FitConfig, fit
 
 torch.set_num_threads(1)
@@ -70,23 +70,23 @@ def test_resume_is_exact(toy, tmp_path, workers):
 
 def test_eval_is_deterministic_and_reports_both_protocols(toy, test_h5, tmp_path):
     fit(config(toy, tmp_path / "run", algo="maml"))
-    first = evaluate(tmp_path / "run", test_h5, steps=3, batch_size=5)
-    second = evaluate(tmp_path / "run" / "checkpoint.pt", test_h5, steps=3, batch_size=5)
+    first = evaluate_checkpoint(tmp_path / "run", test_h5, steps=3, batch_size=5)
+    second = evaluate_checkpoint(tmp_path / "run" / "checkpoint.pt", test_h5, steps=3, batch_size=5)
     for key in ("without_meta_finetuning", "with_meta_finetuning"):
         assert first[key] == second[key]
-        assert len(first[key]["accuracy"]) == 4 and all(0 <= a <= 1 for a in first[key]["accuracy"])
+        assert len(first[key]["accuracy"]["mean"]) == 4 and all(0 <= a <= 1 for a in first[key]["accuracy"]["mean"])
     assert first["episodes"] == 12 and first["batch_norm"] == "task" and first["finetune_level"] == "alpha"
     # 0 finetuning steps without meta-finetuning is the plain model: both sides agree there only if L=0
     assert first["steps"] == [0, 1, 2, 3]
     assert first["impl"] == "loop"  # auto on CPU
-    gain = first["meta_finetuning_gain"]["accuracy"]
+    gain = first["meta_finetuning_gain"]["accuracy"]["mean"]
     for i in range(4):
-        diff = first["with_meta_finetuning"]["accuracy"][i] - first["without_meta_finetuning"]["accuracy"][i]
+        diff = first["with_meta_finetuning"]["accuracy"]["mean"][i] - first["without_meta_finetuning"]["accuracy"]["mean"][i]
         assert gain[i] == pytest.approx(diff, abs=1e-9)
-    batched = evaluate(tmp_path / "run", test_h5, steps=3, batch_size=5, impl="vmap")
+    batched = evaluate_checkpoint(tmp_path / "run", test_h5, steps=3, batch_size=5, impl="vmap")
     for key in ("without_meta_finetuning", "with_meta_finetuning"):
-        assert batched[key]["accuracy"] == pytest.approx(first[key]["accuracy"], abs=1e-6)
-        assert batched[key]["loss"] == pytest.approx(first[key]["loss"], rel=1e-4)
+        assert batched[key]["accuracy"]["mean"] == pytest.approx(first[key]["accuracy"]["mean"], abs=1e-6)
+        assert batched[key]["loss"]["mean"] == pytest.approx(first[key]["loss"]["mean"], rel=1e-4)
 
 
 def test_eval_cli_writes_json_and_plot(toy, test_h5, tmp_path):
@@ -103,13 +103,13 @@ def test_eval_rejects_episodes_of_another_shape(toy, tmp_path):
     stream = FamilyStream(str(toy), "test", EpisodeShape(**{**SHAPE, "ways": 2}), seed=1)
     write_episodes(other, islice(iter(stream), 2), {})
     with pytest.raises(FewtaskError, match="2-way episodes but the model has 3 outputs"):
-        evaluate(tmp_path / "run", other, steps=1)
+        evaluate_checkpoint(tmp_path / "run", other, steps=1)
     big = tmp_path / "big"
     toydata.build_toy(big, n_classes=8, per_class=8, side=20)
     bigger = tmp_path / "big.h5"
     write_episodes(bigger, islice(iter(FamilyStream(str(big), "test", EpisodeShape(**SHAPE), seed=1)), 2), {})
     with pytest.raises(FewtaskError, match="images of shape"):
-        evaluate(tmp_path / "run", bigger, steps=1)
+        evaluate_checkpoint(tmp_path / "run", bigger, steps=1)
 
 
 def test_resume_with_another_model_is_a_clear_error(toy, tmp_path):
@@ -170,9 +170,8 @@ def test_nan_guard_keeps_last_good_checkpoint(toy, tmp_path, monkeypatch):
 
 def test_pooled_families_and_time_limit(toy, tmp_path):
     from fewtask_data import load_manifest
-    from trainer.fit import pooled_manifest
 
-    pooled = pooled_manifest(load_manifest(str(toy)))
+    pooled = load_manifest(str(toy)).pooled()
     assert [f["id"] for f in pooled.families("train")] == ["all-train"]
     assert len(pooled.families("train")[0]["classes"]) == 12
     record = fit(config(toy, tmp_path / "run", steps=50, pool_families=True, max_minutes=1e-6))
@@ -185,10 +184,10 @@ def test_pretrain_baseline_trains_flat_and_evaluates_with_a_fresh_head(toy, test
     assert record["model"]["ways"] == 12  # every class of the training split
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == 3 and lines[-1]["episodes_per_s"] > 0
-    res = evaluate(tmp_path / "run", test_h5, steps=2)
+    res = evaluate_checkpoint(tmp_path / "run", test_h5, steps=2)
     assert res["model"]["ways"] == 3 and res["model"]["pretrained_classes"] == 12
     # A zero head scores every class alike: argmax picks label 0, a third of each 3-way set.
-    assert res["without_meta_finetuning"]["accuracy"][0] == pytest.approx(1 / 3)
+    assert res["without_meta_finetuning"]["accuracy"]["mean"][0] == pytest.approx(1 / 3)
     assert res["finetune_level"] == "alpha"
 
 
@@ -201,3 +200,23 @@ def test_impl_auto_picks_loops_on_cpu_only_where_they_exist():
     assert resolve_impl("vmap", cpu, "maml") == "vmap"
     with pytest.raises(FewtaskError, match="--impl must be auto, vmap or loop"):
         resolve_impl("fast", cpu)
+
+
+def test_meta_reduction_is_recorded_and_evaluated_as_trained(toy, test_h5, tmp_path):
+    record = fit(config(toy, tmp_path / "mean", meta_reduction="mean", steps=2))
+    assert record["algorithm"]["meta_reduction"] == record["fit"]["meta_reduction"] == "mean"
+    assert ckpt.load(tmp_path / "mean" / "checkpoint.pt")["meta_reduction"] == "mean"
+    as_trained = evaluate_checkpoint(tmp_path / "mean", test_h5, steps=1)
+    told = evaluate_checkpoint(tmp_path / "mean", test_h5, steps=1, meta_reduction="sum")
+    assert (as_trained["meta_reduction"], told["meta_reduction"]) == ("mean", "sum")
+    assert told["without_meta_finetuning"] == as_trained["without_meta_finetuning"]
+    assert told["with_meta_finetuning"]["loss"] != as_trained["with_meta_finetuning"]["loss"]
+    with pytest.raises(FewtaskError, match="trained with --meta-reduction mean, not sum"):
+        fit(config(toy, tmp_path / "mean", steps=3, resume=True))  # the default is sum
+    # A checkpoint from before the option (no field anywhere) was trained with the mean.
+    fit(config(toy, tmp_path / "old", steps=2))
+    path = tmp_path / "old" / "checkpoint.pt"
+    state = ckpt.load(path)
+    del state["meta_reduction"], state["config"]["extra"]["algorithm"]["meta_reduction"]
+    ckpt.save(path, state)
+    assert evaluate_checkpoint(tmp_path / "old", test_h5, steps=1)["meta_reduction"] == "mean"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -36,7 +37,8 @@ def test_meta_adapt_without_tasks_passes_through():
     assert fn.meta_adapt(forward, params, {}, empty, empty, lrs, lrs, 1, 1) is params
 
 
-def test_meta_adapt_equals_a_maml_step_on_the_task_mean():
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_meta_adapt_equals_a_maml_step_on_the_task_sum_or_mean(reduction):
     torch.manual_seed(1)
     model = MLP(1, (6,), 1).double()
     forward = fn.make_forward(model)
@@ -44,11 +46,11 @@ def test_meta_adapt_equals_a_maml_step_on_the_task_mean():
     sx, sy, qx, qy = (torch.randn(3, 4, 1, dtype=torch.float64) for _ in range(4))
     a = {k: torch.tensor(0.1, dtype=torch.float64) for k in params}
     b = {k: torch.tensor(0.2, dtype=torch.float64) for k in params}
-    got = fn.meta_adapt(forward, params, {}, (sx, sy), (qx, qy), a, b, 1, 1)
-    meta = lambda p: torch.stack(  # noqa: E731
+    got = fn.meta_adapt(forward, params, {}, (sx, sy), (qx, qy), a, b, 1, 1, reduction=reduction)
+    losses = lambda p: torch.stack(  # noqa: E731
         [fn.loss_on(forward, fn.adapt(forward, p, {}, sx[i], sy[i], a, 1), {}, qx[i], qy[i]) for i in range(3)]
-    ).mean()
-    g = torch.func.grad(meta)(params)
+    )
+    g = torch.func.grad(lambda p: losses(p).sum() if reduction == "sum" else losses(p).mean())(params)
     for k in params:
         torch.testing.assert_close(got[k], params[k] - 0.2 * g[k])
 

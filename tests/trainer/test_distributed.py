@@ -91,9 +91,7 @@ def _fit_worker(rank: int, world: int, port: int, data: str, out: str, result: d
 @pytest.mark.slow
 def test_fit_under_two_ranks_stays_identical_on_disjoint_families(tmp_path):
     import json
-    import sys
 
-    sys.path.insert(0, os.path.dirname(__file__))
     import toydata
 
     toydata.build_toy(tmp_path / "data", n_classes=40, per_class=8, side=16)

@@ -17,48 +17,46 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from itertools import islice
 from pathlib import Path
 
 import typer
 
-from fewtask_data import BuildOptions, EpisodeShape, FamilyStream, build_omniglot_families, write_episodes
-from fewtask_data.io import write_bytes, write_json
-from trainer.evalcmd import evaluate, plot_curves
-from trainer.fit import FitConfig, fit
-from trainer.loop import ensure_writable
+from fewtask_data import BuildOptions, EpisodeShape, FamilyStream, build_omniglot_families, io, write_episodes
+from trainer import plots
+from trainer.commands.eval import evaluate_checkpoint
+from trainer.fit import FitConfig, TrainSettings, fit
 
 
-@dataclass
-class DemoConfig:
+@dataclass(kw_only=True)
+class DemoConfig(TrainSettings):
+    """The demo's data and evaluation, and `fit`'s settings (TrainSettings) where the demo
+    differs from fit's defaults."""
+
     root: str | None = None  # real Omniglot (folder with the two zips); None: the embedded synthetic glyphs
     image_size: int = 20
     glyph_alphabets: int | None = None  # None: all scripts
     glyph_characters: int = 20
     glyph_drawers: int = 20
     families_per_alphabet: int = 4
-    ways: int = 5
-    shots: int = 1
-    queries: int = 3
-    val: int = 5
-    meta_tasks: int = 3
-    goal_tasks: int = 2
-    batch: int = 4
-    steps: int = 200
-    hidden: int = 32
-    alpha: float = 0.4  # task steps (MAML's Omniglot value)
-    beta: float = 0.05  # meta-finetuning step: a whole meta-gradient, so much smaller than alpha
-    gamma: float = 0.4  # goal finetuning step
-    lr: float = 1e-3
     eval_episodes: int = 600
     eval_goal_tasks: int = 1  # goal tasks per held-out episode (evaluation cost grows with it)
     eval_steps: int = 5
-    workers: int = 1
-    seed: int = 0
     algorithms: tuple[str, ...] = ("maltml", "maml")
+    # fit's settings the demo changes (the others are fit's defaults: alpha 0.4 = MAML's Omniglot
+    # value, beta 0.05, gamma 0.4, 5-way 1-shot, V = 5, 4 families per step, Adam 1e-3):
+    queries: int = 3
+    meta_tasks: int = 3
+    goal_tasks: int = 2
+    steps: int = 200
+    hidden: int = 32
+    workers: int = 1
+    log_every: int = 10
+    checkpoint_every: int = 50
+    resume: bool = True  # every stage reuses its output
+    tensorboard: bool = False
     max_minutes: float = 0.0  # per algorithm; 0 = all steps
-    impl: str = "vmap"  # training implementation (fit --impl); vmap is faster for the small demo model
 
     def shape(self, goal_tasks: int | None = None) -> EpisodeShape:
         goals = self.goal_tasks if goal_tasks is None else goal_tasks
@@ -100,22 +98,15 @@ def write_test_episodes(data: Path, out: Path, cfg: DemoConfig) -> Path:
 
 
 def train_one(algo: str, data: Path, out: Path, cfg: DemoConfig) -> dict:
-    run = out / algo
-    fit_cfg = FitConfig(
-        data=str(data), out=str(run), algo=algo, ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, val=cfg.val,
-        meta_tasks=cfg.meta_tasks, goal_tasks=cfg.goal_tasks, batch=cfg.batch, steps=cfg.steps, hidden=cfg.hidden,
-        alpha=cfg.alpha, beta=cfg.beta, gamma=cfg.gamma, lr=cfg.lr, seed=cfg.seed,
-        workers=cfg.workers, log_every=max(1, cfg.steps // 20), checkpoint_every=max(1, cfg.steps // 4),
-        resume=True, tensorboard=False, max_minutes=cfg.max_minutes, impl=cfg.impl,
-    )  # fmt: skip
+    settings = {f.name: getattr(cfg, f.name) for f in fields(TrainSettings)}
     _log(f"training {algo} for {cfg.steps} outer steps ({cfg.batch} families each)")
-    record = fit(fit_cfg)
+    record = fit(FitConfig(data=str(data), out=str(out / algo), algo=algo, **settings))
     return record["result"]
 
 
 def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: dict[str, dict], seconds: float) -> Path:
     kind = "Omniglot" if cfg.root else "SYNTHETIC glyph"
-    plot_curves(results, out / "accuracy.png", title=f"{kind} families: {cfg.ways}-way {cfg.shots}-shot, held-out")
+    plots.accuracy_figure(out / "accuracy.png", results, title=f"{kind} families: {cfg.ways}-way {cfg.shots}-shot, held-out")
     n = cfg.eval_steps
     source = (
         f"real Omniglot ({cfg.root})" if cfg.root
@@ -128,7 +119,8 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         "alphabet-disjoint train/val/test splits.",
         f"Episodes: {cfg.ways}-way {cfg.shots}-shot, L={cfg.meta_tasks} meta-finetuning tasks (Q={cfg.queries}), "
         f"{cfg.goal_tasks} goal task{'s' if cfg.goal_tasks != 1 else ''} (V={cfg.val}); model conv4 ({cfg.hidden} filters, batch norm: task statistics); "
-        f"alpha={cfg.alpha}, beta={cfg.beta}, gamma={cfg.gamma}; Adam lr {cfg.lr}; {cfg.steps} outer steps x "
+        f"alpha={cfg.alpha}, beta={cfg.beta} (Eq. 2: {cfg.meta_reduction} of the L task losses), gamma={cfg.gamma}; "
+        f"Adam lr {cfg.lr}; {cfg.steps} outer steps x "
         f"{cfg.batch} families (MAML trains on all L+C tasks of each family as plain tasks).",
         f"Evaluation: {next(iter(results.values()))['episodes']} fixed test-split family episodes (`test.h5`, "
         f"{cfg.eval_goal_tasks} goal task each), mean accuracy on the goal task's validation set with 95% intervals.",
@@ -139,11 +131,11 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
     ]
     for name, res in results.items():
         plain, meta, gain = res["without_meta_finetuning"], res["with_meta_finetuning"], res["meta_finetuning_gain"]
-        cell = lambda r, i: f"{100 * r['accuracy'][i]:.1f} ± {100 * r['ci95'][i]:.1f}"  # noqa: E731
+        cell = lambda r, i: f"{100 * r['accuracy']['mean'][i]:.1f} ± {100 * r['accuracy']['ci95'][i]:.1f}"  # noqa: E731
         t = trained[name]
         lines.append(
             f"| {name} | {t.get('step', 0)} | {t.get('seconds', 0):.0f} | {t.get('episodes_per_s', 0):.1f} | {cell(plain, min(1, n))} | {cell(plain, n)} "
-            f"| {cell(meta, min(1, n))} | {cell(meta, n)} | {100 * gain['accuracy'][min(1, n)]:+.1f} ± {100 * gain['ci95'][min(1, n)]:.1f} |"
+            f"| {cell(meta, min(1, n))} | {cell(meta, n)} | {100 * gain['accuracy']['mean'][min(1, n)]:+.1f} ± {100 * gain['accuracy']['ci95'][min(1, n)]:.1f} |"
         )
     lines += [
         "",
@@ -157,7 +149,7 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         "",
     ]
     path = out / "report.md"
-    write_bytes(path, "\n".join(lines).encode())
+    io.write_bytes(path, "\n".join(lines).encode())
     return path
 
 
@@ -167,25 +159,27 @@ def evaluate_once(run: Path, test: Path, cfg: DemoConfig, trained_step: int) -> 
     if cached.exists():
         res = json.loads(cached.read_text())
         same = (res.get("trained_steps"), res.get("episodes_file"), len(res.get("steps", []))) == (trained_step, str(test), cfg.eval_steps + 1)
-        if same and "meta_finetuning_gain" in res:  # files from before the paired gain are recomputed
+        current = isinstance(res.get("meta_finetuning_gain", {}).get("accuracy"), dict)  # older schemas: recomputed
+        same = same and res.get("meta_reduction") == cfg.meta_reduction
+        if same and current:
             _log(f"reusing {cached}")
             return res
     _log(f"evaluating {run.name} on {test.name}")
-    res = evaluate(run, test, steps=cfg.eval_steps, batch_size=16)
-    write_json(cached, res)
+    res = evaluate_checkpoint(run, test, steps=cfg.eval_steps, batch_size=16)
+    io.write_json(cached, res)
     return res
 
 
 def run_demo(out: Path, cfg: DemoConfig) -> dict[str, dict]:
     t0 = time.perf_counter()
-    out = ensure_writable(out)
+    out = io.ensure_writable(out)
     data = build_data(out, cfg)
     test = write_test_episodes(data, out, cfg)
     results, trained = {}, {}
     for algo in cfg.algorithms:
         trained[algo] = train_one(algo, data, out, cfg)
         results[algo] = evaluate_once(out / algo, test, cfg, trained[algo]["step"])
-    write_json(out / "demo_config.json", asdict(cfg))
+    io.write_json(out / "demo_config.json", asdict(cfg))
     report = write_report(out, cfg, results, trained, time.perf_counter() - t0)
     _log(f"report: {report}")
     return results
@@ -196,7 +190,9 @@ def demo_command(
     steps: int = typer.Option(DemoConfig.steps, help="outer steps per algorithm"),
     eval_episodes: int = typer.Option(DemoConfig.eval_episodes, help="fixed held-out family episodes"),
     workers: int = typer.Option(DemoConfig.workers, help="DataLoader workers streaming families"),
+    meta_reduction: str = typer.Option(DemoConfig.meta_reduction, help="Eq. 2's meta-finetuning step over the L task "
+                                       "losses: sum (as the paper) or mean (an L times smaller step)"),
 ) -> None:
     """The main job end to end on the embedded synthetic glyphs: build shards, train MALTML and MAML, evaluate, report."""
-    run_demo(out, DemoConfig(steps=steps, eval_episodes=eval_episodes, workers=workers))
+    run_demo(out, DemoConfig(steps=steps, eval_episodes=eval_episodes, workers=workers, meta_reduction=meta_reduction))
     typer.echo((out / "report.md").read_text())

@@ -11,8 +11,9 @@ import torch
 from fewtask_data import EpisodeShape
 from fewtask_data.sources.sinusoid import sample_batch, step_generator
 from trainer import functional as fn
-from trainer.algorithms import batch_parts, level_lrs, make_algorithm
+from trainer.algorithms import batch_parts, make_algorithm
 from trainer.models import MLP
+from trainer.step_sizes import level_lrs
 
 torch.set_num_threads(1)
 
@@ -111,7 +112,7 @@ def _explicit_maltml(model, params, parts, order):
                 for _ in range(HP["task_steps"]):
                     fast = _sgd(fast, grad_of(loss(fast, msx[f, t], msy[f, t]), fast, order == 3), a)
                 qs.append(loss(fast, mqx[f, t], mqy[f, t]))
-            phi = _sgd(phi, grad_of(torch.stack(qs).mean(), phi, order >= 2), b)
+            phi = _sgd(phi, grad_of(torch.stack(qs).sum(), phi, order >= 2), b)  # Eq. 2 sums the L task losses
         for c in range(gsx.shape[1]):
             fast = phi
             for _ in range(HP["goal_steps"]):

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from trainer.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 TINY = ["--steps", "6", "--eval-families", "6", "--eval-val", "10", "--finetune-steps", "3", "--log-every", "2", "--no-progress"]
 
@@ -32,9 +32,12 @@ def test_sinusoid_writes_results_and_figures(tmp_path):
     assert set(report["methods"]) == {"maltml", "maml", "oracle", "pretrain", "maml-oracle"}
     assert report["methods"]["maml-oracle"]["train"]["families"] == 6
     m = report["methods"]["maltml"]
-    assert m["families"] == 6 and len(m["with_meta_update"]["loss"]["mean"]) == 4
-    assert len(m["without_meta_update"]["loss"]["ci95"]) == 4 and m["train"]["steps"] == 6
-    assert "maltml_minus_maml_with_meta_update_0_steps" in report["comparisons"]
+    assert m["episodes"] == 6 and len(m["with_meta_finetuning"]["loss"]["mean"]) == 4
+    assert len(m["without_meta_finetuning"]["loss"]["ci95"]) == 4 and m["train"]["steps"] == 6
+    assert "accuracy" not in m["with_meta_finetuning"]  # regression
+    diff = report["comparisons"]["maltml_minus_maml"]["with_meta_finetuning"]["loss"]["mean"]
+    maml = report["methods"]["maml"]["with_meta_finetuning"]["loss"]["mean"]
+    assert diff[0] == pytest.approx(m["with_meta_finetuning"]["loss"]["mean"][0] - maml[0], abs=1e-9)
     for name in ("fig2a_maltml.png", "fig2b_maml.png", "fig2c_error.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "maltml" / "checkpoint.pt").exists()
@@ -42,12 +45,12 @@ def test_sinusoid_writes_results_and_figures(tmp_path):
     r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml", "--eval-only", *TINY])
     assert r.exit_code == 0, r.output
     again = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
-    assert again["with_meta_update"] == m["with_meta_update"]
+    assert again["with_meta_finetuning"] == m["with_meta_finetuning"]
     oracle = report["methods"]["maml-oracle"]
     r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maml-oracle", "--eval-only", *TINY])
     assert r.exit_code == 0, r.output
     again = json.loads((tmp_path / "results.json").read_text())["methods"]["maml-oracle"]
-    assert again["without_meta_update"] == oracle["without_meta_update"] and again["train"]["evaluated_from_checkpoint"]
+    assert again["without_meta_finetuning"] == oracle["without_meta_finetuning"] and again["train"]["evaluated_from_checkpoint"]
 
 
 def test_sinusoid_maml_benchmark_runs(tmp_path):
@@ -68,6 +71,7 @@ def test_sinusoid_maml_benchmark_runs(tmp_path):
         (["--beta", "-0.01"], "--beta must be a positive number"),
         (["--algorithms", "maltml,mamlz"], "unknown algorithm mamlz"),
         (["--out", "/proc/fewtask-cannot-write"], "cannot write to output folder"),
+        (["--meta-reduction", "median"], "--meta-reduction must be sum or mean"),
     ],
 )
 def test_bad_input_is_one_line_error(tmp_path, args, message):
@@ -75,6 +79,23 @@ def test_bad_input_is_one_line_error(tmp_path, args, message):
     r = cli(*base, *args)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and message in r.stderr, r.stderr
+
+
+def test_meta_reduction_is_recorded_and_finished_checkpoints_keep_theirs(tmp_path):
+    args = ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml", *TINY]
+    r = runner.invoke(app, [*args, "--meta-reduction", "mean"])
+    assert r.exit_code == 0, r.output
+    first = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
+    assert first["train"]["meta_reduction"] == "mean"
+    r = runner.invoke(app, [*args, "--eval-only"])  # not told otherwise: evaluated as trained
+    again = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
+    assert r.exit_code == 0 and again["train"]["meta_reduction"] == "mean"
+    assert again["with_meta_finetuning"] == first["with_meta_finetuning"]
+    r = runner.invoke(app, [*args, "--eval-only", "--meta-reduction", "sum"])
+    summed = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
+    assert r.exit_code == 0 and summed["train"]["meta_reduction"] == "sum"
+    assert summed["with_meta_finetuning"] != first["with_meta_finetuning"]
+    assert summed["without_meta_finetuning"] == first["without_meta_finetuning"]
 
 
 def test_checkpoint_from_a_different_model_is_one_line_error(tmp_path):

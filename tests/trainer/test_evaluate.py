@@ -10,9 +10,10 @@ import torch
 from fewtask_data import EpisodeShape
 from fewtask_data.sources import sinusoid
 from trainer import functional as fn
-from trainer.algorithms import level_lrs, make_algorithm
-from trainer.evaluate import evaluate, family_curves, paired_difference, summarize
+from trainer.algorithms import make_algorithm
+from trainer.evaluate import evaluate, family_curves, paired, summarize
 from trainer.models import MLP
+from trainer.step_sizes import level_lrs
 
 torch.set_num_threads(1)
 SHAPE = EpisodeShape(ways=1, shots=4, queries=4, val=6, meta_tasks=3, goal_tasks=2)
@@ -90,17 +91,19 @@ def test_curves_without_meta_update_start_from_theta_and_have_intervals():
     algo = make_algorithm("maml", model, alpha=0.01, gamma=0.01)
     params = {k: v.detach() for k, v in model.named_parameters()}
     batches = [sinusoid.sample_batch(torch.Generator().manual_seed(i), 5, SHAPE) for i in range(2)]
-    res = evaluate(algo, params, algo.init_step_sizes(params), {}, batches, steps=3)
-    assert res["families"] == 10
+    res, curves = evaluate(algo, params, algo.init_step_sizes(params), {}, batches, steps=3)
+    assert res["episodes"] == 10 and res["steps"] == [0, 1, 2, 3]
     x, y = batches[0].goal_val()
     direct = torch.stack([fn.loss_on(algo.forward, params, {}, x[0, c], y[0, c]) for c in range(2)]).mean()
-    assert res["per_family"]["without_meta_update"][0][0] == pytest.approx(float(direct), rel=1e-5)
-    w = res["with_meta_update"]["loss"]
+    assert float(curves["without_meta_finetuning"]["loss"][0, 0]) == pytest.approx(float(direct), rel=1e-5)
+    w = res["with_meta_finetuning"]["loss"]
     assert len(w["mean"]) == 4 and all(c > 0 for c in w["ci95"])
+    gain = res["meta_finetuning_gain"]["loss"]["mean"]
+    assert gain[2] == pytest.approx(w["mean"][2] - res["without_meta_finetuning"]["loss"]["mean"][2], abs=1e-9)
 
 
 def test_summaries():
     s = summarize(torch.tensor([[1.0], [3.0]]))
     assert s["mean"] == [2.0] and s["ci95"][0] == pytest.approx(1.96 * math.sqrt(2) / math.sqrt(2))
-    d = paired_difference([[1.0], [2.0], [3.0]], [[0.5], [1.5], [2.5]])
-    assert d["mean"] == pytest.approx(0.5) and d["ci95"] == pytest.approx(0.0) and d["families"] == 3
+    d = paired(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[0.5], [1.5], [2.5]]))
+    assert d["mean"] == [pytest.approx(0.5)] and d["ci95"] == [pytest.approx(0.0)]

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from trainer.demo import DemoConfig, run_demo
+from trainer.commands.demo import DemoConfig, run_demo
 
 torch.set_num_threads(1)
 
@@ -24,7 +24,7 @@ def test_demo_end_to_end_small(tmp_path):
     for algo in ("maltml", "maml"):
         saved = json.loads((tmp_path / algo / "eval.json").read_text())
         assert saved["episodes"] == 6 and saved["batch_norm"] == "task"
-        assert len(saved["with_meta_finetuning"]["accuracy"]) == 3
+        assert len(saved["with_meta_finetuning"]["accuracy"]["mean"]) == 3
     # A rerun reuses the data, the finished runs and their evaluations, and gives the same numbers.
     stamp = (tmp_path / "maml" / "eval.json").stat().st_mtime_ns
     again = run_demo(tmp_path, cfg)
@@ -32,4 +32,4 @@ def test_demo_end_to_end_small(tmp_path):
     assert (tmp_path / "maml" / "eval.json").stat().st_mtime_ns == stamp
     # More finetuning steps make the cached evaluation stale: it is recomputed.
     longer = run_demo(tmp_path, DemoConfig(**{**cfg.__dict__, "eval_steps": 3}))
-    assert len(longer["maml"]["with_meta_finetuning"]["accuracy"]) == 4
+    assert len(longer["maml"]["with_meta_finetuning"]["accuracy"]["mean"]) == 4

@@ -1,0 +1,227 @@
+"""What every algorithm shares: settings, traits, the outer-gradient step, batch views.
+
+Every algorithm exposes one method the training loop calls::
+
+    grads, step_size_grads, metrics = algo.outer_grads(params, step_sizes, buffers, batch)
+
+``grads`` has one entry per model parameter: a true gradient, or for Reptile and
+FO-MALTML the pseudo-gradient theta - theta', so one Adam loop drives them all.
+``step_sizes`` holds log step sizes (see `trainer.step_sizes`). When step sizes are
+learned their gradients come back in ``step_size_grads``; otherwise that dict is empty.
+
+A subclass defines ``objective`` (the fast torch.func path) and, when it has a
+plain-loop reference, ``loop_objective`` (the same objective with Python loops and
+torch.autograd, built from `trainer.reference`). Its class attributes are the facts
+the commands need about it (the traits below), so adding an algorithm touches its
+own module and one registration line in `trainer/algorithms/__init__.py`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+from torch.func import grad
+
+from fewtask_data import FamilyBatch, FewtaskError
+from trainer import functional as fn
+from trainer import reference
+from trainer.models import head_names
+from trainer.step_sizes import init_step_sizes
+
+ORDERS = (1, 2, 3)
+ADAPT_CHOICES = ("all", "head", "body")
+
+
+def batch_parts(batch: FamilyBatch) -> tuple[torch.Tensor, ...]:
+    """(meta support x, y, meta query x, y, goal support x, y, goal validation x, y)."""
+    return split_parts(batch_tensors(batch), batch.shape.support_size)
+
+
+def batch_tensors(batch: FamilyBatch) -> tuple[torch.Tensor, ...]:
+    return batch.meta_x, batch.meta_y, batch.goal_x, batch.goal_y
+
+
+def split_parts(tensors: tuple[torch.Tensor, ...], k: int) -> tuple[torch.Tensor, ...]:
+    """`batch_parts` from (meta_x, meta_y, goal_x, goal_y) and the support size k. Compiled
+    steps take the four whole tensors: fewer inputs, cheaper guards."""
+    mx, my, gx, gy = tensors
+    return mx[:, :, :k], my[:, :, :k], mx[:, :, k:], my[:, :, k:], gx[:, :, :k], gy[:, :, :k], gx[:, :, k:], gy[:, :, k:]
+
+
+def flat_tasks(t: torch.Tensor) -> torch.Tensor:
+    """[B, T, n, ...] -> [B*T, n, ...]: families ignored, tasks as plain tasks."""
+    return t.reshape(-1, *t.shape[2:])
+
+
+@dataclass
+class Algorithm:
+    """Shared settings; subclasses define `objective` (or override `outer_grads`)."""
+
+    # -- traits: facts about the method, read by the commands ---------------
+    finetune_level: ClassVar[str] = "alpha"  # step size that finetunes goal tasks at evaluation (`eval`)
+    fixed_order: ClassVar[int | None] = None  # a preset derivative order that --order does not change
+    learns_step_sizes: ClassVar[bool] = False  # whether --learn-step-sizes applies
+    flat_training: ClassVar[bool] = False  # `fit` trains it on flat labelled batches; `eval` gives it a fresh head
+    trains_meta_step: ClassVar[bool] = False  # its training takes Eq. 2's step (so --meta-reduction changes it)
+
+    model: nn.Module
+    alpha: float = 0.001
+    beta: float = 0.01
+    gamma: float = 0.001
+    task_steps: int = 1  # r: task steps of size alpha
+    meta_steps: int = 1  # m: meta steps of size beta
+    goal_steps: int = 1  # finetuning steps of size gamma on a goal task (training)
+    order: int = 3
+    # Eq. 2's meta-finetuning step over the L task losses: "sum" (the paper) or "mean" (this
+    # project before the option; checkpoints without the field were trained with it).
+    meta_reduction: str = "sum"
+    learn_step_sizes: bool = False
+    adapt: str = "all"  # which parameters the inner loops adapt: all, head (ANIL), body (BOIL)
+    impl: str = "vmap"  # vmap | loop (plain-loop reference)
+    compile: bool | str = False  # True = inductor; or a torch.compile backend name (e.g. "aot_eager")
+    name: str = "algorithm"  # what checkpoints record (the registered name, or a run's label)
+    _compiled: Callable | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for key in ("task_steps", "meta_steps", "goal_steps"):
+            if getattr(self, key) < 0:
+                raise FewtaskError(f"{key.replace('_', '-')} must be >= 0, got {getattr(self, key)}")
+        if self.order not in ORDERS:
+            raise FewtaskError(f"derivative order must be 1, 2 or 3, got {self.order}")
+        if self.adapt not in ADAPT_CHOICES:
+            raise FewtaskError(f"adapt must be one of {', '.join(ADAPT_CHOICES)}, got {self.adapt!r}")
+        if self.meta_reduction not in fn.REDUCTIONS:
+            raise FewtaskError(f"--meta-reduction must be sum or mean, got {self.meta_reduction!r}")
+        if self.impl not in ("vmap", "loop"):
+            raise FewtaskError(f"impl must be vmap or loop, got {self.impl!r}")
+        if self.fixed_order is not None and self.order != self.fixed_order:
+            raise FewtaskError(f"{self.name} has derivative order {self.fixed_order}; --order does not apply to it")
+        if self.learn_step_sizes and not self.learns_step_sizes:
+            raise FewtaskError(f"{self.name} cannot learn step sizes; drop --learn-step-sizes")
+        # Validates alpha/beta/gamma once, with the user-facing message.
+        init_step_sizes({}, self.alpha, self.beta, self.gamma)
+        self.forward = fn.make_forward(self.model)
+        heads = head_names(self.model)
+        names = [n for n, _ in self.model.named_parameters()]
+        if self.adapt != "all" and not heads:
+            raise FewtaskError(f"adapt={self.adapt} needs a model whose last layer is called 'head'")
+        self.names: frozenset[str] | None = {
+            "all": None,
+            "head": heads,
+            "body": frozenset(n for n in names if n not in heads),
+        }[self.adapt]
+
+    @classmethod
+    def has_loop_reference(cls) -> bool:
+        """Whether ``impl="loop"`` can train it (it states a `loop_objective`)."""
+        return cls.loop_objective is not Algorithm.loop_objective
+
+    @classmethod
+    def sinusoid_hparams(cls, s: Any) -> dict:
+        """Its hyperparameters in `fewtask-train sinusoid`, from the command's settings ``s``:
+        every method gets the shared step sizes and step counts; the derivative order and
+        learned step sizes only where a subclass takes them (MALTML, the MAML family)."""
+        return dict(alpha=s.alpha, beta=s.beta, gamma=s.gamma, task_steps=s.task_steps, meta_steps=s.meta_steps,
+                    goal_steps=s.goal_steps, meta_reduction=s.meta_reduction, impl=s.impl, compile=s.compile)  # fmt: skip
+
+    # -- state the loop keeps -------------------------------------------------
+    def init_step_sizes(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return init_step_sizes(params, self.alpha, self.beta, self.gamma)
+
+    # -- the one method the loop calls ---------------------------------------
+    def outer_grads(self, params, step_sizes, buffers, batch: FamilyBatch):
+        if self.impl == "loop":
+            if not self.has_loop_reference():
+                raise FewtaskError(f"{self.name} has no plain-loop reference; use --impl vmap")
+            return reference.reference_grads(self, params, step_sizes, buffers, batch_parts(batch))
+        step = self._grad_step()
+        return step(params, step_sizes, buffers, batch_tensors(batch), batch.shape.support_size)
+
+    def objective(self, params, step_sizes, buffers, parts) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def loop_objective(self, params, lrs, buffers, parts) -> tuple[torch.Tensor, torch.Tensor]:
+        """(outer loss, accuracy) with plain loops; ``lrs``: {level: {param: step size}}."""
+        raise NotImplementedError
+
+    def _grads(self, params, step_sizes, buffers, tensors, k):
+        """True gradients of `objective`; w.r.t. step sizes only when they are learned."""
+        parts = split_parts(tensors, k)
+        if self.learn_step_sizes:
+            g = grad(self.objective, argnums=(0, 1), has_aux=True)
+            (gp, gs), metrics = g(params, step_sizes, buffers, parts)
+        else:
+            gp, metrics = grad(self.objective, has_aux=True)(params, step_sizes, buffers, parts)
+            gs = {}
+        return gp, gs, metrics
+
+    def _grad_step(self) -> Callable:
+        if not self.compile:
+            return self._grads
+        if self._compiled is None:
+            self._compiled = compiled_or_eager(self._grads, self.name, self.compile)
+        return self._compiled
+
+    def order_flags(self) -> tuple[bool, bool, bool]:
+        """(task, meta, goal) first-order flags for the derivative order."""
+        return {3: (False, False, False), 2: (True, False, False), 1: (True, True, True)}[self.order]
+
+    def meta_update_first_order(self) -> bool:
+        """Whether the meta-update (as this method trains with it) uses first-order task
+        steps; that changes the meta-gradient's value, so evaluation must match it."""
+        return self.order_flags()[0]
+
+
+def compiled_or_eager(f: Callable, label: str, backend: bool | str = True) -> Callable:
+    """``torch.compile(f)``, falling back to eager ``f`` (with a warning) if compiling fails.
+
+    Compile the function that calls torch.func.grad: dynamo traces the transforms
+    into one forward graph (aot_autograd itself has no double backward). The C++
+    wrapper removes per-kernel Python overhead, which dominates for small models;
+    inductor's on-disk cache makes later runs start faster.
+    """
+    state = {"fn": None}
+
+    def call(*args):
+        if state["fn"] is not None:
+            return state["fn"](*args)
+        on_cpu = next(iter(args[0].values())).device.type == "cpu"
+        if backend is True or backend == "inductor":
+            compiled = torch.compile(f, dynamic=False, options={"cpp_wrapper": on_cpu})
+        else:
+            compiled = torch.compile(f, dynamic=False, backend=backend)
+        try:
+            out = compiled(*args)
+            state["fn"] = compiled
+        except Exception as err:  # no C++ compiler, unsupported op, ...: stay correct, just slower
+            warnings.warn(f"torch.compile failed for {label} ({type(err).__name__}: {err}); running eagerly")
+            state["fn"] = f
+            out = f(*args)
+        return out
+
+    return call
+
+
+class PseudoGradient(Algorithm):
+    """Reptile-style: grads are theta - theta' (averaged), fed to the same Adam loop.
+    First order by construction: no step-size gradients, no plain-loop reference."""
+
+    def target_params(self, params, step_sizes, buffers, parts) -> tuple[dict, torch.Tensor]:
+        raise NotImplementedError
+
+    def _target_from_tensors(self, params, step_sizes, buffers, tensors, k):
+        return self.target_params(params, step_sizes, buffers, split_parts(tensors, k))
+
+    def outer_grads(self, params, step_sizes, buffers, batch: FamilyBatch):
+        if self.impl == "loop":
+            raise FewtaskError(f"{self.name} has no plain-loop reference; use --impl vmap")
+        if self.compile and self._compiled is None:
+            self._compiled = compiled_or_eager(self._target_from_tensors, self.name, self.compile)
+        step = self._compiled if self.compile else self._target_from_tensors
+        target, loss = step(params, step_sizes, buffers, batch_tensors(batch), batch.shape.support_size)
+        grads = {k: (p - target[k]).detach() for k, p in params.items()}
+        return grads, {}, {"loss": loss.detach(), "acc": loss.new_zeros(())}
