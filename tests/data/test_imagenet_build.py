@@ -206,7 +206,7 @@ def test_unreadable_images_are_reported_or_fatal_with_strict(imagenet_samples, w
 
 
 def test_build_from_definitions_needs_no_wordnet(imagenet_samples, tmp_path, monkeypatch):
-    import fewtask_data.wordnet as wnmod
+    import fewtask_data.sources.wordnet as wnmod
 
     def no_wordnet(*a, **k):
         raise AssertionError("WordNet must not be opened")
