@@ -64,7 +64,7 @@ def episode_seed(seed: int, epoch: int, position: int, episode: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
-VISIT_DRAW = 0x76697374  # first word of a visit draw's seed, so it never equals an episode seed
+VISIT_DRAW = 0x76697374  # leads the visit draws' seed sequences, keeping them apart from the episodes'
 
 
 def visit_classes(family: dict, limit: int | None, seed: int, epoch: int, position: int) -> list[str]:
