@@ -4,7 +4,10 @@
 
     visits (families shuffled per epoch with the seed)
       -> wds.split_by_node -> wds.split_by_worker
-      -> load the family: read only the shards holding its classes (checksums checked)
+      -> the visit's classes: all of the family's, or, for a family of more than
+         ``max_visit_classes`` classes, that many drawn with the visit's seed
+         (Meta-Dataset's subsampling of large nodes; recorded in the episode identity)
+      -> load them: read only the shards holding those classes (checksums checked)
       -> FamilyBuffer (one family in memory per worker)
       -> episodes_per_visit FamilyEpisodes from the pluggable sampler
       -> (optional) a shuffle buffer of ``mix`` episodes, so consecutive episodes (and
@@ -12,7 +15,8 @@
          episodes, not by family buffers
 
 Episode seeds come from (seed, epoch, visit position, episode number), never from the
-worker, so the set of episodes does not depend on how many workers or nodes share it.
+worker, so the set of episodes does not depend on how many workers or nodes share it;
+a visit's class draw comes from (seed, epoch, visit position) in the same way.
 
 ``FamilyStream.resumable`` gives the same stream for a DataLoader that resumes training
 at a step: it skips what the earlier steps used without loading those families, and can
@@ -25,6 +29,7 @@ labelled (x, y) batches for the pretraining baseline.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import pickle
 import random
@@ -59,6 +64,27 @@ def episode_seed(seed: int, epoch: int, position: int, episode: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
+VISIT_DRAW = 0x76697374  # leads the visit draws' seed sequences, keeping them apart from the episodes'
+
+
+def visit_classes(family: dict, limit: int | None, seed: int, epoch: int, position: int) -> list[str]:
+    """The classes one visit loads: every class of the family, or, when it has more than
+    ``limit``, ``limit`` of them drawn uniformly without replacement with the visit's seed
+    (kept in the family's order, so they are read shard by shard)."""
+    classes = list(family["classes"])
+    if not limit or len(classes) <= limit:
+        return classes
+    rng = np.random.default_rng([VISIT_DRAW, seed, epoch, position])
+    return [classes[i] for i in sorted(rng.choice(len(classes), limit, replace=False))]
+
+
+def with_visit_classes(episode: FamilyEpisode, classes: list[str] | None) -> FamilyEpisode:
+    """The episode with ``visit_classes`` in its identity (unchanged for a whole-family visit)."""
+    if classes is None:
+        return episode
+    return dataclasses.replace(episode, identity={**episode.identity, "visit_classes": list(classes)})
+
+
 def worker_rng(seed: int) -> random.Random:
     """A generator fixed by (seed, node rank, worker id), for shuffle buffers."""
     rank, _, worker, _ = wds.utils.pytorch_worker_info()
@@ -83,13 +109,19 @@ class FamilyStream(IterableDataset):
         transform_factory: TransformFactory | None = None,
         verify: bool = True,
         mix: int = 0,
+        max_visit_classes: int | None = None,
     ):
         super().__init__()
         if episodes_per_visit < 1 or mix < 0:
             raise FewtaskError(f"episodes_per_visit must be >= 1 and mix >= 0, got {episodes_per_visit} and {mix}")
+        if max_visit_classes is not None and max_visit_classes < 0:
+            raise FewtaskError(f"max_visit_classes must be >= 0 (0: whole families), got {max_visit_classes}")
         self.manifest = load_manifest(source)
         self.split, self.shape, self.seed = split, shape, seed
         self.episodes_per_visit, self.epochs, self.mix = episodes_per_visit, epochs, mix
+        # None: what the manifest asks for (params.max_visit_classes; absent: whole families)
+        limit = self.manifest.max_visit_classes if max_visit_classes is None else max_visit_classes
+        self.max_visit_classes = limit or None
         self.sampler = sampler or sampler_for(self.manifest)
         self.transform_factory = transform_factory or default_transform_factory
         self.reader = ShardReader(self.manifest, verify)
@@ -104,12 +136,30 @@ class FamilyStream(IterableDataset):
             raise FewtaskError(f"split {split!r} has no families to stream")
         counts = {c: self.manifest.class_count(c) for f in fams for c in f["classes"]}
         for fam in fams:
-            self.sampler.check(fam, counts, shape)
+            self.check_family(fam, counts)
         self.families = fams
         self._transforms: dict[str, Transform | None] = {}
         self.buffer: FamilyBuffer | None = None  # the family in memory (the last one visited)
         for fam in fams:  # a bad augment spec fails here, not later inside a DataLoader worker
             self.transform_for(fam)
+
+    def check_family(self, family: dict, counts: dict[str, int]) -> None:
+        """FewtaskError unless every visit to the family can give episodes of the shape. A
+        visit to a large family loads a random subset of its classes, so the subset of its
+        smallest classes must pass the sampler's check (then every subset does)."""
+        limit = self.max_visit_classes
+        if not limit or len(family["classes"]) <= limit:
+            self.sampler.check(family, counts, self.shape)
+            return
+        smallest = sorted(family["classes"], key=counts.__getitem__)[:limit]
+        try:
+            self.sampler.check({**family, "classes": smallest}, counts, self.shape)
+        except FewtaskError as err:
+            raise FewtaskError(
+                f"a visit to family {family['id']!r} loads {limit} of its {len(family['classes'])} classes "
+                f"(max_visit_classes), drawn at random, and its {limit} smallest do not allow the episode shape: "
+                f"{err}; or raise max_visit_classes"
+            ) from None
 
     def transform_for(self, family: dict) -> Transform | None:
         if "augment" not in family:
@@ -123,14 +173,15 @@ class FamilyStream(IterableDataset):
         return FamilyBuffer(family, split, self.reader.load_images(family["classes"])).stack()
 
     def buffer_for(self, family: dict) -> FamilyBuffer:
-        """The family's images; keeps only the last family (one buffer per worker)."""
-        if self.buffer is None or self.buffer.family["id"] != family["id"]:
-            if self.buffer is not None and self.buffer.family["classes"] == family["classes"]:
+        """The family's images (``family["classes"]``: the visit's classes); keeps only the
+        last family (one buffer per worker)."""
+        if self.buffer is not None and self.buffer.family["classes"] == family["classes"]:
+            if self.buffer.family["id"] != family["id"]:
                 # Same images, other augmentation (augmented or unsupervised families): no reload.
                 self.buffer = FamilyBuffer(family, self.split, self.buffer.images, self.buffer.arrays)
-                return self.buffer
-            self.buffer = None  # free the old buffer before loading the next
-            self.buffer = self.load_family(family, self.split)
+            return self.buffer
+        self.buffer = None  # free the old buffer before loading the next
+        self.buffer = self.load_family(family, self.split)
         return self.buffer
 
     # ---- pipeline stages (plain functions over iterators, webdataset style)
@@ -144,11 +195,16 @@ class FamilyStream(IterableDataset):
                 yield epoch, position, self.families[i]
 
     def visit(self, epoch: int, position: int, family: dict) -> Iterator[FamilyEpisode]:
-        """The episodes of one family visit (a pure function of the visit and the seed)."""
-        buffer = self.buffer_for(family)
+        """The episodes of one family visit (a pure function of the visit and the seed). A
+        visit that loads a subset of the family's classes names them in each episode's
+        identity (``visit_classes``), which is what replay loads."""
+        classes = visit_classes(family, self.max_visit_classes, self.seed, epoch, position)
+        subset = len(classes) < len(family["classes"])
+        buffer = self.buffer_for({**family, "classes": classes} if subset else family)
         transform = self.transform_for(family)
         for e in range(self.episodes_per_visit):
-            yield self.sampler.sample(buffer, self.shape, episode_seed(self.seed, epoch, position, e), transform)
+            episode = self.sampler.sample(buffer, self.shape, episode_seed(self.seed, epoch, position, e), transform)
+            yield with_visit_classes(episode, classes if subset else None)
 
     def episodes(self, visits: Iterator[tuple[int, int, dict]], skip_unreadable: bool = False) -> Iterator[FamilyEpisode]:
         """The episodes of these visits. With ``skip_unreadable`` a family whose shard cannot
@@ -189,15 +245,20 @@ class FamilyStream(IterableDataset):
         return ResumedEpisodes(self, batch_size, start_step, skip_bad_shards)
 
     def replay(self, identity: dict) -> FamilyEpisode:
-        """Rebuild an episode from its identity (family, shape, seed); checks classes and samples match."""
+        """Rebuild an episode from its identity (family, the visit's classes when it loaded a
+        subset, shape, seed); checks classes and samples match."""
         family = self.manifest.family(identity["family"])
         shape = EpisodeShape(**identity["shape"])
+        loaded = {**family, "classes": identity["visit_classes"]} if "visit_classes" in identity else family
+        unknown = sorted(set(loaded["classes"]) - set(family["classes"]))
+        if unknown:
+            raise FewtaskError(f"replay of a {identity['family']!r} episode names classes the family lacks ({', '.join(unknown[:5])}); the data has changed")
         episode = self.sampler.sample(
-            self.load_family(family, identity["split"]), shape, identity["seed"], self.transform_for(family)
+            self.load_family(loaded, identity["split"]), shape, identity["seed"], self.transform_for(family)
         )
         if episode.identity["tasks"] != identity["tasks"]:
             raise FewtaskError(f"replay of a {identity['family']!r} episode drew other samples; the data has changed")
-        return episode
+        return with_visit_classes(episode, identity.get("visit_classes"))
 
 
 class ResumedEpisodes(IterableDataset):

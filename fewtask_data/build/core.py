@@ -16,7 +16,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from fewtask_data.build.finalize import BuildReport, finalize, finished_report
-from fewtask_data.build.plan import BuildOptions, build_id, check_inputs, manifest_head, plan_shards, validate_early
+from fewtask_data.build.plan import (
+    BuildOptions, build_id, check_inputs, manifest_head, plan_shards, split_records, validate_early,
+)
 from fewtask_data.build.resume import open_work_dir, write_shards
 from fewtask_data.sources import SourceClass
 
@@ -31,6 +33,7 @@ def build_dataset(
     classes: Sequence[SourceClass],
     decode: Callable[[Any], np.ndarray],
     splits: Mapping[str, Sequence[dict]],
+    split_classes: Mapping[str, Sequence[str]] | None = None,
     options: BuildOptions = BuildOptions(),
     params: dict | None = None,
     seeds: dict | None = None,
@@ -38,12 +41,15 @@ def build_dataset(
     augment_space: dict | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> BuildReport:
-    """Build (or resume building) a family dataset in ``out_dir``; see the module doc."""
+    """Build (or resume building) a family dataset in ``out_dir``; see the module doc.
+    ``split_classes`` gives a split's whole class list when families do not cover it all
+    (default: the union of its families' classes); the manifest records it either way."""
     out = Path(out_dir)
     check_inputs(classes, splits)
     head = manifest_head(
         dataset=dataset, builder=builder, builder_version=builder_version, source=source, splits=splits,
-        options=options, params=params, seeds=seeds, synthetic=synthetic, augment_space=augment_space,
+        records=split_records(classes, splits, split_classes), options=options, params=params, seeds=seeds,
+        synthetic=synthetic, augment_space=augment_space,
     )  # fmt: skip
     plan = plan_shards(classes, options.seed, options.shard_size)
     validate_early(head, classes, plan, options)

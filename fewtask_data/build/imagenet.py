@@ -4,7 +4,10 @@ Steps: find the folder layout and its classes; get the family definitions (compu
 from WordNet for a preset, or read from a shipped/saved definitions file); check the
 preset's classes are present; hand the classes, in each split's depth-first leaf
 order, to the generic build (fewtask_data.build.core), which decodes in worker processes
-with the picklable ImageDecoder and writes shards, index, report and manifest.
+with the picklable ImageDecoder and writes shards, index, report and manifest. The
+manifest records each split's whole class list (also classes no family reaches) and
+``params.max_visit_classes`` = 50: a stream's visit to a larger family (meta-dataset's
+default bounds allow 392 classes) loads 50 of its classes, as Meta-Dataset subsamples.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ def resolve_definitions(
     roots: dict[str, tuple[str, ...]],
     class_list: Sequence[str] | None,
     definitions: str | None,
-    rule: fw.FamilyRule,
+    rule: fw.FamilyRule | None,
     wordnet_dir: str | None,
 ) -> tuple[dict, list[str], str]:
     """(definitions over the wanted classes, the wanted classes, what they come from)."""
@@ -86,7 +89,7 @@ def resolve_definitions(
     present = sorted(set(wanted) & set(folder_classes))
     if not present:
         return {}, wanted, f"preset {preset_name}"
-    defs = fw.family_definitions(f"imagenet-{preset_name}", p, present, load_wordnet(wordnet_dir), rule)
+    defs = fw.family_definitions(f"imagenet-{preset_name}", p, present, load_wordnet(wordnet_dir), rule or fw.FamilyRule.for_preset(p))
     return defs, wanted, f"preset {preset_name}"
 
 
@@ -118,13 +121,14 @@ def build_imagenet_families(
     image_size: int = 84,
     resize: str = "squash",
     max_per_class: int | None = None,
-    rule: fw.FamilyRule = fw.FamilyRule(),
+    rule: fw.FamilyRule | None = None,
     allow_missing: bool = False,
     wordnet_dir: str | None = None,
     options: BuildOptions = BuildOptions(encoding="jpeg", quality=95),
     progress=None,
 ) -> BuildReport:
-    """The whole command as a function (see module doc)."""
+    """The whole command as a function (see module doc). Without ``rule`` the families
+    follow the preset's default bounds (``FamilyRule.for_preset``)."""
     decoder = src.ImageDecoder(image_size, resize)
     if max_per_class is not None and max_per_class < 1:
         raise FewtaskError(f"--max-per-class must be >= 1, got {max_per_class}")
@@ -145,11 +149,12 @@ def build_imagenet_families(
         defs = restrict_definitions(defs, set(wanted) - set(missing))
 
     lemmas = defs.get("lemmas", {})
-    classes, splits = [], {}
+    classes, splits, split_classes = [], {}, {}
     for split in (s for s in fw.SPLITS if s in defs["splits"]):
         body = defs["splits"][split]
         for c in body["classes"]:
             classes.append(SourceClass(c, listing[c], {"lemma": lemmas.get(c, ""), "split": split}))
+        split_classes[split] = body["classes"]  # the whole split, also classes no family reaches
         splits[split] = [
             {"id": f["id"], "classes": f["classes"], "meta": {k: f[k] for k in ("wnid", "lemma", "depth")}}
             for f in body["families"]
@@ -172,6 +177,7 @@ def build_imagenet_families(
         "allow_missing": allow_missing,
         "missing_classes": missing,
         "taxonomy": defs.get("taxonomy", "WordNet 3.0"),
+        "max_visit_classes": fw.MAX_WAYS_UPPER_BOUND,
     }
     if progress:  # start the clock now: the generic build reports only finished shards
         progress(0, sum(len(c.items) for c in classes))
@@ -184,6 +190,7 @@ def build_imagenet_families(
         classes=classes,
         decode=decoder,
         splits=splits,
+        split_classes=split_classes,
         options=options,
         params=params,
         seeds={"max_per_class": options.seed},

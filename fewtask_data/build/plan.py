@@ -73,6 +73,33 @@ def check_inputs(classes: Sequence[SourceClass], splits: Mapping[str, Sequence[d
         raise FewtaskError("a build needs at least one split with families")
 
 
+def split_records(
+    classes: Sequence[SourceClass], splits: Mapping[str, Sequence[dict]], split_classes: Mapping[str, Sequence[str]] | None
+) -> dict[str, list[str]]:
+    """Each split's whole class list in shard order, as the manifest records it: the given
+    list, or the union of the split's families' classes. A class that is not built is left
+    out of a union (the family check names it) and refused in a given list."""
+    given = dict(split_classes or {})
+    stray = sorted(set(given) - set(splits))
+    if stray:
+        raise FewtaskError(f"split classes are given for {', '.join(stray)}, which the splits do not name; add its families (or none)")
+    built = {c.id for c in classes}
+    out = {}
+    for split, fams in splits.items():
+        if split in given:
+            members = set(given[split])
+            unknown = sorted(members - built)
+            if unknown:
+                raise FewtaskError(
+                    f"split {split!r} lists {len(unknown)} class(es) the build has no images for: {', '.join(unknown[:5])}; "
+                    "give every split class to the build"
+                )
+        else:
+            members = {c for f in fams for c in f["classes"]}
+        out[split] = [c.id for c in classes if c.id in members]
+    return out
+
+
 def manifest_head(
     *,
     dataset: str,
@@ -80,13 +107,15 @@ def manifest_head(
     builder_version: str,
     source: dict,
     splits: Mapping[str, Sequence[dict]],
+    records: Mapping[str, Sequence[str]],
     options: BuildOptions,
     params: dict | None,
     seeds: dict | None,
     synthetic: bool,
     augment_space: dict | None,
 ) -> dict:
-    """The manifest fields known before the build: everything but images, shards and checksums."""
+    """The manifest fields known before the build: everything but images, shards and checksums;
+    ``records`` are the splits' whole class lists (``split_records``)."""
     families = {s: [dict(f, meta=dict(f.get("meta", {}))) for f in fams] for s, fams in splits.items()}
     return {
         "format": "fewtask-manifest",
@@ -97,7 +126,7 @@ def manifest_head(
         "source": dict(source),
         "params": {**(params or {}), "shard_size": options.shard_size},
         "seeds": {**(seeds or {}), "shuffle": options.seed},
-        "splits": {s: {"families": fams} for s, fams in families.items()},
+        "splits": {s: {"classes": list(records[s]), "families": fams} for s, fams in families.items()},
         **({"augment_space": augment_space} if augment_space is not None else {}),
     }
 

@@ -64,7 +64,7 @@ def imagenet_families_command(
     definitions: str = typer.Option(None, help="use shipped/saved family definitions (name from `fewtask-data manifests list` or .json path) instead of WordNet"),
     families: str = typer.Option("wordnet", help="wordnet: nodes whose leaf span is within the bounds; tiered: the 34 tieredImageNet categories"),
     min_classes: int = typer.Option(5, help="smallest family (classes in its leaf span)"),
-    max_classes: int = typer.Option(50, help="largest family"),
+    max_classes: int = typer.Option(None, help="largest family (default: 392 for --preset meta-dataset, Meta-Dataset's rule, which puts every class in a family; 50 for the others)"),
     disjoint: bool = typer.Option(False, help="non-overlapping families (largest first; see docs/imagenet.md)"),
     image_size: int = typer.Option(84, help="output images are IMAGE_SIZE x IMAGE_SIZE RGB"),
     resize: str = typer.Option("squash", help="squash (resize whole image, as mini-ImageNet) or center-crop"),
@@ -80,18 +80,20 @@ def imagenet_families_command(
     """Build ImageNet families from the WordNet hierarchy into class-contiguous shards."""
     from fewtask_data.build.imagenet import build_imagenet_families, parse_roots, read_class_file
     from fewtask_data.build.plan import BuildOptions
-    from fewtask_data.families.hierarchy import FamilyRule
+    from fewtask_data.families import hierarchy as fw
 
     if preset and definitions:
         raise FewtaskError("give --preset or --definitions, not both: the definitions file already fixes the class split")
     preset = preset or "meta-dataset"
+    split_roots = parse_roots(roots)
+    rule = None if definitions else fw.FamilyRule.for_preset(fw.preset(preset, split_roots), min_classes, max_classes, disjoint, families)
     options = BuildOptions(encoding="jpeg", quality=quality, shard_size=shard_size, seed=seed, workers=workers, strict=strict)
     with BuildProgress("imagenet-families") as bar:
         report = build_imagenet_families(
-            imagenet_root, out, preset_name=preset, roots=parse_roots(roots),
+            imagenet_root, out, preset_name=preset, roots=split_roots,
             class_list=read_class_file(classes) if classes else None, definitions=definitions,
             image_size=image_size, resize=resize, max_per_class=max_per_class,
-            rule=FamilyRule(min_classes, max_classes, disjoint, families), allow_missing=allow_missing,
+            rule=rule, allow_missing=allow_missing,
             wordnet_dir=wordnet_dir, options=options, progress=bar,
         )
     echo_build_report(report, out, "unreadable")

@@ -9,7 +9,10 @@ import typer
 from fewtask_data.errors import FewtaskError
 
 
-def inspect_command(path: str) -> None:
+def inspect_command(
+    path: str,
+    unreached: bool = typer.Option(False, "--unreached", help="name the classes of each split that no family reaches"),
+) -> None:
     """Print a readable summary of a dataset (folder, manifest.json, URL) or an episode .h5 file."""
     if path.endswith((".h5", ".hdf5")):
         from fewtask_data.formats.hdf5 import EpisodeStore
@@ -22,7 +25,7 @@ def inspect_command(path: str) -> None:
         return
     from fewtask_data.formats.manifest import load_manifest, summary
 
-    typer.echo(summary(load_manifest(path)))
+    typer.echo(summary(load_manifest(path), name_unreached=unreached))
 
 
 def verify_command(path: str) -> None:

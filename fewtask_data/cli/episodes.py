@@ -23,6 +23,7 @@ def episodes_command(
     goal_tasks: int = shape_option("goal_tasks"),
     per_visit: int = typer.Option(10, min=1, help="episodes drawn per family visit"),
     workers: int = typer.Option(0, min=0, help="processes drawing episodes (same episodes for any count)"),
+    max_visit_classes: int = typer.Option(None, min=0, help="a visit to a family of more classes loads this many, drawn per visit (default: the manifest's params.max_visit_classes, 50 for ImageNet builds; 0: whole families)"),
 ) -> None:
     """Write fixed evaluation family episodes (with replay identities) to HDF5."""
     from fewtask_data.episode import EpisodeShape
@@ -30,13 +31,14 @@ def episodes_command(
     from fewtask_data.stream import FamilyStream, first_episodes
 
     shape = EpisodeShape(ways, shots, queries, val, meta_tasks, goal_tasks)
-    stream = FamilyStream(source, split, shape, seed=seed, episodes_per_visit=per_visit)
+    stream = FamilyStream(source, split, shape, seed=seed, episodes_per_visit=per_visit, max_visit_classes=max_visit_classes)
     info = {
         "dataset": stream.manifest.dataset,
         "build_id": stream.manifest.build_id,
         "split": split,
         "seed": seed,
         "episodes_per_visit": per_visit,
+        **({"max_visit_classes": stream.max_visit_classes} if stream.max_visit_classes else {}),
     }
     n = write_episodes(out, first_episodes(stream, count, workers), info)
     typer.echo(f"wrote {n} {ways}-way {shots}-shot family episodes from split {split!r} to {out}")

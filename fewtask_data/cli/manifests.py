@@ -6,7 +6,7 @@ import typer
 
 from fewtask_data.cli.common import make_app
 from fewtask_data.errors import FewtaskError
-from fewtask_data.families.definitions import definitions_json, list_definitions, load_definitions
+from fewtask_data.families.definitions import definitions_json, list_definitions, load_definitions, unreached_classes
 from fewtask_data.families.hierarchy import SPLITS
 
 manifests_app = make_app("Shipped WordNet family definitions (class splits + families, no images).")
@@ -14,7 +14,11 @@ manifests_app = make_app("Shipped WordNet family definitions (class splits + fam
 
 def summary_line(name: str, defs: dict) -> str:
     splits = defs["splits"]
-    parts = [f"{s} {len(splits[s]['classes'])} classes / {len(splits[s]['families'])} families" for s in ordered_splits(defs)]
+    parts = [
+        f"{s} {len(splits[s]['classes'])} classes / {len(splits[s]['families'])} families / "
+        f"{len(unreached_classes(defs, s))} in no family"
+        for s in ordered_splits(defs)
+    ]
     p = defs["params"]
     if p["families"] == "tiered":
         kind = "tiered categories"
@@ -41,8 +45,10 @@ def show_command(
     name: str = typer.Argument(..., help="a name from `fewtask-data manifests list`, or a .json path"),
     split: str = typer.Option(None, help="only this split (train, val or test)"),
     as_json: bool = typer.Option(False, "--json", help="print the whole JSON document"),
+    unreached: bool = typer.Option(False, "--unreached", help="also name the classes of each split that no family reaches"),
 ) -> None:
-    """Show one definitions file: its families (id, lemma, depth, class count) per split."""
+    """Show one definitions file: its families (id, lemma, depth, class count) per split, and
+    how many of the split's classes no family reaches."""
     defs = load_definitions(name)
     if as_json:
         typer.echo(definitions_json(defs), nl=False)
@@ -54,6 +60,11 @@ def show_command(
         body = defs["splits"][s]
         if split is not None and s != split:
             continue
-        typer.echo(f"[{s}] {len(body['classes'])} classes")
+        missing = unreached_classes(defs, s)
+        typer.echo(f"[{s}] {len(body['classes'])} classes, {len(missing)} in no family")
         for fam in body["families"]:
             typer.echo(f"  {fam['id']:<16} {fam['lemma']:<28} depth {fam['depth']:<2} {len(fam['classes'])} classes")
+        if unreached and missing:
+            typer.echo(f"  in no family ({len(missing)}):")
+            for c in missing:
+                typer.echo(f"    {c}  {defs.get('lemmas', {}).get(c, '')}".rstrip())

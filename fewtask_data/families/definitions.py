@@ -63,6 +63,13 @@ def restrict_definitions(defs: dict, present: Iterable[str]) -> dict:
     return {**defs, "splits": splits, "lemmas": {c: n for c, n in defs.get("lemmas", {}).items() if c in present}}
 
 
+def unreached_classes(defs: dict, split: str) -> list[str]:
+    """The split's classes that no family holds (no episode can use them), in leaf order."""
+    body = defs["splits"][split]
+    reached = {c for fam in body["families"] for c in fam["classes"]}
+    return [c for c in body["classes"] if c not in reached]
+
+
 def definitions_json(defs: dict) -> str:
     """The canonical text of a definitions document (sorted keys, trailing newline)."""
     return json.dumps(defs, indent=1, sort_keys=True) + "\n"

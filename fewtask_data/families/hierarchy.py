@@ -23,7 +23,9 @@ categories are roots too, except that a class under two categories is dropped, w
 reproduces the published 608 classes exactly.
 
 Families in a split are the nodes of the split's collapsed DAG whose leaf span has
-``min_classes..max_classes`` classes: nested (overlapping) by default. With
+``min_classes..max_classes`` classes: nested (overlapping) by default. The meta-dataset
+preset's default bounds are Meta-Dataset's, 5..392, so every class is in a family; the
+other presets default to 5..50. With
 ``disjoint=True`` they are reduced to an antichain by this rule: visit candidates by
 decreasing class count, then increasing depth, then wnid; keep one when it shares no
 class with a family already kept.
@@ -43,6 +45,15 @@ SPLITS = ("train", "val", "test")
 # Meta-Dataset's fixed roots (meta_dataset/data/imagenet_specification.py).
 CARNIVORE = "n02075296"
 DEVICE = "n03183080"
+
+# Meta-Dataset's episode rule (meta_dataset/data/sampling.py): a node spanning 5..392
+# leaves is eligible (392 = MAX_SPANNING_LEAVES_ELIGIBLE, the smallest bound that makes
+# every ILSVRC-2012 leaf reachable), and an episode from a node spanning more than 50
+# (MAX_WAYS_UPPER_BOUND) subsamples 50 of its classes; our streams do that per visit.
+MAX_SPANNING_LEAVES_ELIGIBLE = 392
+MAX_WAYS_UPPER_BOUND = 50
+DEFAULT_MIN_CLASSES = 5
+DEFAULT_MAX_CLASSES = 50  # every preset but meta-dataset
 
 
 class Taxonomy(Protocol):
@@ -208,6 +219,7 @@ class Preset:
     rest: str | None = "train"  # split for classes under no root (None: drop them)
     drop_shared: bool = False  # drop (not alternate) classes under roots of two splits or two roots
     fixed: Mapping[str, tuple[str, ...]] | None = None  # split -> class list, no hierarchy needed
+    max_classes: int = DEFAULT_MAX_CLASSES  # default upper family bound (--max-classes) for this preset
 
     def as_dict(self) -> dict:
         return {
@@ -262,6 +274,7 @@ def preset(name: str, roots: Mapping[str, Sequence[str]] | None = None) -> Prese
             "Meta-Dataset ILSVRC-2012: val = leaves under carnivore, test = leaves under device, train = rest",
             classes=ilsvrc2012_classes(),
             roots={"val": (CARNIVORE,), "test": (DEVICE,)},
+            max_classes=MAX_SPANNING_LEAVES_ELIGIBLE,
         )
     if name == "tiered":
         return Preset(
@@ -398,8 +411,8 @@ class FamilyRule:
     """Which families a split gets: WordNet nodes with min..max classes (nested, or an
     antichain when disjoint), or tieredImageNet's categories (kind "tiered")."""
 
-    min_classes: int = 5
-    max_classes: int = 50
+    min_classes: int = DEFAULT_MIN_CLASSES
+    max_classes: int = DEFAULT_MAX_CLASSES
     disjoint: bool = False
     kind: str = "wordnet"
 
@@ -412,9 +425,19 @@ class FamilyRule:
     def as_dict(self) -> dict:
         return {"min_classes": self.min_classes, "max_classes": self.max_classes, "disjoint": self.disjoint, "families": self.kind}
 
+    @classmethod
+    def for_preset(cls, p: Preset, min_classes: int | None = None, max_classes: int | None = None,
+                   disjoint: bool = False, kind: str = "wordnet") -> "FamilyRule":
+        """The rule with the preset's default bounds where none is given: 5..392 for
+        meta-dataset (Meta-Dataset's own rule, every class reachable), 5..50 otherwise."""
+        return cls(DEFAULT_MIN_CLASSES if min_classes is None else min_classes,
+                   p.max_classes if max_classes is None else max_classes, disjoint, kind)
 
-def split_families(p: Preset, classes: Iterable[str], taxonomy: Taxonomy, rule: FamilyRule = FamilyRule()) -> list[SplitFamilies]:
-    """Assign classes to splits, build each split's hierarchy and its families."""
+
+def split_families(p: Preset, classes: Iterable[str], taxonomy: Taxonomy, rule: FamilyRule | None = None) -> list[SplitFamilies]:
+    """Assign classes to splits, build each split's hierarchy and its families (by default
+    with the preset's bounds, ``FamilyRule.for_preset``)."""
+    rule = rule or FamilyRule.for_preset(p)
     if rule.kind == "tiered" and p.name != "tiered":
         raise FewtaskError("--families tiered needs --preset tiered (the categories are tieredImageNet's roots)")
     out = []
@@ -439,8 +462,9 @@ def family_id(split: str, wnid: str) -> str:
     return f"{split}-{wnid}"
 
 
-def family_definitions(name: str, p: Preset, classes: Iterable[str], taxonomy: Taxonomy, rule: FamilyRule = FamilyRule()) -> dict:
+def family_definitions(name: str, p: Preset, classes: Iterable[str], taxonomy: Taxonomy, rule: FamilyRule | None = None) -> dict:
     """Splits, their classes (leaf order) and families as one JSON-ready document."""
+    rule = rule or FamilyRule.for_preset(p)
     result = split_families(p, classes, taxonomy, rule)
     splits = {}
     for sf in result:
@@ -461,8 +485,9 @@ def family_definitions(name: str, p: Preset, classes: Iterable[str], taxonomy: T
 
 
 # The family definitions shipped in fewtask_data/data/manifests/ (`fewtask-data manifests`):
-# name -> (preset, family kind); all over the 1,000 ILSVRC-2012 classes with the build's
-# default bounds 5..50, overlapping. scripts/make_imagenet_manifests.py writes them.
+# name -> (preset, family kind); all over the 1,000 ILSVRC-2012 classes with the preset's
+# default bounds (meta-dataset 5..392, the others 5..50), overlapping.
+# scripts/make_imagenet_manifests.py writes them.
 SHIPPED = {
     "imagenet-meta-dataset": ("meta-dataset", "wordnet"),
     "imagenet-tiered": ("tiered", "wordnet"),
@@ -474,6 +499,6 @@ SHIPPED = {
 def shipped_definitions(taxonomy: Taxonomy) -> dict[str, dict]:
     """The shipped definitions documents as WordNet gives them today."""
     return {
-        name: family_definitions(name, preset(p), ilsvrc2012_classes(), taxonomy, FamilyRule(kind=kind))
+        name: family_definitions(name, preset(p), ilsvrc2012_classes(), taxonomy, FamilyRule.for_preset(preset(p), kind=kind))
         for name, (p, kind) in SHIPPED.items()
     }

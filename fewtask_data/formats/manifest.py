@@ -143,9 +143,33 @@ def validate_manifest(data: dict) -> None:
                 other = class_split.setdefault(cls, split)
                 if other != split:
                     raise FewtaskError(f"class {cls!r} is in splits {other!r} and {split!r}; a class may sit in one split only")
+    for split, body in data["splits"].items():
+        if "classes" in body:
+            _check_split_record(split, body, counts, class_split)
     total = sum(s["count"] for s in data["shards"])
     if total != sum(counts.values()):
         raise FewtaskError(f"manifest shards hold {total} samples but classes count {sum(counts.values())}")
+
+
+def _check_split_record(split: str, body: dict, counts: dict[str, int], class_split: dict[str, str]) -> None:
+    """``splits.<name>.classes``, the split's whole class list: each class built and listed
+    once, in no other split, and every class of the split's families among them.
+    ``class_split`` holds each family class's split (and gains the recorded ones)."""
+    recorded = body["classes"]
+    if len(set(recorded)) != len(recorded):
+        raise FewtaskError(f"manifest field manifest.splits.{split}.classes lists a class twice")
+    for cls in recorded:
+        if cls not in counts:
+            raise FewtaskError(f"split {split!r} lists class {cls!r}, which is not in manifest.classes")
+        other = class_split.setdefault(cls, split)
+        if other != split:
+            raise FewtaskError(f"class {cls!r} is in splits {other!r} and {split!r}; a class may sit in one split only")
+    unlisted = sorted({c for fam in body["families"] for c in fam["classes"]} - set(recorded))
+    if unlisted:
+        raise FewtaskError(
+            f"split {split!r} has families with classes its class list lacks: {', '.join(unlisted[:5])}; "
+            "a split's classes must include its families' classes"
+        )
 
 
 # ---------------------------------------------------------------- the Manifest view
@@ -248,9 +272,31 @@ class Manifest:
         return self._class[class_id]["meta"]
 
     def split_classes(self, split: str) -> list[str]:
-        """Every class of the split's families, in shard order."""
+        """Every class of the split's families (the classes episodes can reach), in shard order."""
         ids = {c for f in self.families(split) for c in f["classes"]}
         return sorted(ids, key=self._order.__getitem__)
+
+    def recorded_classes(self, split: str) -> list[str] | None:
+        """The split's whole class list as the build recorded it (``splits.<name>.classes``),
+        in shard order; None for a manifest written before builds recorded it."""
+        self.families(split)  # a FewtaskError naming the splits when there is no such split
+        recorded = self.data["splits"][split].get("classes")
+        return None if recorded is None else sorted(recorded, key=self._order.__getitem__)
+
+    def unreached_classes(self, split: str) -> list[str] | None:
+        """The split's recorded classes that no family holds (so no episode can use them),
+        in shard order; None when the manifest has no record of the split's classes."""
+        recorded = self.recorded_classes(split)
+        if recorded is None:
+            return None
+        reached = {c for f in self.families(split) for c in f["classes"]}
+        return [c for c in recorded if c not in reached]
+
+    @property
+    def max_visit_classes(self) -> int | None:
+        """``params.max_visit_classes``: a stream's visit to a larger family loads this many
+        of its classes, drawn per visit (None: every visit loads the whole family)."""
+        return self.data["params"].get("max_visit_classes")
 
     def pooled(self) -> "Manifest":
         """The same shards with each split's families merged into one family ``all-<split>``,
@@ -285,8 +331,14 @@ def save_manifest(data: dict, path: Path) -> None:
 # ---------------------------------------------------------------- `fewtask-data inspect`
 
 
-def summary(manifest: Manifest) -> str:
-    """Readable overview: dataset, image format, splits with family/class/image counts, shard sizes."""
+NO_RECORD = "no record"
+
+
+def summary(manifest: Manifest, name_unreached: bool = False) -> str:
+    """Readable overview: dataset, image format, splits with family/class/image counts,
+    how many of each split's classes no family reaches, shard sizes. With
+    ``name_unreached`` the unreached classes are listed per split (with their lemma when
+    the class meta has one)."""
     d = manifest.data
     quality = d["image"]["quality"]
     lines = [
@@ -297,15 +349,30 @@ def summary(manifest: Manifest) -> str:
         f"shards    {len(manifest.shards)} ({sum(s['bytes'] for s in manifest.shards) / 1e6:.1f} MB), "
         f"{sum(s['count'] for s in manifest.shards)} images, {d['report']['failed']} failed at build",
         f"seeds     {json.dumps(d['seeds'], sort_keys=True)}",
-        f"{'split':<12}{'families':>9}{'classes':>9}{'images':>9}  classes/family (min-max)  augmented",
     ]
+    if manifest.max_visit_classes:
+        lines.append(f"visits    a family of more than {manifest.max_visit_classes} classes loads {manifest.max_visit_classes} of them, drawn per visit")
+    lines.append(f"{'split':<12}{'families':>9}{'classes':>9}{'images':>9}{'unreached':>11}  classes/family (min-max)  augmented")
+    named = []
     for split in manifest.splits:
         fams = manifest.families(split)
-        classes = manifest.split_classes(split)
+        unreached = manifest.unreached_classes(split)
+        classes = manifest.recorded_classes(split) or manifest.split_classes(split)
         sizes = [len(f["classes"]) for f in fams] or [0]
         augmented = sum("augment" in f for f in fams)
         images = sum(manifest.class_count(c) for c in classes)
         lines.append(
-            f"{split:<12}{len(fams):>9}{len(classes):>9}{images:>9}  {min(sizes)}-{max(sizes):<22}{augmented:>9}"
+            f"{split:<12}{len(fams):>9}{len(classes):>9}{images:>9}{NO_RECORD if unreached is None else len(unreached):>11}"
+            f"  {min(sizes)}-{max(sizes):<22}{augmented:>9}"
         )
-    return "\n".join(lines)
+        if name_unreached and unreached:
+            named.append(f"unreached in {split} ({len(unreached)} of {len(classes)} classes, in no family):")
+            named += [f"  {c}  {manifest.class_meta(c).get('lemma', '')}".rstrip() for c in unreached]
+    if any(manifest.unreached_classes(s) is None for s in manifest.splits):
+        lines.append(
+            "note      this manifest does not record each split's whole class list (built before fewtask recorded it), "
+            "so classes in no family cannot be counted; rebuild to record them"
+        )
+    elif name_unreached and not named:
+        lines.append("every class of every split is in a family")
+    return "\n".join(lines + named)

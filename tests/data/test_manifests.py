@@ -32,6 +32,17 @@ def test_shipped_definitions_are_listed_and_clean():
         assert set(owner) <= set(fw.ilsvrc2012_classes())
 
 
+def test_shipped_meta_dataset_definitions_reach_every_class():
+    """Meta-Dataset's rule (families span 5..392 classes) puts every class in a family."""
+    defs = load_definitions("imagenet-meta-dataset")
+    assert defs["params"] == {"min_classes": 5, "max_classes": 392, "disjoint": False, "families": "wordnet"}
+    for split, size in zip(fw.SPLITS, (712, 158, 130)):
+        body = defs["splits"][split]
+        assert len({c for fam in body["families"] for c in fam["classes"]}) == len(body["classes"]) == size
+    largest = max(len(fam["classes"]) for fam in defs["splits"]["train"]["families"])
+    assert largest == fw.MAX_SPANNING_LEAVES_ELIGIBLE
+
+
 def test_shipped_split_sizes():
     sizes = lambda name: [len(load_definitions(name)["splits"][s]["classes"]) for s in fw.SPLITS]  # noqa: E731
     assert sizes("imagenet-meta-dataset") == [712, 158, 130]
@@ -58,7 +69,7 @@ def test_loading_needs_no_wordnet_or_nltk():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[14, 5, 16, 6]"
+    assert done.stdout.strip() == "[18, 5, 16, 6]"
 
 
 def test_bad_names_and_files_are_one_line_errors(tmp_path):
@@ -86,11 +97,33 @@ def test_cli_list_and_show():
     run = lambda *args: CliRunner().invoke(manifests_app, list(args))  # noqa: E731
     listed = run("list")
     assert listed.exit_code == 0, listed.output
-    assert "imagenet-meta-dataset" in listed.output and "train 712 classes / 97 families" in listed.output
+    assert "imagenet-meta-dataset        wordnet 5-392 classes: train 712 classes / 113 families / 0 in no family" in listed.output
+    assert "imagenet-mini                wordnet 5-50 classes: train 64 classes / 11 families / 6 in no family" in listed.output
     shown = run("show", "imagenet-meta-dataset", "--split", "val")
-    assert "val-n02075296" not in shown.output  # carnivore spans 158 > 50 classes
+    assert "[val] 158 classes, 0 in no family" in shown.output
+    assert "val-n02075296    carnivore                    depth 0  158 classes" in shown.output  # 158 <= 392
     assert "val-n02120997    feline" in shown.output
     assert json.loads(run("show", "imagenet-mini", "--json").output) == load_definitions("imagenet-mini")
+
+
+def test_cli_show_names_the_classes_no_family_reaches():
+    from typer.testing import CliRunner
+
+    from fewtask_data.cli.manifests import manifests_app
+
+    run = lambda *args: CliRunner().invoke(manifests_app, list(args)).output  # noqa: E731
+    plain, named = run("show", "imagenet-mini", "--split", "train"), run("show", "imagenet-mini", "--unreached")
+    assert "[train] 64 classes, 6 in no family" in plain and "in no family (6):" not in plain
+    lines = named.splitlines()
+    at = lines.index("  in no family (6):")
+    assert lines[at + 1 : at + 7] == [
+        "    n07747607  orange", "    n13133613  ear", "    n09246464  cliff",
+        "    n07584110  consomme", "    n07697537  hotdog", "    n06794110  street_sign",
+    ]
+    train = load_definitions("imagenet-mini")["splits"]["train"]
+    reached = {c for fam in train["families"] for c in fam["classes"]}
+    assert {line.split()[0] for line in lines[at + 1 : at + 7]} == set(train["classes"]) - reached
+    assert "[val] 16 classes, 0 in no family" in named and named.count("in no family (") == 1
 
 
 def test_cli_error_is_one_line_and_exit_2():
