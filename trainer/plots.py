@@ -26,13 +26,19 @@ def _save(fig, path: Path, **savefig) -> None:
     tmp.replace(path)
 
 
-def predictions_figure(path: Path, title: str, grid, truth, support, preds: dict[str, list[float]]) -> None:
-    """Figure 2a/b: predictions before/after the meta-update and after finetuning vs the true curve."""
+def predictions_figure(path: Path, title: str, grid, truth, support, preds: dict[str, list]) -> None:
+    """Figure 2a/b: predictions before/after the meta-update and after finetuning vs the true curve.
+    A prediction given as one list per training seed is drawn as the mean over seeds with
+    the seeds' range shaded."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.plot(grid, truth, color="black", lw=2, label="true goal task")
     styles = ["--", "-.", "-"]
     for (label, ys), ls in zip(preds.items(), styles):
-        ax.plot(grid, ys, ls=ls, lw=1.6, label=label.replace("_", " "))
+        per_seed = torch.tensor(ys, dtype=torch.float64).reshape(-1, len(grid))
+        name = label.replace("_", " ") + (f" (mean of {len(per_seed)} seeds, range)" if len(per_seed) > 1 else "")
+        (line,) = ax.plot(grid, per_seed.mean(0), ls=ls, lw=1.6, label=name)
+        if len(per_seed) > 1:
+            ax.fill_between(grid, per_seed.min(0).values, per_seed.max(0).values, color=line.get_color(), alpha=0.15)
     ax.scatter(support[0], support[1], color="black", marker="^", zorder=5, label="goal support (K)")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
@@ -41,19 +47,23 @@ def predictions_figure(path: Path, title: str, grid, truth, support, preds: dict
     _save(fig, path)
 
 
-def error_figure(path: Path, results: dict[str, dict], title: str = "held-out families") -> None:
-    """Figure 2c: goal validation MSE vs finetuning steps, 95% bands; the marker at
-    step 0 shows each method without the meta-update (the arrow points to with)."""
+def error_figure(path: Path, results: dict[str, dict], title: str = "held-out families", band: str = "ci95") -> None:
+    """Figure 2c: goal validation MSE vs finetuning steps, 95% bands (``band``: the key of
+    the interval, "ci95" over families or "seed_ci95" over training seeds, which also
+    draws each seed's curve thinly); the marker at step 0 shows each method without the
+    meta-update (the arrow points to with)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, res in results.items():
         color = STYLE.get(name)
         with_ = res["with_meta_finetuning"]["loss"]
         without = res["without_meta_finetuning"]["loss"]
         steps = list(range(len(with_["mean"])))
-        lo = [m - c for m, c in zip(with_["mean"], with_["ci95"])]
-        hi = [m + c for m, c in zip(with_["mean"], with_["ci95"])]
+        lo = [m - c for m, c in zip(with_["mean"], with_[band])]
+        hi = [m + c for m, c in zip(with_["mean"], with_[band])]
         (line,) = ax.plot(steps, with_["mean"], marker="o", ms=3, color=color, label=name)
         ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
+        for curve in with_.get("per_seed", []) if band == "seed_ci95" else []:
+            ax.plot(steps, curve, lw=0.6, alpha=0.5, color=line.get_color())
         ax.annotate("", xy=(0, with_["mean"][0]), xytext=(0, without["mean"][0]),
                     arrowprops={"arrowstyle": "->", "color": line.get_color()})  # fmt: skip
         ax.plot([0], [without["mean"][0]], marker="x", color=line.get_color())

@@ -121,3 +121,22 @@ def with_task_info(batch: FamilyBatch) -> FamilyBatch:
         extend(batch.goal_x, batch.goal_info), batch.goal_y,
         batch.shape, batch.families, batch.identities, batch.meta_info, batch.goal_info,
     )  # fmt: skip
+
+
+def redraw_support(batch: FamilyBatch, gen: torch.Generator, spec: SinusoidSpec = SinusoidSpec()) -> FamilyBatch:
+    """The same goal tasks (amplitude, phase) and validation points with new K support
+    points: one more support draw of each task, to see how much a result depends on it."""
+    if batch.goal_info is None:
+        raise FewtaskError("redrawing support points needs batches that carry task parameters (goal_info)")
+    k = batch.shape.support_size
+    b, c = batch.goal_x.shape[:2]
+    x = _uniform(gen, (b, c, k), spec.x_range)
+    amp, phase = (batch.goal_info[..., i, None].double() for i in (0, 1))
+    y = amp * torch.sin(x - phase)
+    dtype = batch.goal_x.dtype
+    goal_x = torch.cat([x.unsqueeze(-1).to(dtype), batch.goal_x[:, :, k:]], dim=2)
+    goal_y = torch.cat([y.unsqueeze(-1).to(dtype), batch.goal_y[:, :, k:]], dim=2)
+    return FamilyBatch(
+        batch.meta_x, batch.meta_y, goal_x, goal_y, batch.shape, batch.families,
+        identities=batch.identities, meta_info=batch.meta_info, goal_info=batch.goal_info,
+    )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -60,8 +61,76 @@ def test_sinusoid_maml_benchmark_runs(tmp_path):
     report = json.loads((tmp_path / "results.json").read_text())
     assert set(report["comparison_to_paper"]) == {"1", "5", "10"}
     assert len(report["mse_vs_steps"]["mean"]) == 11 and len(report["median_mse_vs_steps"]) == 11
-    assert all(0 <= n <= 8 for n in report["tasks_above_mse_10"])
+    assert report["draws"] == 10 and report["tasks"] == 8  # 10 support draws by default
+    assert all(0 <= n <= 80 for n in report["diverging_draws"])
     assert (tmp_path / "mse_vs_steps.png").exists()
+
+
+def test_sinusoid_seeds_trains_each_seed_and_aggregates(tmp_path):
+    args = ["sinusoid", "--algorithms", "maltml,maml", *TINY]
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "s"), "--seeds", "0,1"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert report["config"]["seeds"] == [0, 1] and set(report["seeds"]) == {"0", "1"}
+    for seed in (0, 1):
+        assert (tmp_path / "s" / f"seed-{seed}" / "maltml" / "checkpoint.pt").exists()
+    per_seed = [report["seeds"][k]["methods"]["maltml"]["with_meta_finetuning"]["loss"] for k in ("0", "1")]
+    over = report["over_seeds"]["methods"]["maltml"]["with_meta_finetuning"]["loss"]
+    assert over["mean"][0] == pytest.approx((per_seed[0]["mean"][0] + per_seed[1]["mean"][0]) / 2)
+    assert over["family_ci95"][0] == pytest.approx((per_seed[0]["ci95"][0] + per_seed[1]["ci95"][0]) / 2)
+    assert per_seed[0]["mean"] != per_seed[1]["mean"]  # different training seeds, different models
+    pair = report["over_seeds"]["maltml_minus_maml_after_meta_update_0_steps"]
+    assert [row["seed"] for row in pair["per_seed"]] == [0, 1]
+    # The training seed does not move the held-out families: one seed alone, as --seed, gives seed 1's numbers.
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "one"), "--seeds", "1"])
+    assert r.exit_code == 0, r.output
+    alone = json.loads((tmp_path / "one" / "results.json").read_text())
+    assert alone["methods"]["maltml"]["with_meta_finetuning"]["loss"] == per_seed[1]
+    assert alone["config"]["seed"] == 1 and alone["config"]["eval_seed"] == 0
+    for name in ("fig2a_maltml.png", "fig2c_error.png"):
+        assert (tmp_path / "s" / name).read_bytes()[:4] == b"\x89PNG"
+    # Resume per seed: finished checkpoints are only re-evaluated, to the same numbers.
+    r = runner.invoke(app, [*args, "--out", str(tmp_path / "s"), "--seeds", "0,1", "--eval-only"])
+    assert r.exit_code == 0, r.output
+    again = json.loads((tmp_path / "s" / "results.json").read_text())
+    for method in ("maltml", "maml"):
+        for protocol in ("with_meta_finetuning", "without_meta_finetuning"):
+            assert again["over_seeds"]["methods"][method][protocol] == report["over_seeds"]["methods"][method][protocol]
+        assert again["seeds"]["1"]["methods"][method]["train"]["evaluated_from_checkpoint"]
+
+
+def test_support_draws_count_diverging_draws():
+    import torch
+
+    from trainer.commands.sinusoid import draw_summary
+
+    # 2 draws x 3 tasks x 2 steps: draw 1 of task 2 blows up (NaN), draw 0 of task 0 exceeds 10 at step 1
+    mse = torch.tensor([[[1.0, 11.0], [2.0, 2.0], [3.0, 1.0]],
+                        [[1.0, 1.0], [4.0, 4.0], [5.0, float("nan")]]], dtype=torch.float64)  # fmt: skip
+    out = draw_summary(mse)
+    assert out["draws"] == 2 and out["tasks"] == 3
+    assert out["diverging_draws"] == [0, 2] and out["tasks_with_a_diverging_draw"] == [0, 2]
+    assert out["median_mse_vs_steps"][0] == pytest.approx(2.5)  # median of 1, 2, 3, 1, 4, 5
+    assert out["mse_vs_steps"]["mean"][0] == pytest.approx((1 + 2 + 3 + 1 + 4 + 5) / 6)
+    assert math.isnan(out["mse_vs_steps"]["mean"][1])  # the mean shows the divergence, it does not hide it
+    assert out["mean_mse_without_diverging_draws"][1] == pytest.approx((2 + 1 + 1 + 4) / 4)
+    assert out["first_draw_mse_vs_steps"]["mean"] == pytest.approx([2.0, 14 / 3])
+
+
+def test_redrawn_support_keeps_the_task_and_its_validation_points():
+    import torch
+
+    from fewtask_data import EpisodeShape
+    from fewtask_data.sources import sinusoid
+
+    shape = EpisodeShape(ways=1, shots=5, queries=1, val=20, meta_tasks=0, goal_tasks=1)
+    batch = sinusoid.sample_batch(torch.Generator().manual_seed(0), 4, shape, sinusoid.SinusoidSpec(per_task_phase=True))
+    new = sinusoid.redraw_support(batch, torch.Generator().manual_seed(1))
+    assert torch.equal(new.goal_val()[0], batch.goal_val()[0]) and torch.equal(new.goal_val()[1], batch.goal_val()[1])
+    assert not torch.equal(new.goal_support()[0], batch.goal_support()[0])
+    x, y = new.goal_support()
+    amp, phase = new.goal_info[:, 0, 0], new.goal_info[:, 0, 1]
+    assert torch.allclose(y[:, 0, :, 0], amp[:, None] * torch.sin(x[:, 0, :, 0] - phase[:, None]), atol=1e-5)
 
 
 @pytest.mark.parametrize(

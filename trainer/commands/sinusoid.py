@@ -22,13 +22,15 @@ from fewtask_data import EpisodeShape, FamilyBatch, FewtaskError, io
 from fewtask_data.sources import sinusoid
 from trainer import checkpoint as ckpt
 from trainer import family_oracle, plots
+from trainer import seeds as seeds_mod
 from trainer.algorithms import algorithm_class, make_algorithm
 from trainer.checkpoint import seed_everything
-from trainer.evaluate import PROTOCOLS, evaluate, paired, predictions
+from trainer.evaluate import PROTOCOLS, episode_curves, evaluate, paired, predictions, summarize
 from trainer.functional import REDUCTIONS
 from trainer.loop import TrainConfig, train
 from trainer.models import build_model, finn_init_, signature
 from trainer.options import option, typer_command
+from trainer.seeds import parse_seeds
 from trainer.step_sizes import mean_step_sizes
 
 # method -> (registered algorithm, inputs carry the true task parameters)
@@ -83,6 +85,11 @@ class SinusoidConfig:
     eval_val: int = option(100, "Validation points per goal task in the evaluation.")
     finetune_steps: int = option(10, "Evaluate after 0..N finetuning steps.")
     seed: int = option(0, "Seed for initialization and training batches.")
+    seeds: str = option("", "Comma-separated training seeds, e.g. 0,1,2: each method is trained once per seed into "
+                            "OUT/seed-<s>/<method>, one after another, all evaluated on the same held-out families; "
+                            "results.json keeps every seed and the mean over seeds with 95% intervals over seeds and "
+                            "over families. One seed: as --seed. Default: --seed.")  # fmt: skip
+    eval_seed: int = option(0, "Seed of the held-out evaluation families (separate from the training seed).")
     resume: bool = option(False, "Continue from checkpoints in --out (exactly); finished methods are only re-evaluated.")
     eval_only: bool = option(False, "Skip training: evaluate the checkpoints already in --out.")
     quick: bool = option(False, "Short demo: MALTML vs MAML, 1,500 steps, 200 held-out families (a few minutes).")
@@ -180,12 +187,13 @@ def _logged_time(folder: Path) -> dict:
     return {"seconds": last.get("elapsed_s"), "final_metrics": {k: v for k, v in last.items() if k not in ("step", "elapsed_s")}}
 
 
-def eval_batches(seed: int, count: int, shape: EpisodeShape, spec: sinusoid.SinusoidSpec, chunk: int = 100):
+def eval_batches(seed: int, count: int, shape: EpisodeShape, spec: sinusoid.SinusoidSpec, chunk: int = 100,
+                 dtype: torch.dtype = torch.float32):
     """``count`` held-out families, fixed by ``seed``, in chunks."""
     gen = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET)
     done = []
     while sum(len(b) for b in done) < count:
-        done.append(sinusoid.sample_batch(gen, min(chunk, count - sum(len(b) for b in done)), shape, spec))
+        done.append(sinusoid.sample_batch(gen, min(chunk, count - sum(len(b) for b in done)), shape, spec, dtype))
     return done
 
 
@@ -199,16 +207,20 @@ def _check_common(steps: int, eval_families: int, threads: int) -> None:
 
 
 def run_sinusoid(s: SinusoidConfig) -> None:
-    """Train each method, evaluate it on the same held-out families, write results.json and figures."""
+    """Train each method (per training seed), evaluate it on the same held-out families,
+    write results.json and figures."""
     if s.quick:
         algorithms = "maltml,maml" if s.algorithms == DEFAULT_METHODS else s.algorithms
         s = replace(s, steps=min(s.steps, 1500), eval_families=min(s.eval_families, 200), algorithms=algorithms)
     methods = parse_methods(s.algorithms)
+    seeds = parse_seeds(s.seeds) if s.seeds.strip() else [s.seed]
     _check_common(s.steps, s.eval_families, s.threads)
     if s.impl not in ("vmap", "loop"):
         raise FewtaskError(f"--impl must be vmap or loop, got {s.impl!r}")
     if s.meta_reduction not in (None, *REDUCTIONS):
         raise FewtaskError(f"--meta-reduction must be sum or mean, got {s.meta_reduction!r}")
+    if s.eval_seed < 0:
+        raise FewtaskError(f"--eval-seed must be >= 0, got {s.eval_seed}")
     s.shape(), s.shape(s.eval_val)  # shape errors before any work
     torch.set_num_threads(s.threads)
     s = replace(s, compile=s.steps >= 5000 if s.compile is None else s.compile)
@@ -218,9 +230,33 @@ def run_sinusoid(s: SinusoidConfig) -> None:
             raise FewtaskError(f"--{name.replace('_', '-')} must be a positive number, got {v}")
     s = replace(s, out=io.ensure_writable(s.out))
     spec = sinusoid.SinusoidSpec()
-    held_out = eval_batches(s.seed, s.eval_families, s.shape(s.eval_val), spec)
-    results, curves, summaries, figures = {}, {}, {}, {}
+    held_out = eval_batches(s.eval_seed, s.eval_families, s.shape(s.eval_val), spec)
     grid = torch.linspace(-5, 5, 200).unsqueeze(-1)
+    if len(seeds) == 1:
+        report, figures = _run_seed(replace(s, seed=seeds[0]), methods, spec, held_out, grid)
+        io.write_json(s.out / "results.json", report)
+        _figures(s.out, held_out[0], grid, figures, report["methods"])
+    else:
+        reports, figures = {}, {}
+        for seed in seeds:  # one seed, and within it one method, at a time: training times stay uncontended
+            typer.echo(f"training seed {seed}")
+            seed_s = replace(s, seed=seed, out=io.ensure_writable(s.out / f"seed-{seed}"))
+            reports[seed], figures[seed] = _run_seed(seed_s, methods, spec, held_out, grid)
+            io.write_json(seed_s.out / "results.json", reports[seed])
+        report = _over_seeds(s, seeds, methods, reports)
+        io.write_json(s.out / "results.json", report)
+        per_seed_figures = {m: {k: [figures[sd][m][k] for sd in seeds] for k in figures[seeds[0]][m]}
+                            for m in figures[seeds[0]]}  # fmt: skip
+        _figures(s.out, held_out[0], grid, per_seed_figures, report["over_seeds"]["methods"], band="seed_ci95")
+        for line in _seed_lines(report):
+            typer.echo(line)
+    typer.echo(f"wrote {s.out / 'results.json'} and figures in {s.out}")
+
+
+def _run_seed(s: SinusoidConfig, methods: list[str], spec, held_out: list[FamilyBatch], grid) -> tuple[dict, dict]:
+    """Every method for one training seed (``s.seed``, checkpoints in ``s.out``), one after
+    another, evaluated on ``held_out``: (the report, Figure 2a/b predictions)."""
+    results, curves, summaries, figures = {}, {}, {}, {}
     for method in methods:
         if method == "maml-oracle":
             algo, params, sizes, summary = train_maml_oracle(s, held_out)
@@ -234,9 +270,44 @@ def run_sinusoid(s: SinusoidConfig) -> None:
         if method in ("maltml", "maml"):  # the panels of Figure 2a/b
             figures[method] = predictions(algo, params, sizes, {}, held_out[0], grid, s.finetune_steps)
         typer.echo(_line(method, results[method]))
-    io.write_json(s.out / "results.json", _report(s, methods, results, curves, summaries))
-    _figures(s.out, held_out[0], grid, figures, results)
-    typer.echo(f"wrote {s.out / 'results.json'} and figures in {s.out}")
+    return _report(s, methods, results, curves, summaries), figures
+
+
+def _over_seeds(s: SinusoidConfig, seeds: list[int], methods: list[str], reports: dict[int, dict]) -> dict:
+    """The per-seed reports and their aggregate (`trainer.seeds`)."""
+    per_seed = [reports[seed] for seed in seeds]
+    over = {
+        "methods": {m: seeds_mod.aggregate_tree([r["methods"][m] for r in per_seed]) for m in methods},
+        "comparisons": seeds_mod.aggregate_tree([r["comparisons"] for r in per_seed]),
+    }
+    if "maltml" in methods and "maml" in methods:  # the paper's claim: MALTML beats MAML right after the meta-update
+        pair = [r["comparisons"]["maltml_minus_maml"]["with_meta_finetuning"]["loss"] for r in per_seed]
+        over["maltml_minus_maml_after_meta_update_0_steps"] = seeds_mod.paired_at(seeds, pair, 0)
+    config = {**per_seed[0]["config"], "seeds": seeds}
+    config.pop("seed")
+    return {
+        "experiment": per_seed[0]["experiment"],
+        "config": config,
+        "intervals": "over_seeds: mean over training seeds; seed_ci95 = t(0.975, n-1) * sd / sqrt(n) over seeds; "
+                     "family_ci95 = the mean over seeds of each seed's 1.96-standard-error interval over held-out "
+                     "families. seeds: each seed's full report (the same held-out families for all).",
+        "over_seeds": over,
+        "seeds": {str(seed): {k: v for k, v in reports[seed].items() if k != "experiment"} for seed in seeds},
+    }  # fmt: skip
+
+
+def _seed_lines(report: dict) -> list[str]:
+    lines = []
+    for method, res in report["over_seeds"]["methods"].items():
+        w = res["with_meta_finetuning"]["loss"]
+        lines.append(f"{method:>11} over seeds: MSE after meta-update, 0 steps {w['mean'][0]:.3f} "
+                     f"± {w['seed_ci95'][0]:.3f} (seeds) ± {w['family_ci95'][0]:.3f} (families)")  # fmt: skip
+    pair = report["over_seeds"].get("maltml_minus_maml_after_meta_update_0_steps")
+    if pair:
+        each = ", ".join(f"seed {r['seed']}: {r['mean']:+.3f} ± {r['family_ci95']:.3f}" for r in pair["per_seed"])
+        lines.append(f"MALTML - MAML after meta-update, 0 steps: {pair['mean']:+.3f} ± {pair['seed_ci95']:.3f} "
+                     f"over seeds ({each})")  # fmt: skip
+    return lines
 
 
 def _line(method: str, res: dict) -> str:
@@ -255,8 +326,8 @@ def _report(s: SinusoidConfig, methods, results, curves, summaries) -> dict:
             "meta_steps": s.meta_steps, "goal_steps": s.goal_steps, "order": s.order,
             "meta_reduction": s.meta_reduction or "sum (finished checkpoints: as trained)",
             "learn_step_sizes": s.learn_step_sizes, "impl": s.impl, "compile": s.compile, "seed": s.seed,
-            "eval_families": s.eval_families, "eval_val_points": s.eval_val, "finetune_steps": s.finetune_steps,
-            "torch": torch.__version__, "threads": s.threads,
+            "eval_seed": s.eval_seed, "eval_families": s.eval_families, "eval_val_points": s.eval_val,
+            "finetune_steps": s.finetune_steps, "torch": torch.__version__, "threads": s.threads,
         },
         "methods": {m: {"train": summaries[m], **results[m]} for m in methods},
         "comparisons": {},  # paired differences over the same held-out families
@@ -268,7 +339,9 @@ def _report(s: SinusoidConfig, methods, results, curves, summaries) -> dict:
     return report
 
 
-def _figures(out: Path, family: FamilyBatch, grid, figures: dict, results: dict) -> None:
+def _figures(out: Path, family: FamilyBatch, grid, figures: dict, results: dict, band: str = "ci95") -> None:
+    """Figure 2a/b (predictions: one list per seed gives a seed band) and 2c (``band``:
+    the results' interval to shade, over families or over seeds)."""
     amp, phase = (float(v) for v in family.goal_info[0, 0])
     truth = (amp * torch.sin(grid - phase)).squeeze(-1).tolist()
     sx, sy = (t[0, 0].squeeze(-1).tolist() for t in family.goal_support())
@@ -276,7 +349,8 @@ def _figures(out: Path, family: FamilyBatch, grid, figures: dict, results: dict)
         if method in figures:
             plots.predictions_figure(out / f"fig2{tag}_{method}.png", f"{method.upper()} on a held-out family",
                                      grid.squeeze(-1).tolist(), truth, (sx, sy), figures[method])  # fmt: skip
-    plots.error_figure(out / "fig2c_error.png", results)
+    title = "held-out families" if band == "ci95" else "held-out families, 95% band over seeds"
+    plots.error_figure(out / "fig2c_error.png", results, title, band=band)
 
 
 @dataclass(kw_only=True)
@@ -298,10 +372,47 @@ class SinusoidMamlConfig:
                                      "--compile/--no-compile")  # fmt: skip
     init: str = option("torch", "Weight initialization: torch (PyTorch's default) or finn (normal std 0.01, zero "
                                 "biases, as in Finn et al.'s code).")  # fmt: skip
+    support_draws: int = option(10, "Support draws per evaluation task: each task is finetuned from D independent "
+                                    "draws of its support points (draw 1 is the single draw of earlier versions).")
     seed: int = option(0, "Seed.")
-    resume: bool = option(False, "Continue from the checkpoint in --out.")
+    eval_seed: int = option(0, "Seed of the held-out evaluation tasks and their support draws.")
+    resume: bool = option(False, "Continue from the checkpoint in --out (a finished run is only re-evaluated).")
     threads: int = option(1, "torch intra-op threads.")
     progress: bool = option(True, "Show a progress bar.")
+
+
+DIVERGED_MSE = 10.0  # a draw whose MSE exceeds this (or is not finite) counts as diverging: the data's variance is ~4
+
+
+def support_draw_curves(algo, params, step_sizes, held_out: list[FamilyBatch], steps: int, draws: int,
+                        seed: int) -> torch.Tensor:
+    """Plain K-shot adaptation MSE after 0..steps steps, [draws, tasks, steps+1]: draw 0 is
+    the tasks' own support points, draws 1.. redraw them (fixed by ``seed``)."""
+    gen = torch.Generator().manual_seed(seed + EVAL_SEED_OFFSET + 1)
+    out = []
+    for d in range(draws):
+        view = held_out if d == 0 else [sinusoid.redraw_support(b, gen) for b in held_out]
+        curves = episode_curves(algo, params, step_sizes, {}, view, steps)
+        out.append(curves["without_meta_finetuning"]["loss"].double())
+    return torch.stack(out)
+
+
+def draw_summary(mse: torch.Tensor) -> dict:
+    """What [draws, tasks, steps+1] MSEs say: the mean over draws and tasks (interval over
+    tasks, each task's mean over its draws), the median draw, the diverging draws, and
+    for comparison the first draw alone."""
+    diverged = ~(mse <= DIVERGED_MSE)  # NaN counts as diverged
+    flat = mse.flatten(0, 1)
+    kept = torch.where(diverged, torch.nan, mse).flatten(0, 1)
+    return {
+        "draws": mse.shape[0], "tasks": mse.shape[1],
+        "mse_vs_steps": summarize(mse.mean(0)),
+        "median_mse_vs_steps": flat.nanquantile(0.5, dim=0).tolist(),  # the usual median (torch.median takes the lower middle)
+        "diverging_draws": diverged.flatten(0, 1).sum(0).tolist(),
+        "tasks_with_a_diverging_draw": diverged.any(0).sum(0).tolist(),
+        "mean_mse_without_diverging_draws": kept.nanmean(0).tolist(),
+        "first_draw_mse_vs_steps": summarize(mse[0]),
+    }  # fmt: skip
 
 
 def run_sinusoid_maml(c: SinusoidMamlConfig) -> None:
@@ -309,10 +420,13 @@ def run_sinusoid_maml(c: SinusoidMamlConfig) -> None:
     _check_common(c.steps, c.eval_tasks, c.threads)
     if c.init not in ("torch", "finn"):
         raise FewtaskError(f"--init must be torch or finn, got {c.init!r}")
+    if c.support_draws < 1:
+        raise FewtaskError(f"--support-draws must be >= 1, got {c.support_draws}")
+    if c.eval_seed < 0:
+        raise FewtaskError(f"--eval-seed must be >= 0, got {c.eval_seed}")
     torch.set_num_threads(c.threads)
     spec = sinusoid.SinusoidSpec(per_task_phase=True)
     shape = EpisodeShape(ways=1, shots=c.shots, queries=c.shots, val=c.shots, meta_tasks=0, goal_tasks=1)
-    eval_shape = EpisodeShape(ways=1, shots=c.eval_shots, queries=1, val=c.eval_val, meta_tasks=0, goal_tasks=1)
     out = io.ensure_writable(c.out)
     seed_everything(c.seed)
     model = build_model("mlp")
@@ -323,37 +437,44 @@ def run_sinusoid_maml(c: SinusoidMamlConfig) -> None:
     config = TrainConfig(steps=c.steps, out=out / "maml", lr=c.lr, seed=c.seed, resume=c.resume, progress=c.progress,
                          checkpoint_every=5000)  # fmt: skip
     result = train(model, algo, lambda start: sinusoid.batches(c.seed, c.meta_batch, shape, spec, start), config)
-    held_out = eval_batches(c.seed, c.eval_tasks, eval_shape, spec)
-    res, curves = evaluate(algo, result.params, result.step_sizes, {}, held_out, c.eval_steps)
-    curve = res["without_meta_finetuning"]["loss"]  # no family level here: plain K-shot adaptation
+    held_out = finn_eval_tasks(c.eval_seed, c.eval_tasks, c.eval_shots, c.eval_val)
+    mse = support_draw_curves(algo, result.params, result.step_sizes, held_out, c.eval_steps, c.support_draws,
+                              c.eval_seed)  # fmt: skip
+    summary = draw_summary(mse)
+    curve = summary["mse_vs_steps"]
     compare = {
         str(k): {"ours": curve["mean"][k], "ci95": curve["ci95"][k], "paper": v,
                  "relative_difference": (curve["mean"][k] - v) / v}
         for k, v in FINN_TABLE.items() if k <= c.eval_steps
     }  # fmt: skip
-    per_task = curves["without_meta_finetuning"]["loss"].double()
-    tail = {  # a few tasks whose repeated steps overshoot can dominate the mean: show them
-        "median_mse_vs_steps": per_task.nanmedian(0).values.tolist(),
-        "tasks_above_mse_10": (~(per_task <= 10)).sum(0).tolist(),  # NaN counts as above
-    }
     report = {
         "experiment": "MAML sinusoid benchmark (Finn et al. 2017)",
         "config": {"steps": c.steps, "meta_batch": c.meta_batch, "shots": c.shots, "alpha": c.alpha, "adam_lr": c.lr,
                    "inner_steps": c.inner_steps, "eval_shots": c.eval_shots, "eval_tasks": c.eval_tasks,
-                   "eval_val_points": c.eval_val, "seed": c.seed, "init": c.init, "torch": torch.__version__},
+                   "eval_val_points": c.eval_val, "support_draws": c.support_draws, "seed": c.seed,
+                   "eval_seed": c.eval_seed, "init": c.init, "torch": torch.__version__},
         "train": {"seconds": round(result.seconds, 1), "final_metrics": result.last_metrics},
-        "mse_vs_steps": curve,
-        **tail,
+        "diverged_above_mse": DIVERGED_MSE,
+        **summary,
         "comparison_to_paper": compare,
         "within_25_percent": all(abs(v["relative_difference"]) <= 0.25 for v in compare.values()),
     }  # fmt: skip
     io.write_json(out / "results.json", report)
-    plots.curve_figure(out / "mse_vs_steps.png", {f"MAML, {c.eval_shots}-shot": curve}, "MAML sinusoid benchmark")
+    plots.curve_figure(out / "mse_vs_steps.png", {f"MAML, {c.eval_shots}-shot, mean of {c.support_draws} draws": curve},
+                       "MAML sinusoid benchmark")  # fmt: skip
+    total = summary["draws"] * summary["tasks"]
     for k, v in compare.items():
         i = int(k)
         typer.echo(f"{c.eval_shots}-shot MSE after {k:>2} steps: {v['ours']:.3f} ± {v['ci95']:.3f} (paper {v['paper']}); "
-                   f"median {tail['median_mse_vs_steps'][i]:.3f}, {tail['tasks_above_mse_10'][i]} of {len(per_task)} tasks above 10")
+                   f"median {summary['median_mse_vs_steps'][i]:.3f}, {summary['diverging_draws'][i]} of {total} draws "
+                   f"diverging")  # fmt: skip
     typer.echo(f"wrote {out / 'results.json'}")
+
+
+def finn_eval_tasks(eval_seed: int, tasks: int, shots: int, val: int, dtype: torch.dtype = torch.float32):
+    """The benchmark's held-out tasks: own amplitude and phase, ``shots`` support and ``val`` query points."""
+    shape = EpisodeShape(ways=1, shots=shots, queries=1, val=val, meta_tasks=0, goal_tasks=1)
+    return eval_batches(eval_seed, tasks, shape, sinusoid.SinusoidSpec(per_task_phase=True), dtype=dtype)
 
 
 sinusoid_command = typer_command(SinusoidConfig, run_sinusoid, """MALTML's sinusoid experiment (paper section 4.1, Figure 2).
