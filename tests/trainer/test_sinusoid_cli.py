@@ -64,6 +64,15 @@ def test_sinusoid_maml_benchmark_runs(tmp_path):
     assert report["draws"] == 10 and report["tasks"] == 8  # 10 support draws by default
     assert all(0 <= n <= 80 for n in report["diverging_draws"])
     assert (tmp_path / "mse_vs_steps.png").exists()
+    # scripts/finn_diagnostics.py re-evaluates the checkpoint: as run it reproduces the command's numbers.
+    script = subprocess.run([sys.executable, "scripts/finn_diagnostics.py", str(tmp_path), "--draws", "10", "--json",
+                             str(tmp_path / "diag.json")], capture_output=True, text=True, cwd=REPO, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert script.returncode == 0, script.stderr
+    diag = json.loads((tmp_path / "diag.json").read_text())["variants"]
+    assert diag["as run"]["mse_vs_steps"]["mean"] == pytest.approx(report["mse_vs_steps"]["mean"], rel=1e-9)
+    assert diag["float64"]["mse_vs_steps"]["mean"] == pytest.approx(report["mse_vs_steps"]["mean"], rel=1e-3)
+    assert diag["10 shots"]["mse_vs_steps"]["mean"] != report["mse_vs_steps"]["mean"]
 
 
 def test_sinusoid_seeds_trains_each_seed_and_aggregates(tmp_path):
