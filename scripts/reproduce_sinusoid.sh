@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Reproduce the sinusoid experiments: one process per method in parallel (each
-# single-threaded), then one evaluation of all checkpoints together (results.json,
-# fig2a/b/c), plus Finn et al.'s MAML benchmark. Usage:
-#   scripts/reproduce_sinusoid.sh [OUT=runs/sinusoid]      (STEPS=70000 by default)
+# Reproduce the sinusoid experiments over training seeds. Usage:
+#   scripts/reproduce_sinusoid.sh [OUT=runs/sinusoid]     (STEPS=70000 SEEDS=0,1,2 FINN_SEEDS="0 1 2 3")
+# 1. Paper section 4.1: every method once per training seed, one training at a time (so the
+#    recorded training times are not inflated by contention), all evaluated on the same 500
+#    held-out families (eval seed 0); OUT/results.json has each seed and the mean over seeds.
+# 2. Finn et al.'s MAML benchmark, one run per seed, each evaluated over 10 support draws per
+#    task, then scripts/finn_diagnostics.py (float64, 10 shots) on each checkpoint.
 set -euo pipefail
 OUT=${1:-runs/sinusoid}
 STEPS=${STEPS:-70000}
+SEEDS=${SEEDS:-0,1,2}
+FINN_SEEDS=${FINN_SEEDS:-0 1 2 3}
 PY=${PYTHON:-.venv/bin/python}
-LIMIT=${LIMIT:-0}  # seconds per training process (0: none); a cut run is evaluated at its last checkpoint
 mkdir -p "$OUT" "$OUT-maml"
-run() { if [ "$LIMIT" -gt 0 ]; then timeout "$LIMIT" "$@"; else "$@"; fi; }
-for m in maltml maml oracle pretrain; do
-  run $PY -m trainer.commands.sinusoid sinusoid --algorithms $m --out "$OUT" --steps "$STEPS" --eval-families 2 \
-    --no-progress > "$OUT/log-$m.txt" 2>&1 &
+$PY -m trainer.commands.sinusoid sinusoid --seeds "$SEEDS" --out "$OUT" --steps "$STEPS" --resume --no-progress \
+  2>&1 | tee "$OUT/log.txt"
+for s in $FINN_SEEDS; do
+  $PY -m trainer.commands.sinusoid sinusoid-maml --seed "$s" --out "$OUT-maml/seed-$s" --steps "$STEPS" --resume \
+    --no-progress 2>&1 | tee "$OUT-maml/seed-$s.log"
+  $PY scripts/finn_diagnostics.py "$OUT-maml/seed-$s" --json "$OUT-maml/seed-$s/diagnostics.json"
 done
-# maml-oracle trains on the held-out families themselves, so it needs the default evaluation settings.
-run $PY -m trainer.commands.sinusoid sinusoid --algorithms maml-oracle --out "$OUT" --no-progress > "$OUT/log-maml-oracle.txt" 2>&1 &
-run $PY -m trainer.commands.sinusoid sinusoid-maml --out "$OUT-maml" --steps "$STEPS" --no-progress > "$OUT-maml/log.txt" 2>&1 &
-wait || true
-$PY -m trainer.commands.sinusoid sinusoid --algorithms maltml,maml,oracle,pretrain,maml-oracle --out "$OUT" --eval-only --no-progress | tee "$OUT/summary.txt"
-tail -n 4 "$OUT-maml/log.txt"

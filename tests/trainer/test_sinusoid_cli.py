@@ -150,6 +150,8 @@ def test_redrawn_support_keeps_the_task_and_its_validation_points():
         (["--algorithms", "maltml,mamlz"], "unknown algorithm mamlz"),
         (["--out", "/proc/fewtask-cannot-write"], "cannot write to output folder"),
         (["--meta-reduction", "median"], "--meta-reduction must be sum or mean"),
+        (["--seeds", "0,0"], "--seeds must be distinct non-negative integers"),
+        (["--eval-seed", "-1"], "--eval-seed must be >= 0"),
     ],
 )
 def test_bad_input_is_one_line_error(tmp_path, args, message):
