@@ -128,7 +128,7 @@ def test_trpo_step_improves_within_the_kl_limit():
     (KL <= max_kl, close to it) and lowers the loss; a tiny max_kl gives a tiny step."""
     target = torch.tensor([3.0, -2.0])
 
-    def evaluate(params):
+    def evaluate(params, differentiate=True):
         mean, log_std = params["mean"], params["log_std"]
         loss = ((mean - target) ** 2).sum() + (log_std**2).sum()
         divergence = kl((torch.zeros(2), torch.zeros(2)), (mean, log_std))

@@ -159,13 +159,15 @@ def maml(sampler: Sampler, theta: Params, goals: torch.Tensor, graph: bool = Tru
     return outer(sampler, params, goals, up, first)
 
 
-def meta_update(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, graph: bool, first: list,
-                first_order_tasks: bool | None = None) -> tuple[Params, torch.Tensor]:  # fmt: skip
+def meta_update(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, graph: bool,
+                first: list) -> tuple[Params, torch.Tensor]:  # fmt: skip
     """V_beta (Eq. 2) for families [F] (any leading axes) on their L tasks ``meta_goals``
     [F, L, g]: each meta
     step adapts every task (task_steps of size alpha on fresh trajectories), draws query
     trajectories from the adapted policies, and descends the *sum* of the L query losses
-    (size beta). Returns the family policies [F] and their upstream log-probs [F]."""
+    (size beta). Returns the family policies [F] and their upstream log-probs [F].
+    The task steps always keep their graph: the meta step's *value* differentiates
+    through them (unless first order); ``graph=False`` only skips the meta step's."""
     s = sampler.settings
     families, tasks = meta_goals.shape[:-2], meta_goals.shape[:-1]
     params = sampler.policy.broadcast(theta, families)
@@ -175,7 +177,7 @@ def meta_update(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, graph
     for _ in range(s.meta_steps):
         task_params = sampler.policy.broadcast(params, tasks)
         task_params, task_up = adapt(sampler, task_params, meta_goals, s.alpha, s.task_steps,
-                                     _zeros(meta_goals), graph, first)  # fmt: skip
+                                     _zeros(meta_goals), True, first)  # fmt: skip
         d, logp = sampler.draw(meta_goals, task_params, outer=False)
         query = _inner_loss(d, logp, s.estimator).sum(-1)  # [F]: Eq. 2 sums the L task losses
         params = _step(params, query, s.beta, graph, s.first_order)

@@ -54,12 +54,13 @@ def _shaped(flat: torch.Tensor, like: Params) -> Params:
     return out
 
 
-def trpo_step(params: Params, evaluate: Callable[[Params], tuple[torch.Tensor, torch.Tensor]],
+def trpo_step(params: Params, evaluate: Callable[[Params, bool], tuple[torch.Tensor, torch.Tensor]],
               settings: TrpoSettings) -> tuple[Params, dict[str, float]]:  # fmt: skip
-    """One TRPO update of ``params`` (leaf tensors); ``evaluate(params) -> (loss, mean KL)``
-    recomputes both from the same samples. Returns new detached parameters and stats."""
+    """One TRPO update of ``params`` (leaf tensors); ``evaluate(params, differentiate) ->
+    (loss, mean KL)`` recomputes both from the same samples (``differentiate=False``: only
+    their values are needed, for the line search). Returns new detached parameters and stats."""
     theta = {k: v.detach().requires_grad_() for k, v in params.items()}
-    loss, kl = evaluate(theta)
+    loss, kl = evaluate(theta, True)
     names = list(theta)
     grads = _flat(torch.autograd.grad(loss, [theta[k] for k in names], retain_graph=True))
     kl_grads = _flat(torch.autograd.grad(kl, [theta[k] for k in names], create_graph=True))
@@ -78,7 +79,7 @@ def trpo_step(params: Params, evaluate: Callable[[Params], tuple[torch.Tensor, t
         flat = (old - settings.backtrack_ratio**i * step).detach()
         # requires_grad: the objective's inner steps differentiate the policy
         candidate = {k: v.clone().requires_grad_() for k, v in _shaped(flat, theta).items()}
-        new_loss, new_kl = (float(x.detach()) for x in evaluate(candidate))
+        new_loss, new_kl = (float(x.detach()) for x in evaluate(candidate, False))
         if new_loss < loss_before and new_kl <= settings.max_kl:
             stats.update(accepted=1.0, kl=new_kl, loss_after=new_loss, backtracks=float(i))
             return {k: v.detach() for k, v in candidate.items()}, stats
