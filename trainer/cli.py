@@ -12,6 +12,7 @@ app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL
 from trainer.commands.demo import demo_command  # noqa: E402
 from trainer.commands.eval import eval_command  # noqa: E402
 from trainer.commands.fit import fit_command  # noqa: E402
+from trainer.commands.navigation import navigation_maml_command  # noqa: E402
 from trainer.commands.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
 
 app.command("fit")(fit_command)
@@ -19,6 +20,7 @@ app.command("eval")(eval_command)
 app.command("demo")(demo_command)
 app.command("sinusoid")(sinusoid_command)
 app.command("sinusoid-maml")(sinusoid_maml_command)
+app.command("navigation-maml")(navigation_maml_command)
 
 
 def main() -> None:

@@ -74,8 +74,10 @@ def error_figure(path: Path, results: dict[str, dict], title: str = "held-out fa
     _save(fig, path)
 
 
-def curve_figure(path: Path, curves: dict[str, dict], title: str, xlabel: str = "gradient steps") -> None:
-    """MSE vs adaptation steps with 95% bands (e.g. the MAML sinusoid benchmark)."""
+def curve_figure(path: Path, curves: dict[str, dict], title: str, xlabel: str = "gradient steps",
+                 ylabel: str = "MSE") -> None:  # fmt: skip
+    """MSE (or ``ylabel``) vs adaptation steps with 95% bands (the MAML sinusoid and 2D
+    navigation benchmarks)."""
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
     for name, c in curves.items():
         steps = list(range(len(c["mean"])))
@@ -83,7 +85,7 @@ def curve_figure(path: Path, curves: dict[str, dict], title: str, xlabel: str = 
         ax.fill_between(steps, [m - h for m, h in zip(c["mean"], c["ci95"])],
                         [m + h for m, h in zip(c["mean"], c["ci95"])], color=line.get_color(), alpha=0.2)  # fmt: skip
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("MSE")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
     _save(fig, path)

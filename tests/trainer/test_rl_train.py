@@ -1,0 +1,95 @@
+"""The RL training loop (exact resume, TRPO on MAML and MALTML objectives) and
+`fewtask-train navigation-maml` end to end (tiny), with bad input as one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fewtask_data import FewtaskError
+from trainer.cli import app
+from trainer.commands.navigation import NavigationMamlConfig, run_navigation_maml
+from trainer.rl.env import PointEnv
+from trainer.rl.loop import RLTrainConfig, train_policy
+from trainer.rl.methods import RLSettings, Sampler, maltml, maml
+from trainer.rl.policy import GaussianMLP
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+TINY = ["--iterations", "2", "--seeds", "0", "--trajectories", "3", "--horizon", "6", "--hidden", "8", "--eval-steps", "2"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    code = "from trainer.cli import main; main()"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+
+
+def tiny_objective(kind: str):
+    def objective(sampler, params, gen, graph):
+        if kind == "maml":
+            return maml(sampler, params, torch.rand(3, 2, generator=gen) - 0.5, graph)
+        return maltml(sampler, params, torch.rand(2, 2, 2, generator=gen) - 0.5, torch.rand(2, 1, 2, generator=gen) - 0.5, graph)
+
+    return objective
+
+
+@pytest.mark.parametrize("kind,optimizer", [("maml", "trpo"), ("maltml", "trpo"), ("maltml", "adam")])
+def test_resume_is_exact(tmp_path, kind, optimizer):
+    policy = GaussianMLP(2, 2, (8,))
+    theta = policy.init(torch.Generator().manual_seed(0))
+    settings = RLSettings(trajectories=3, estimator="exact")
+
+    def sampler(gen):
+        return Sampler(lambda goals, n: PointEnv(goals, n, 6), policy, settings, gen)
+
+    def run(out, iterations, resume=False):
+        config = RLTrainConfig(iterations, out, seed=3, optimizer=optimizer, checkpoint_every=1, resume=resume)
+        return train_policy(theta, tiny_objective(kind), sampler, config, kind)[0]
+
+    straight = run(tmp_path / "a", 3)
+    run(tmp_path / "b", 2)
+    resumed = run(tmp_path / "b", 3, resume=True)
+    for k in theta:
+        assert torch.equal(straight[k], resumed[k]), k
+        assert not torch.equal(straight[k], theta[k]) or k.startswith("b"), k
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["iteration"] for x in lines] == [1, 2, 3]
+    if optimizer == "trpo":
+        assert all(json.loads(x)["kl"] <= 0.01 for x in lines)
+
+
+def test_navigation_maml_writes_results(tmp_path):
+    r = runner.invoke(app, ["navigation-maml", "--out", str(tmp_path), "--tasks", "2", "--test-goals", "3", *TINY])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert set(report["returns"]) == {"maml", "pretrain", "random", "oracle"}
+    assert len(report["returns"]["maml"]["mean"]) == 3 and report["training"]["maml"][0]["iterations"] == 2
+    assert len(report["training"]["maml"][0]["learning_curve"]) == 2
+    assert (tmp_path / "returns_vs_steps.png").stat().st_size > 0
+    # returns are minus distances: negative, at most horizon * sqrt(2) in size
+    assert all(-6 * 1.5 < v < 0 for v in report["returns"]["random"]["mean"])
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"horizon": 0}, "horizon must be >= 1"),
+    ({"methods": "maml,bogus"}, "unknown method bogus"),
+    ({"estimator": "magic"}, "unknown estimator"),
+    ({"seeds": "a,b"}, "--seeds must be"),
+    ({"optimizer": "sgd"}, "unknown optimizer"),
+])  # fmt: skip
+def test_bad_input_is_a_user_error(tmp_path, args, message):
+    with pytest.raises(FewtaskError, match=message):
+        run_navigation_maml(NavigationMamlConfig(out=tmp_path, **args))
+
+
+def test_user_errors_print_one_line(tmp_path):
+    r = cli("navigation-maml", "--out", str(tmp_path), "--horizon", "0")
+    assert r.returncode == 2 and "error: horizon must be >= 1" in r.stderr and "Traceback" not in r.stderr, r.stderr

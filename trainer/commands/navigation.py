@@ -1,0 +1,210 @@
+"""`fewtask-train navigation-maml`: MAML's 2D navigation benchmark (Finn et al. 2017,
+section 5.3), end to end: train MAML, a pretrained policy and an oracle with TRPO, then
+evaluate them and a random policy on fixed test goals after 0..3 policy-gradient steps.
+
+Defaults are the published settings: 20 trajectories per task, 20 tasks per meta-batch,
+inner step 0.1, horizon 100, one inner step, TRPO with max KL 0.01, 100 iterations, 40
+test goals. (maml_rl's own script uses inner step 0.5: see docs/navigation.md.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import typer
+
+from fewtask_data import FewtaskError, io
+from trainer import plots
+from trainer.evaluate import paired, summarize
+from trainer.options import option, typer_command
+from trainer.rl import dice
+from trainer.rl.env import GOAL_RANGE, PointEnv, check_horizon
+from trainer.rl.evaluate import finetune_returns
+from trainer.rl.loop import OPTIMIZERS, RLTrainConfig, train_policy
+from trainer.rl.methods import RLSettings, Sampler, direct, maml
+from trainer.rl.policy import GaussianMLP
+
+# The issue's published mean returns on 40 test goals after 0/1/2/3 policy-gradient steps.
+PUBLISHED = {
+    "maml": [-40.41, -11.68, -3.33, -3.23],
+    "pretrain": [-40.81, -19.70, -11.70, -8.47],
+    "random": [-82.69, -58.00, -53.77, -46.78],
+    "oracle": [-2.29],
+}
+MAML_METHODS = ("maml", "pretrain", "random", "oracle")
+
+
+def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in allowed]
+    if bad or not names:
+        raise FewtaskError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+    return names
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FewtaskError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise FewtaskError(f"{what} must be non-negative integers, got {text!r}")
+    return values
+
+
+@dataclass(kw_only=True)
+class NavigationCommon:
+    """Options shared by the navigation commands."""
+
+    iterations: int = option(100, "Meta-iterations (TRPO steps) per method and seed.")
+    seeds: str = option("0,1,2", "Comma-separated training seeds (intervals pool goals over seeds).")
+    trajectories: int = option(20, "Trajectories per task at every level.")
+    horizon: int = option(100, "Steps per trajectory.")
+    estimator: str = option("dice", f"Meta-gradient estimator: {', '.join(dice.ESTIMATORS)} (exact is unbiased but "
+                                    "noisy; docs/navigation.md).")  # fmt: skip
+    optimizer: str = option("trpo", f"Outer optimizer: {', '.join(OPTIMIZERS)}.")
+    max_kl: float = option(0.01, "TRPO's KL limit.")
+    lr: float = option(0.001, "Adam's step (--optimizer adam).")
+    hidden: str = option("100,100", "Policy hidden layer sizes.")
+    eval_steps: int = option(3, "Evaluate after 0..N policy-gradient steps.")
+    eval_seed: int = option(1234, "Seed of the test goals and evaluation trajectories.")
+    max_minutes: float = option(0.0, "Stop each method's training after this many minutes (checkpointed; 0: no limit).")
+    checkpoint_every: int = option(10, "Checkpoint every N iterations.")
+    resume: bool = option(False, "Continue from the checkpoints in --out (exactly).")
+    eval_only: bool = option(False, "Skip training: evaluate the checkpoints in --out.")
+    threads: int = option(1, "torch intra-op threads.")
+
+    def check(self) -> None:
+        check_horizon(self.horizon)
+        if self.trajectories < 1 or self.iterations < 0 or self.eval_steps < 0 or self.threads < 1:
+            raise FewtaskError("--trajectories and --threads must be >= 1, --iterations and --eval-steps >= 0")
+        if self.estimator not in dice.ESTIMATORS:
+            raise FewtaskError(f"unknown estimator {self.estimator!r}; choose from {', '.join(dice.ESTIMATORS)}")
+        self.seed_list = parse_ints(self.seeds, "--seeds")
+        self.hidden_sizes = tuple(parse_ints(self.hidden, "--hidden"))
+        RLTrainConfig(0, Path("."), optimizer=self.optimizer, max_kl=self.max_kl, lr=self.lr)  # validates them
+
+    def train_config(self, out: Path, seed: int) -> RLTrainConfig:
+        return RLTrainConfig(self.iterations, out, seed, self.optimizer, self.max_kl, self.lr, self.checkpoint_every,
+                             self.resume, 60 * self.max_minutes)  # fmt: skip
+
+
+@dataclass(kw_only=True)
+class NavigationMamlConfig(NavigationCommon):
+    """`fewtask-train navigation-maml`'s options (the published MAML settings)."""
+
+    out: Path = option(Path("runs/navigation-maml"), "Output folder: one subfolder per method and seed, results.json, PNGs.")
+    methods: str = option(",".join(MAML_METHODS), f"Comma-separated methods from: {', '.join(MAML_METHODS)}.")
+    tasks: int = option(20, "Goals per meta-batch.")
+    alpha: float = option(0.1, "Inner policy-gradient step (training and evaluation).")
+    test_goals: int = option(40, "Test goals (the same for every method and seed).")
+
+
+def uniform_goals(generator: torch.Generator, count: int) -> torch.Tensor:
+    """MAML's goals: uniform in [-0.5, 0.5]^2."""
+    return (torch.rand(count, 2, generator=generator) * 2 - 1) * GOAL_RANGE
+
+
+def env_maker(horizon: int, oracle: bool):
+    return lambda goals, n: PointEnv(goals, n, horizon, oracle)
+
+
+def _progress(label: str):
+    def show(iteration: int, line: dict) -> None:
+        typer.echo(f"{label} it {iteration}: return {line.get('returns_before', 0):.1f} -> {line.get('returns_after', 0):.1f} "
+                   f"kl {line.get('kl', 0):.4f} ({line['elapsed_s']:.0f}s)")  # fmt: skip
+
+    return show
+
+
+def _trained(folder: Path, theta: dict, config: RLTrainConfig, label: str, eval_only: bool, train) -> tuple[dict, dict]:
+    """Train (or with --eval-only load) one policy; returns (parameters, budget record)."""
+    from trainer import checkpoint as ckpt
+    from trainer.rl.loop import signature_of
+
+    if eval_only:
+        state = ckpt.load(folder / ckpt.CHECKPOINT_NAME, signature_of(theta))
+        params, iterations, seconds = state["model"], state["step"], state.get("seconds", 0.0)
+    else:
+        t0 = time.perf_counter()
+        params, iterations = train()
+        seconds = time.perf_counter() - t0
+        if config.resume and (folder / ckpt.CHECKPOINT_NAME).exists():
+            seconds = ckpt.load(folder / ckpt.CHECKPOINT_NAME)["seconds"]
+    return params, {"iterations": iterations, "seconds": round(seconds, 1), "folder": str(folder)}
+
+
+def learning_curve(folder: Path) -> list[float]:
+    """Mean post-update return per logged iteration (metrics.jsonl)."""
+    path = folder / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line).get("returns_after") for line in lines]
+
+
+def run_navigation_maml(c: NavigationMamlConfig) -> None:
+    c.check()
+    methods = parse_list(c.methods, MAML_METHODS, "method")
+    if c.tasks < 1 or c.test_goals < 2:
+        raise FewtaskError("--tasks must be >= 1 and --test-goals >= 2 (for an interval)")
+    torch.set_num_threads(c.threads)
+    out = io.ensure_writable(c.out)
+    settings = RLSettings(trajectories=c.trajectories, alpha=c.alpha, estimator=c.estimator)
+    test_goals = uniform_goals(torch.Generator().manual_seed(c.eval_seed), c.test_goals)
+    curves: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    budgets: dict[str, list[dict]] = {m: [] for m in methods}
+    for seed in c.seed_list:
+        for method in methods:
+            oracle = method == "oracle"
+            policy = GaussianMLP(4 if oracle else 2, 2, c.hidden_sizes)
+            theta = policy.init(torch.Generator().manual_seed(seed))
+            make_env = env_maker(c.horizon, oracle)
+            folder = out / method / f"seed-{seed}"
+            if method == "random":
+                params, budget = theta, {"iterations": 0}
+            else:
+                step = maml if method == "maml" else direct
+
+                def objective(sampler, p, gen, graph, step=step):
+                    return step(sampler, p, uniform_goals(gen, c.tasks), graph)
+
+                config = c.train_config(folder, seed)
+                params, budget = _trained(folder, theta, config, method, c.eval_only, lambda: train_policy(
+                    theta, objective, lambda gen: Sampler(make_env, policy, settings, gen), config, method,
+                    _progress(f"{method} seed {seed}")))  # fmt: skip
+                budget["learning_curve"] = learning_curve(folder)
+            sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed + seed))
+            curve = finetune_returns(sampler, params, test_goals, c.alpha, c.eval_steps)
+            curves[method].append(curve)
+            budgets[method].append({"seed": seed, **budget})
+            typer.echo(f"{method} seed {seed}: return after 0..{c.eval_steps} steps "
+                       + " / ".join(f"{v:.1f}" for v in curve.mean(0).tolist()))  # fmt: skip
+    pooled = {m: torch.cat(v) for m, v in curves.items()}
+    results = {m: summarize(v) for m, v in pooled.items()}
+    report = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(c).items()},
+        "steps": list(range(c.eval_steps + 1)),
+        "returns": results,
+        "per_seed_means": {m: [x.mean(0).tolist() for x in v] for m, v in curves.items()},
+        "paired_vs_pretrain": {m: paired(pooled[m], pooled["pretrain"]) for m in pooled if "pretrain" in pooled and m != "pretrain"},
+        "published": {m: PUBLISHED[m] for m in methods},
+        "training": budgets,
+        "interval": "95% normal interval over test goals x seeds (trainer.evaluate.summarize)",
+    }  # fmt: skip
+    io.write_json(out / "results.json", report)
+    plots.curve_figure(out / "returns_vs_steps.png", results, "2D navigation, 40 test goals", "policy-gradient steps",
+                       "mean return")  # fmt: skip
+    for m in methods:
+        typer.echo(f"{m:>8}: " + " / ".join(f"{a:.1f}±{h:.1f}" for a, h in zip(results[m]["mean"], results[m]["ci95"]))
+                   + f"   (published {' / '.join(str(v) for v in PUBLISHED[m])})")  # fmt: skip
+    typer.echo(f"wrote {out / 'results.json'}")
+
+
+navigation_maml_command = typer_command(NavigationMamlConfig, run_navigation_maml, """MAML's 2D navigation benchmark (Finn et al. 2017, section 5.3).
+
+    Trains MAML, a pretrained policy and an oracle with TRPO, evaluates them and a
+    random policy on fixed test goals after 0..3 policy-gradient steps (95% intervals
+    over goals and seeds), and writes results.json and returns_vs_steps.png.""")

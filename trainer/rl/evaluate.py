@@ -1,0 +1,42 @@
+"""Evaluation on held-out goals and families: mean return after 0..S vanilla
+policy-gradient steps (step size of the method's finetuning level, fresh trajectories of
+the current policy at every step), with and without MALTML's meta-update on the family's
+L tasks. Summaries and paired differences use trainer/evaluate.py's intervals."""
+
+from __future__ import annotations
+
+import torch
+
+from trainer.functional import Params
+from trainer.rl.methods import Sampler, adapt, meta_update
+
+
+def _leaves(params: Params) -> Params:
+    return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+
+
+def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
+    """Mean undiscounted return per goal after 0..steps policy-gradient steps, [*lead, steps+1].
+    ``params`` have leading axes that are a prefix of the goals' (or none)."""
+    params = _leaves(sampler.policy.broadcast(params, goals.shape[:-1]))
+    curve = []
+    for _ in range(steps):
+        drawn: list = []
+        params, _ = adapt(sampler, params, goals, lr, 1, goals.new_zeros(goals.shape[:-1]), False, drawn)
+        curve.append(drawn[0].traj.returns().mean(-1))
+        params = _leaves(params)
+    d, _ = sampler.draw(goals, params, outer=True)
+    curve.append(d.traj.returns().mean(-1))
+    return torch.stack(curve, -1).detach()
+
+
+def family_returns(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: float,
+                   steps: int, meta: bool) -> torch.Tensor:  # fmt: skip
+    """Per family [F], the mean over its goal tasks of `finetune_returns` after (``meta``)
+    or without the meta-update V_beta on the family's L tasks ``meta_goals`` [F, L, 2]."""
+    if meta:
+        params, _ = meta_update(sampler, _leaves(theta), meta_goals, True, [])
+        params = {k: v.detach() for k, v in params.items()}
+    else:
+        params = theta
+    return finetune_returns(sampler, params, goal_goals, lr, steps).mean(-2)
