@@ -98,6 +98,27 @@ def descend(
     return params
 
 
+def descend_online(
+    loss_fn: Callable[[Params, object], torch.Tensor], params: Params, lrs: Mapping[str, torch.Tensor], batches,
+    names: frozenset[str] | None = None, first_order: bool = False,
+    grad_fn: Callable[[Params, object], Params] | None = None,
+) -> Params:  # fmt: skip
+    """Online SGD along a trajectory (OML's inner loop): one step on ``loss_fn(params, batch)``
+    per entry of ``batches`` (a tensor or tuple of tensors with the steps on the leading
+    axis), in order. ``grad_fn(params, batch)``, when given, computes that gradient in
+    closed form instead of `torch.func.grad` (same value; cheaper for hundreds of tiny steps)."""
+    keys = adapting(params, names)
+    steps = tree_leaves(batches)[0].shape[0]
+    for s in range(steps):
+        batch = tree_map(lambda t: t[s], batches)
+        if grad_fn is None:
+            g = _grad_of(lambda p: loss_fn(p, batch), params, keys, first_order)
+        else:
+            g = {k: (v.detach() if first_order else v) for k, v in grad_fn(params, batch).items() if k in keys}
+        params = sgd_step(params, g, lrs)
+    return params
+
+
 REDUCTIONS = ("sum", "mean")
 
 

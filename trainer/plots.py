@@ -109,3 +109,41 @@ def accuracy_figure(path: Path, results: dict[str, dict], title: str = "") -> No
     ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path, dpi=120, bbox_inches=None)
+
+
+def function_bars_figure(path: Path, results: dict[str, dict], published: dict[str, float], title: str) -> None:
+    """Continual regression: per-function MSE bars (95% bootstrap whiskers) per method, and
+    each method's mean; dashed lines mark the published means (docs/continual.md)."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.0, 3.4), gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / max(len(results), 1)
+    for i, (name, r) in enumerate(results.items()):
+        pf = r["per_function"]
+        xs = [f + i * width for f in range(len(pf["mean"]))]
+        err = [[m - lo for m, (lo, _) in zip(pf["mean"], pf["ci95"])], [hi - m for m, (_, hi) in zip(pf["mean"], pf["ci95"])]]
+        ax.bar(xs, pf["mean"], width, yerr=err, label=name, color=STYLE.get(name), capsize=2)
+        bx.bar(i, r["mean"], yerr=[[r["mean"] - r["ci95"][0]], [r["ci95"][1] - r["mean"]]], color=STYLE.get(name), capsize=3)
+        if name in published:
+            bx.plot([i - 0.4, i + 0.4], [published[name]] * 2, "k--", lw=1)
+    ax.set_xlabel("function (order learned)")
+    ax.set_ylabel("MSE after the online pass")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    bx.set_xticks(range(len(results)), list(results), rotation=30, fontsize=8)
+    bx.set_title("mean (dashed: published)")
+    _save(fig, path)
+
+
+def meta_curve_figure(path: Path, curves: dict[str, list[dict]], published: dict[str, float]) -> None:
+    """Evaluation MSE (95% bootstrap band) against meta-training steps, published means dashed."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for name, points in curves.items():
+        xs = [p["steps"] for p in points]
+        (line,) = ax.plot(xs, [p["mean"] for p in points], marker="o", ms=3, label=name, color=STYLE.get(name))
+        ax.fill_between(xs, [p["ci95"][0] for p in points], [p["ci95"][1] for p in points], color=line.get_color(), alpha=0.2)
+        if name in published:
+            ax.axhline(published[name], color=line.get_color(), ls="--", lw=1)
+    ax.set_xlabel("meta-training steps")
+    ax.set_ylabel("mean MSE after 10 functions")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    _save(fig, path)

@@ -1,0 +1,91 @@
+"""`fewtask-train continual-oml` end to end (tiny), exact resume, and bad input as one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, problem_batches
+from fewtask_data import FewtaskError
+from trainer.cli import app
+from trainer.commands.continual import ContinualOMLConfig, continual_oml
+from trainer.continual.net import ContinualNet
+from trainer.continual.oml import OML
+from trainer.loop import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+TINY = ["--functions", "3", "--steps-per-function", "2", "--batch", "4", "--width", "8", "--eval-problems", "4",
+        "--val-problems", "2", "--test-points", "10", "--lr-grid", "0.01,0.1", "--no-progress"]  # fmt: skip
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    code = "from trainer.cli import main; main()"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+
+
+def test_continual_oml_writes_results_curves_and_figures(tmp_path):
+    r = runner.invoke(app, ["continual-oml", "--out", str(tmp_path), "--curve", "1,2", "--pretrain-steps", "2", *TINY])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert set(report["methods"]) == {"oml", "oracle", "pretrain", "scratch"}
+    oml = report["methods"]["oml"]
+    assert oml["problems"] == 4 and len(oml["per_function"]["mean"]) == 3 and oml["split"] == 6
+    assert oml["ci95"][0] <= oml["mean"] <= oml["ci95"][1]
+    assert [p["steps"] for p in report["curves"]["oml"]] == [1, 2]
+    assert report["methods"]["scratch"]["split"] == 0
+    assert report["methods"]["pretrain"]["split"] in (0, 2, 4, 6, 7)
+    for name in ("per_function.png", "learning_curve.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_oml_training_resumes_exactly(tmp_path):
+    spec = ContinualSpec(functions=2, steps_per_function=2, batch=3, rand_points=2)
+    pool = function_pool(0, "train", spec)
+
+    def run(out, steps, resume):
+        torch.manual_seed(0)
+        net = ContinualNet(spec.in_features, 2, 1, 6)
+        config = TrainConfig(steps=steps, out=out, lr=1e-2, checkpoint_every=2, resume=resume, progress=False)
+        return train(net, OML(net, lr=0.05), lambda start: problem_batches(1, pool, 2, spec, start), config).params
+
+    straight = run(tmp_path / "a", 4, False)
+    run(tmp_path / "b", 2, False)
+    resumed = run(tmp_path / "b", 4, True)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--functions", "0"], "functions must be a positive integer"),
+        (["--inner-lr", "0"], "--inner-lr must be > 0"),
+        (["--curve", "5,2"], "--curve needs increasing step counts"),
+    ],
+)
+def test_bad_input_is_one_line_error(tmp_path, args, message):
+    r = cli("continual-oml", "--out", str(tmp_path), *args)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and message in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"inner_lr": -1.0}, "--inner-lr must be > 0"),
+        ({"methods": "sr-nn"}, "unknown method"),
+        ({"arch": "huge"}, "unknown architecture"),
+        ({"lr_grid": "0.1,-1"}, "--lr-grid needs step sizes > 0"),
+    ],
+)
+def test_bad_settings_raise_before_any_work(tmp_path, kwargs, message):
+    with pytest.raises(FewtaskError, match=message):
+        continual_oml(ContinualOMLConfig(out=tmp_path, **kwargs))

@@ -1,0 +1,127 @@
+"""OML and MALTML-continual meta-gradients: the fast path (cached RLN features, written-out
+online gradients, vmap over problems) against the plain-loop reference and float64 finite
+differences on short trajectories with tiny widths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import grad
+
+from fewtask_data import FewtaskError
+from fewtask_data.sources.continual_sines import ContinualBatch, ContinualSpec, function_pool, sample_families, sample_problems
+from trainer import functional as fn
+from trainer.continual.net import ContinualNet, mse_grads, online_names, run_layers
+from trainer.continual.oml import OML, MALTMLContinual
+
+SPEC = ContinualSpec(functions=3, steps_per_function=2, batch=4, rand_points=3)
+
+
+def setup(seed: int = 0):
+    torch.manual_seed(seed)
+    net = ContinualNet(SPEC.in_features, rln=2, pln=2, width=5).double()
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    pool = function_pool(0, "train", SPEC)
+    return net, params, pool
+
+
+def max_diff(a, b):
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def finite_difference(objective, params, name, index, eps=1e-6):
+    plus = {k: v.clone() for k, v in params.items()}
+    minus = {k: v.clone() for k, v in params.items()}
+    plus[name][index] += eps
+    minus[name][index] -= eps
+    return float((objective(plus) - objective(minus)) / (2 * eps))
+
+
+def test_written_out_mse_gradient_is_torch_func_grad():
+    net, params, _ = setup()
+    y = torch.randn(6, 1, dtype=torch.float64)
+    for start in (0, 2, 3):
+        sub = {k: params[k] for k in online_names(params, start)}
+        h = torch.randn(6, SPEC.in_features if start == 0 else 5, dtype=torch.float64)
+        loss, mine = mse_grads(sub, h, y, start, net.depth)
+        theirs = grad(lambda p: torch.nn.functional.mse_loss(run_layers(p, h, start, net.depth, net.depth), y))(sub)
+        assert set(mine) == set(theirs) and max_diff(mine, theirs) < 1e-12
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_oml_gradient_matches_the_plain_loop(first_order):
+    net, params, pool = setup()
+    batch = sample_problems(torch.Generator().manual_seed(1), pool, 2, SPEC, dtype=torch.float64)
+    algo = OML(net, lr=0.1, first_order=first_order)
+    fast, _, m1 = algo.outer_grads(params, {}, {}, batch)
+    algo.impl = "loop"
+    slow, _, m2 = algo.outer_grads(params, {}, {}, batch)
+    assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-12)
+    assert max_diff(fast, slow) < 1e-10
+
+
+def test_oml_second_order_gradient_matches_finite_differences_and_first_order_differs():
+    net, params, pool = setup()
+    batch = sample_problems(torch.Generator().manual_seed(1), pool, 2, SPEC, dtype=torch.float64)
+    algo = OML(net, lr=0.1)
+    g, _, _ = algo.outer_grads(params, {}, {}, batch)
+    objective = lambda p: algo.objective(p, batch)  # noqa: E731
+    for name, index in [("layers.0.weight", (0, 0)), ("layers.1.bias", (2,)), ("layers.2.weight", (1, 3)), ("layers.3.bias", (0,))]:
+        assert g[name][index].item() == pytest.approx(finite_difference(objective, params, name, index), rel=1e-5, abs=1e-8)
+    first, _, _ = OML(net, lr=0.1, first_order=True).outer_grads(params, {}, {}, batch)
+    assert max_diff(first, g) > 1e-4  # the derivative through the online steps matters
+
+
+@pytest.mark.parametrize("order", [3, 2, 1])
+def test_maltml_continual_gradient_matches_the_plain_loop(order):
+    net, params, pool = setup()
+    fams = sample_families(torch.Generator().manual_seed(2), pool, torch.tensor([0.5, 2.0]), 2, 1, SPEC, torch.float64)
+    algo = MALTMLContinual(net, lr=0.1, beta=0.05, order=order)
+    fast, _, m1 = algo.outer_grads(params, {}, {}, fams)
+    algo.impl = "loop"
+    slow, _, m2 = algo.outer_grads(params, {}, {}, fams)
+    assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-12)
+    assert max_diff(fast, slow) < 1e-10
+
+
+def test_maltml_continual_third_order_gradient_matches_finite_differences():
+    net, params, pool = setup()
+    fams = sample_families(torch.Generator().manual_seed(2), pool, torch.tensor([0.5, 2.0]), 2, 1, SPEC, torch.float64)
+    algo = MALTMLContinual(net, lr=0.1, beta=0.05, order=3)
+    g, _, _ = algo.outer_grads(params, {}, {}, fams)
+    objective = lambda p: algo.objective(p, fams)  # noqa: E731
+    for name, index in [("layers.0.weight", (1, 0)), ("layers.3.bias", (0,))]:
+        assert g[name][index].item() == pytest.approx(finite_difference(objective, params, name, index), rel=1e-5, abs=1e-8)
+    lower = MALTMLContinual(net, lr=0.1, beta=0.05, order=2).outer_grads(params, {}, {}, fams)[0]
+    assert max_diff(lower, g) > 1e-6
+
+
+def test_no_meta_problems_reduces_maltml_continual_to_oml():
+    net, params, pool = setup()
+    fams = sample_families(torch.Generator().manual_seed(3), pool, torch.tensor([1.0]), 0, 2, SPEC, torch.float64)
+    maltml = MALTMLContinual(net, lr=0.1, beta=0.05).outer_grads(params, {}, {}, fams)[0]
+    goal = ContinualBatch(*(t[0] for t in (*fams.goal.tensors(), fams.goal.functions)))  # the family's 2 goal problems
+    oml = OML(net, lr=0.1).outer_grads(params, {}, {}, goal)[0]
+    assert max_diff(maltml, oml) < 1e-12
+
+
+def test_descend_online_steps_through_the_trajectory_in_order():
+    # Two steps on different batches equal two explicit SGD steps, in that order.
+    p = {"w": torch.tensor([1.0], dtype=torch.float64)}
+    xs = torch.tensor([[2.0], [3.0]], dtype=torch.float64)
+    out = fn.descend_online(lambda q, x: (q["w"] * x).pow(2).sum(), p, {"w": 0.1}, xs)
+    w = 1.0
+    for x in (2.0, 3.0):
+        w -= 0.1 * 2 * w * x * x
+    assert float(out["w"]) == pytest.approx(w)
+
+
+def test_bad_step_sizes_and_orders_are_one_line_errors():
+    net, _, _ = setup()
+    for bad in (0.0, -0.1):
+        with pytest.raises(FewtaskError, match="inner step size must be > 0"):
+            OML(net, lr=bad)
+    with pytest.raises(FewtaskError, match="beta must be > 0"):
+        MALTMLContinual(net, beta=0.0)
+    with pytest.raises(FewtaskError, match="order must be 1, 2 or 3"):
+        MALTMLContinual(net, order=4)

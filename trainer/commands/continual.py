@@ -1,0 +1,215 @@
+"""`fewtask-train continual-oml`: OML on incremental sines beside its baselines (Javed &
+White 2019, their Figure: pretraining ~1.45, SR-NN ~0.86, OML ~0.35, oracle ~0.07 mean
+MSE after 10 functions); docs/continual.md.
+
+Defaults are the paper's: 10 functions, 40 mini-batches of 8 points each, pools of 400
+meta-training and 500 evaluation functions, RLN 6 + PLN 2 layers of 300, online step
+0.003, Adam 1e-4, second order through the 400 online steps. Training runs in stages
+(``--curve``): after each stage every method is evaluated, so a run that cannot afford
+the paper's step count still reports where it is on its learning curve.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fewtask_data import FewtaskError, io
+from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, problem_batches, sample_problems
+from trainer import checkpoint as ckpt
+from trainer.checkpoint import seed_everything
+from trainer import plots
+from trainer.continual import evaluation
+from trainer.continual.baselines import IIDRegression
+from trainer.continual.net import ARCHES, build_net
+from trainer.continual.oml import OML
+from trainer.loop import TrainConfig, train
+from trainer.options import option, typer_command
+
+METHODS = ("oml", "oracle", "pretrain", "scratch")
+PUBLISHED = {"pretrain": 1.45, "sr-nn": 0.86, "oml": 0.35, "oracle": 0.07}  # read off the OML repository's plot
+EVAL_SEED, VAL_SEED, TEST_SEED = 7_919_001, 7_919_002, 7_919_003  # streams training never uses
+
+
+@dataclass(kw_only=True)
+class ContinualData:
+    """The incremental-sine problems (shared by both continual commands)."""
+
+    functions: int = option(10, "Functions per continual problem (F), learned one after the other.")
+    steps_per_function: int = option(40, "Online mini-batches per function (S).")
+    batch: int = option(8, "Points per online mini-batch (b).")
+    rand_points: int = option(8, "Per function: fresh points in the meta-loss's random batch.")
+    train_pool: int = option(400, "Meta-training function pool size.")
+    eval_pool: int = option(500, "Evaluation function pool size (disjoint from the training pool).")
+    data_seed: int = option(0, "Seed of the function pools.")
+    arch: str = option("paper", f"Network: {', '.join(f'{k} (RLN {v[0]} + PLN {v[1]} layers of {v[2]})' for k, v in ARCHES.items())}.")
+    width: int = option(0, "Override the architecture's width (0: keep it).")
+    inner_lr: float = option(0.003, "Online (inner) SGD step size during meta-training.")
+    first_order: bool = option(False, "First-order OML: no derivative through the online steps.")
+    lr: float = option(1e-4, "Adam outer learning rate.")
+    problems: int = option(1, "Continual problems per outer step (meta-batch).")
+    eval_problems: int = option(50, "Evaluation trajectories.")
+    val_problems: int = option(5, "Validation trajectories that choose the online step (and the pretraining split).")
+    test_points: int = option(100, "Fresh points per function for the evaluation MSE.")
+    lr_grid: str = option(",".join(map(str, evaluation.LR_GRID)), "Online step sizes tried on the validation problems.")
+    impl: str = option("vmap", "vmap (fast) or loop (plain-loop reference, slow).")
+    seed: int = option(0, "Seed for initialization and training batches.")
+    resume: bool = option(False, "Continue from checkpoints in --out (exactly).")
+    threads: int = option(1, "torch intra-op threads.")
+    progress: bool = option(True, "Show progress bars.")
+
+    def spec(self) -> ContinualSpec:
+        return ContinualSpec(self.functions, self.steps_per_function, self.batch, self.rand_points,
+                             train_pool=self.train_pool, eval_pool=self.eval_pool)  # fmt: skip
+
+    def grid(self) -> list[float]:
+        try:
+            values = [float(v) for v in self.lr_grid.split(",") if v.strip()]
+        except ValueError:
+            raise FewtaskError(f"--lr-grid must be comma-separated numbers, got {self.lr_grid!r}") from None
+        if not values or any(not v > 0 for v in values):
+            raise FewtaskError(f"--lr-grid needs step sizes > 0, got {self.lr_grid!r}")
+        return values
+
+    def check(self) -> None:
+        self.spec()
+        self.grid()
+        if self.arch not in ARCHES:
+            raise FewtaskError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHES)}")
+        if not self.inner_lr > 0:
+            raise FewtaskError(f"--inner-lr must be > 0, got {self.inner_lr}; the paper uses 0.003")
+        if self.problems < 1 or self.eval_problems < 2 or self.val_problems < 1:
+            raise FewtaskError("need --problems >= 1, --eval-problems >= 2 and --val-problems >= 1")
+        if self.threads < 1:
+            raise FewtaskError(f"--threads must be >= 1, got {self.threads}")
+
+    def net(self):
+        seed_everything(self.seed)
+        return build_net(self.spec().in_features, self.arch, self.width or None)
+
+
+@dataclass(kw_only=True)
+class ContinualOMLConfig(ContinualData):
+    """`fewtask-train continual-oml`'s options."""
+
+    out: Path = option(Path("runs/continual-oml"), "Output folder: one subfolder per method, results.json, figures.")
+    methods: str = option(",".join(METHODS), f"Comma-separated methods from: {', '.join(METHODS)}.")
+    curve: str = option("500,1000,2000", "Meta-training steps at which every method is evaluated (the last is the total).")
+    pretrain_steps: int = option(2000, "i.i.d. regression steps of the pretraining baseline.")
+    pretrain_lr: float = option(1e-3, "Adam learning rate of the pretraining baseline.")
+    max_seconds: float = option(0.0, "Stop each method's training after this many seconds (0: no limit); the curve stops there.")
+
+    def stages(self) -> list[int]:
+        try:
+            values = [int(v) for v in self.curve.split(",") if v.strip()]
+        except ValueError:
+            raise FewtaskError(f"--curve must be comma-separated step counts, got {self.curve!r}") from None
+        if not values or values != sorted(set(values)) or values[0] < 0:
+            raise FewtaskError(f"--curve needs increasing step counts >= 0, got {self.curve!r}")
+        return values
+
+
+def parse_methods(text: str, known: tuple[str, ...]) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in known]
+    if bad or not names:
+        raise FewtaskError(f"unknown method {', '.join(bad) or repr(text)}; choose from {', '.join(known)}")
+    return names
+
+
+def eval_sets(c: ContinualData, pool: torch.Tensor, frequencies=None):
+    """(evaluation problems, their test points, validation problems, theirs): fixed by the seeds."""
+    spec = c.spec()
+    freq = None if frequencies is None else torch.as_tensor(frequencies).repeat_interleave(c.eval_problems)
+    problems = sample_problems(torch.Generator().manual_seed(EVAL_SEED), pool, len(freq) if freq is not None else c.eval_problems, spec, freq)
+    vfreq = None if frequencies is None else torch.as_tensor(frequencies).repeat_interleave(c.val_problems)
+    val = sample_problems(torch.Generator().manual_seed(VAL_SEED), pool, len(vfreq) if vfreq is not None else c.val_problems, spec, vfreq)
+    return (problems, evaluation.test_points(problems, spec, c.test_points, TEST_SEED),
+            val, evaluation.test_points(val, spec, c.test_points, TEST_SEED + 1))  # fmt: skip
+
+
+def train_to(c: ContinualOMLConfig, method: str, model, algo, batches, steps: int, lr: float) -> dict:
+    """Train (or resume) ``method`` to ``steps``; returns the training summary."""
+    config = TrainConfig(steps=steps, out=c.out / method, lr=lr, seed=c.seed, log_every=10, checkpoint_every=50,
+                         resume=True, progress=c.progress, max_seconds=c.max_seconds)  # fmt: skip
+    result = train(model, algo, batches, config)
+    with torch.no_grad():
+        for k, p in model.named_parameters():
+            p.copy_(result.params[k])
+    return {"steps": result.step, "seconds": round(result.seconds, 1), "final_metrics": result.last_metrics}
+
+
+def evaluate_method(params, depth: int, splits: list[int], grid: list[float], sets) -> dict:
+    problems, test, val, val_test = sets
+    lr, split, scores = evaluation.choose(params, val, val_test, depth, grid, splits)
+    mse = evaluation.function_mse(params, problems, test, lr, split, depth)
+    return {"inner_lr": lr, "split": split, "validation": scores, **evaluation.summarize(mse)}, mse
+
+
+def continual_oml(c: ContinualOMLConfig) -> dict:
+    c.check()
+    methods = parse_methods(c.methods, METHODS)
+    stages, spec, grid = c.stages(), c.spec(), c.grid()
+    torch.set_num_threads(c.threads)
+    out = io.ensure_writable(c.out)
+    if not c.resume:
+        for m in methods:
+            (out / m / ckpt.CHECKPOINT_NAME).unlink(missing_ok=True)
+    train_pool, eval_pool = function_pool(c.data_seed, "train", spec), function_pool(c.data_seed, "eval", spec)
+    sets = eval_sets(c, eval_pool)
+    results: dict = {"config": {k: str(v) for k, v in vars(c).items()}, "published": PUBLISHED, "methods": {}}
+    curves: dict[str, list] = {}
+    mses: dict[str, torch.Tensor] = {}
+    for method in methods:
+        model = c.net()
+        depth, split = model.depth, model.split
+        if method == "scratch":
+            params = {k: v.detach() for k, v in model.named_parameters()}
+            results["methods"][method], mses[method] = evaluate_method(params, depth, [0], grid, sets)
+            continue
+        if method == "pretrain":
+            algo = IIDRegression(model)
+            batches = lambda start: problem_batches(c.seed, train_pool, c.problems, spec, start)  # noqa: E731
+            summary = train_to(c, method, model, algo, batches, c.pretrain_steps, c.pretrain_lr)
+            params = {k: v.detach() for k, v in model.named_parameters()}
+            splits = sorted({0, *range(2, depth, 2), depth - 1})
+            results["methods"][method], mses[method] = evaluate_method(params, depth, splits, grid, sets)
+            results["methods"][method]["training"] = summary
+            continue
+        pool = train_pool if method == "oml" else eval_pool  # the oracle meta-trains on the evaluation pool
+        algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
+        batches = lambda start, pool=pool: problem_batches(c.seed, pool, c.problems, spec, start)  # noqa: E731
+        curves[method] = []
+        for steps in stages:
+            summary = train_to(c, method, model, algo, batches, steps, c.lr)
+            params = {k: v.detach() for k, v in model.named_parameters()}
+            result, mses[method] = evaluate_method(params, depth, [split], grid, sets)
+            curves[method].append({"steps": summary["steps"], "mean": result["mean"], "ci95": result["ci95"],
+                                   "seconds": summary["seconds"]})  # fmt: skip
+            results["methods"][method] = {**result, "training": summary}
+            io.write_json(out / "results.json", {**results, "curves": curves})
+            if summary["steps"] < steps:  # --max-seconds ran out
+                break
+    results["curves"] = curves
+    if "oml" in mses and "pretrain" in mses:
+        results["oml_minus_pretrain"] = evaluation.paired_gain(mses["oml"], mses["pretrain"])
+    io.write_json(out / "results.json", results)
+    plots.function_bars_figure(out / "per_function.png", results["methods"], PUBLISHED, "incremental sines: MSE after one online pass")
+    if curves:
+        plots.meta_curve_figure(out / "learning_curve.png", curves, {k: v for k, v in PUBLISHED.items() if k in curves})
+    return results
+
+
+def _run(c: ContinualOMLConfig) -> None:
+    results = continual_oml(c)
+    for m, r in results["methods"].items():
+        print(f"{m:9s} mean MSE {r['mean']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  (lr {r['inner_lr']}, split {r['split']})")
+    print(f"wrote {c.out / 'results.json'}")
+
+
+continual_oml_command = typer_command(
+    ContinualOMLConfig, _run, "OML on incremental sines beside scratch, pretraining and the oracle (Javed & White 2019)."
+)

@@ -1,0 +1,94 @@
+"""The OML network: a representation (RLN, learned only by the outer loop) under a
+prediction network (PLN, learned online), as pure functions of a parameter dict.
+
+Layers are ``layers.<i>.weight/bias``: Linear + ReLU, except the last (one output).
+``split`` names how many of the first layers form the RLN; the paper's split is 6 of
+8 layers of width 300 (``ARCHES["paper"]``), the repository's later one 5 layers of 400
+then one linear output (``ARCHES["repo"]``). The pretraining baseline tries other
+splits of the same network.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fewtask_data import FewtaskError
+
+# name -> (RLN layers, PLN layers, width)
+ARCHES = {"paper": (6, 2, 300), "repo": (5, 1, 400)}
+
+Params = dict[str, torch.Tensor]
+
+
+class ContinualNet(nn.Module):
+    def __init__(self, in_features: int, rln: int = 6, pln: int = 2, width: int = 300):
+        super().__init__()
+        if rln < 0 or pln < 1 or width < 1:
+            raise FewtaskError(f"need rln >= 0, pln >= 1 and width >= 1 layers, got {rln}, {pln}, {width}")
+        sizes = [in_features] + [width] * (rln + pln - 1) + [1]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.split = rln
+        for layer in self.layers:  # the OML repository's init: Kaiming-normal weights, zero biases
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_layers(dict(self.named_parameters()), x, 0, self.depth, self.depth)
+
+
+def build_net(in_features: int, arch: str = "paper", width: int | None = None) -> ContinualNet:
+    if arch not in ARCHES:
+        raise FewtaskError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHES)}")
+    rln, pln, w = ARCHES[arch]
+    return ContinualNet(in_features, rln, pln, width or w)
+
+
+def run_layers(params: Params, x: torch.Tensor, start: int, stop: int, depth: int) -> torch.Tensor:
+    """Layers start..stop-1 of a ``depth``-layer net; ReLU after every layer but the last."""
+    for i in range(start, stop):
+        x = F.linear(x, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
+        if i < depth - 1:
+            x = F.relu(x)
+    return x
+
+
+def layer_of(name: str) -> int:
+    return int(name.split(".")[1])
+
+
+def online_names(params: Params, split: int) -> frozenset[str]:
+    """The parameters learned online (the PLN) when the first ``split`` layers are the RLN."""
+    return frozenset(k for k in params if layer_of(k) >= split)
+
+
+def mse_grads(params: Params, x: torch.Tensor, y: torch.Tensor, start: int, depth: int) -> tuple[torch.Tensor, Params]:
+    """(MSE, its gradient w.r.t. layers start..depth-1) by backpropagation written out.
+
+    Plain differentiable tensor ops, so an outer derivative of the result is the exact
+    second-order term (ReLU's derivative is 0 almost everywhere, as autograd has it). On
+    the OML inner loop -- 400 steps on 8 points -- it avoids a nested `torch.func.grad`
+    per step, the dominant cost; the tests check it against torch.func.grad."""
+    acts, pres = [x], []
+    for i in range(start, depth):
+        z = F.linear(acts[-1], params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
+        pres.append(z)
+        acts.append(F.relu(z) if i < depth - 1 else z)
+    err = acts[-1] - y
+    delta = 2.0 * err / err.numel()
+    grads: Params = {}
+    for j in reversed(range(depth - start)):
+        i = start + j
+        if i < depth - 1:
+            delta = delta * (pres[j] > 0).to(delta.dtype)
+        flat_d, flat_a = delta.reshape(-1, delta.shape[-1]), acts[j].reshape(-1, acts[j].shape[-1])
+        grads[f"layers.{i}.weight"] = flat_d.T @ flat_a
+        grads[f"layers.{i}.bias"] = flat_d.sum(0)
+        if j:
+            delta = delta @ params[f"layers.{i}.weight"]
+    return err.pow(2).mean(), grads
