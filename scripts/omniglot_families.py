@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.commands.demo import DemoConfig, run_demo
+from trainer.commands.demo import OMNIGLOT_BETA, OMNIGLOT_GAMMA, build_data, omniglot_families_config, run_demo, train_one
 
 
 def main() -> None:
@@ -33,19 +33,27 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400, help="outer steps per algorithm")
     p.add_argument("--hidden", type=int, default=32, help="conv4 filters")
     p.add_argument("--algorithms", default="maltml,maml,fo-maltml")
+    p.add_argument("--beta", type=float, default=OMNIGLOT_BETA, help="meta step size of Eq. 2 (chosen on validation families)")
+    p.add_argument("--gamma", type=float, default=OMNIGLOT_GAMMA, help="goal finetuning step size")
+    p.add_argument("--meta-reduction", default="sum", choices=("sum", "mean"), help="Eq. 2 over the L task losses")
+    p.add_argument("--eval-split", default="test", choices=("val", "test"), help="val: for choosing step sizes")
+    p.add_argument("--data", default=None, help="reuse this built dataset (default: WORK/data)")
+    p.add_argument("--train-only", action="store_true", help="only train (parallel processes share one --data)")
     p.add_argument("--eval-episodes", type=int, default=600)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers streaming families")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     algorithms = tuple(a.strip() for a in args.algorithms.split(",") if a.strip())
-    cfg = DemoConfig(
-        root=args.root, image_size=28, families_per_alphabet=4, ways=5, shots=1, queries=5, val=5, meta_tasks=5,
-        goal_tasks=1, batch=4, steps=args.steps, hidden=args.hidden, alpha=0.4, beta=0.05, gamma=0.4,
-        eval_episodes=args.eval_episodes, eval_goal_tasks=1, eval_steps=10, workers=args.workers,
-        algorithms=algorithms, impl="auto",  # loops on CPU where the algorithm has them (faster at 28x28)
-        log_every=max(1, args.steps // 20), checkpoint_every=max(1, args.steps // 4),
+    cfg = omniglot_families_config(
+        args.root, args.steps, args.hidden, beta=args.beta, gamma=args.gamma, meta_reduction=args.meta_reduction,
+        data=args.data, eval_split=args.eval_split, eval_episodes=args.eval_episodes, workers=args.workers,
+        algorithms=algorithms,
     )  # fmt: skip
+    if args.train_only:
+        for algo in algorithms:
+            train_one(algo, build_data(Path(args.work), cfg), Path(args.work), cfg)
+        return
     run_demo(Path(args.work), cfg)
     print((Path(args.work) / "report.md").read_text())
 

@@ -17,6 +17,7 @@ Results, one schema (`summarize_curves`)::
 
 "accuracy" appears for classification only; every interval is 1.96 standard errors
 over episodes (`summarize`). `paired` compares two methods on the same episodes.
+With ``progress`` a bar on stderr counts the episodes (an evaluation can take minutes).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import math
 from typing import Iterable
 
 import torch
+from tqdm import tqdm
 
 from fewtask_data import FamilyBatch
 from trainer import functional as fn
@@ -83,12 +85,15 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
 
 
 def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int,
-                   impl: str = "vmap", per_family_params: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+                   impl: str = "vmap", per_family_params: bool = False, progress: bool = False,
+                   total: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """Both protocols' curves over every episode of ``batches``:
     ``{protocol: {"loss": [episodes, steps+1], "accuracy": ...}}`` on the CPU ("accuracy"
-    for labels only). ``per_family_params``: ``params`` hold one model per episode, in order."""
+    for labels only). ``per_family_params``: ``params`` hold one model per episode, in order.
+    ``progress``: a bar on stderr over the episodes (``total`` of them, when known)."""
     parts: dict[str, dict[str, list[torch.Tensor]]] = {p: {"loss": [], "accuracy": []} for p in PROTOCOLS}
     start, labels = 0, False
+    bar = tqdm(total=total, desc="evaluating", unit="episode", disable=not progress, mininterval=1.0)
     for batch in batches:
         theta = {k: v[start : start + len(batch)] for k, v in params.items()} if per_family_params else params
         start += len(batch)
@@ -98,6 +103,8 @@ def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterab
                                       protocol == "with_meta_finetuning", impl, per_family_params)  # fmt: skip
             parts[protocol]["loss"].append(loss.cpu())
             parts[protocol]["accuracy"].append(acc.cpu())
+        bar.update(len(batch))
+    bar.close()
     metrics = ("loss", "accuracy") if labels else ("loss",)
     return {p: {m: torch.cat(parts[p][m]) for m in metrics} for p in PROTOCOLS}
 
@@ -115,6 +122,14 @@ def paired(a: torch.Tensor, b: torch.Tensor) -> dict[str, list[float]]:
     return summarize(a.double() - b.double())
 
 
+def compare(a: dict[str, dict[str, torch.Tensor]], b: dict[str, dict[str, torch.Tensor]]) -> dict:
+    """Paired differences a - b (two methods' `episode_curves` on the same episodes) for
+    each pair of protocols, e.g. ``"with_minus_without"``: a meta-finetunes, b does not."""
+    short = {"without_meta_finetuning": "without", "with_meta_finetuning": "with"}
+    return {f"{short[pa]}_minus_{short[pb]}": {m: paired(a[pa][m], b[pb][m]) for m in a[pa]}
+            for pa in PROTOCOLS for pb in PROTOCOLS}  # fmt: skip
+
+
 def summarize_curves(curves: dict[str, dict[str, torch.Tensor]]) -> dict:
     """The protocol's result schema (module doc) from `episode_curves`."""
     with_, without = curves["with_meta_finetuning"], curves["without_meta_finetuning"]
@@ -127,10 +142,11 @@ def summarize_curves(curves: dict[str, dict[str, torch.Tensor]]) -> dict:
 
 
 def evaluate(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int = 10,
-             impl: str = "vmap", per_family_params: bool = False) -> tuple[dict, dict]:
+             impl: str = "vmap", per_family_params: bool = False, progress: bool = False,
+             total: int | None = None) -> tuple[dict, dict]:
     """(summary, curves): `summarize_curves` of `episode_curves`; keep the curves for
     paired comparisons between methods evaluated on the same episodes."""
-    curves = episode_curves(algo, params, step_sizes, buffers, batches, steps, impl, per_family_params)
+    curves = episode_curves(algo, params, step_sizes, buffers, batches, steps, impl, per_family_params, progress, total)
     return summarize_curves(curves), curves
 
 

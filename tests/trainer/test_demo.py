@@ -15,6 +15,7 @@ def test_demo_end_to_end_small(tmp_path):
     cfg = DemoConfig(
         image_size=16, glyph_alphabets=5, glyph_characters=6, glyph_drawers=6, families_per_alphabet=2,
         ways=3, queries=2, val=3, meta_tasks=2, batch=2, steps=3, hidden=4, eval_episodes=6, eval_steps=2, workers=0,
+        progress=False,
     )  # fmt: skip
     results = run_demo(tmp_path, cfg)
     assert set(results) == {"maltml", "maml"}
@@ -25,6 +26,13 @@ def test_demo_end_to_end_small(tmp_path):
         saved = json.loads((tmp_path / algo / "eval.json").read_text())
         assert saved["episodes"] == 6 and saved["batch_norm"] == "task"
         assert len(saved["with_meta_finetuning"]["accuracy"]["mean"]) == 3
+    # The report pairs MALTML with MAML on the same episodes (comparisons.json holds every protocol pair).
+    pairs = json.loads((tmp_path / "comparisons.json").read_text())
+    assert set(pairs["maltml_minus_maml"]) == {"without_minus_without", "without_minus_with", "with_minus_without", "with_minus_with"}
+    assert "| MALTML − MAML |" in report
+    curves = {a: torch.load(tmp_path / a / "eval-curves.pt") for a in ("maltml", "maml")}
+    diff = curves["maltml"]["with_meta_finetuning"]["accuracy"] - curves["maml"]["without_meta_finetuning"]["accuracy"]
+    assert pairs["maltml_minus_maml"]["with_minus_without"]["accuracy"]["mean"] == pytest.approx(diff.double().mean(0).tolist())
     # A rerun reuses the data, the finished runs and their evaluations, and gives the same numbers.
     stamp = (tmp_path / "maml" / "eval.json").stat().st_mtime_ns
     again = run_demo(tmp_path, cfg)
@@ -33,3 +41,20 @@ def test_demo_end_to_end_small(tmp_path):
     # More finetuning steps make the cached evaluation stale: it is recomputed.
     longer = run_demo(tmp_path, DemoConfig(**{**cfg.__dict__, "eval_steps": 3}))
     assert len(longer["maml"]["with_meta_finetuning"]["accuracy"]["mean"]) == 4
+
+
+def test_validation_runs_share_data_and_episodes_and_never_touch_test(tmp_path):
+    """A step-size sweep: runs sharing one built dataset score on val.h5 beside it."""
+    cfg = DemoConfig(
+        image_size=16, glyph_alphabets=5, glyph_characters=6, glyph_drawers=6, families_per_alphabet=2,
+        ways=3, queries=2, val=3, meta_tasks=2, batch=2, steps=1, hidden=4, eval_episodes=4, eval_steps=1, workers=0,
+        progress=False, algorithms=("maltml",), eval_split="val",
+    )  # fmt: skip
+    data = tmp_path / "shared" / "data"
+    run_demo(tmp_path / "shared", cfg)  # builds the data
+    for beta in (0.01, 0.1):
+        run_demo(tmp_path / f"b{beta}", DemoConfig(**{**cfg.__dict__, "data": str(data), "beta": beta}))
+        saved = json.loads((tmp_path / f"b{beta}" / "maltml" / "eval-val.json").read_text())
+        assert saved["episodes_file"] == str(tmp_path / "shared" / "val.h5") and saved["algorithm"]["beta"] == beta
+        assert saved["episodes_info"]["split"] == "val" and not (tmp_path / f"b{beta}" / "data").exists()
+    assert not list(tmp_path.rglob("test.h5"))

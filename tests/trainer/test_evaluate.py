@@ -11,7 +11,7 @@ from fewtask_data import EpisodeShape
 from fewtask_data.sources import sinusoid
 from trainer import functional as fn
 from trainer.algorithms import make_algorithm
-from trainer.evaluate import evaluate, family_curves, paired, summarize
+from trainer.evaluate import compare, evaluate, family_curves, paired, summarize
 from trainer.models import MLP
 from trainer.step_sizes import level_lrs
 
@@ -107,3 +107,30 @@ def test_summaries():
     assert s["mean"] == [2.0] and s["ci95"][0] == pytest.approx(1.96 * math.sqrt(2) / math.sqrt(2))
     d = paired(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[0.5], [1.5], [2.5]]))
     assert d["mean"] == [pytest.approx(0.5)] and d["ci95"] == [pytest.approx(0.0)]
+
+
+def test_progress_bar_counts_episodes_on_stderr_only_when_asked(capsys):
+    torch.manual_seed(1)
+    model = MLP(1, (8,), 1)
+    algo = make_algorithm("maml", model, alpha=0.01, gamma=0.01)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    sizes = algo.init_step_sizes(params)
+    batches = [sinusoid.sample_batch(torch.Generator().manual_seed(i), 3, SHAPE) for i in range(2)]
+    quiet, _ = evaluate(algo, params, sizes, {}, batches, steps=1)
+    assert capsys.readouterr().err == ""
+    shown, _ = evaluate(algo, params, sizes, {}, batches, steps=1, progress=True, total=6)
+    captured = capsys.readouterr()
+    assert "evaluating" in captured.err and "6/6" in captured.err and captured.out == ""
+    assert shown == quiet  # the bar changes nothing else
+
+
+def test_compare_pairs_every_protocol_of_two_methods():
+    a = {"without_meta_finetuning": {"accuracy": torch.tensor([[0.2], [0.4]])},
+         "with_meta_finetuning": {"accuracy": torch.tensor([[0.6], [0.8]])}}  # fmt: skip
+    b = {"without_meta_finetuning": {"accuracy": torch.tensor([[0.3], [0.3]])},
+         "with_meta_finetuning": {"accuracy": torch.tensor([[0.1], [0.5]])}}  # fmt: skip
+    d = compare(a, b)
+    assert set(d) == {"without_minus_without", "without_minus_with", "with_minus_without", "with_minus_with"}
+    assert d["with_minus_without"]["accuracy"]["mean"] == [pytest.approx(0.4)]
+    assert d["without_minus_with"]["accuracy"]["mean"] == [pytest.approx(0.0, abs=1e-6)]
+    assert d["with_minus_with"]["accuracy"]["mean"] == [pytest.approx(0.4)] and d["with_minus_with"]["accuracy"]["ci95"][0] > 0

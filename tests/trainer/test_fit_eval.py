@@ -95,6 +95,11 @@ def test_eval_cli_writes_json_and_plot(toy, test_h5, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert data["finetune_level"] == "gamma" and (tmp_path / "run" / "eval.png").stat().st_size > 0
+    # A progress bar over the 12 episodes on stderr by default; --no-progress: none, same results.
+    assert "evaluating" in result.stderr and "12/12" in result.stderr and "evaluating" not in result.stdout
+    quiet = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path / "run"), "--episodes", str(test_h5), "--steps", "2",
+                                     "--no-progress"])  # fmt: skip
+    assert quiet.exit_code == 0 and "evaluating" not in quiet.output and quiet.stdout == result.stdout
 
 
 def test_eval_rejects_episodes_of_another_shape(toy, tmp_path):

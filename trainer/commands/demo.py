@@ -5,9 +5,11 @@
 3. meta-train MALTML and MAML on the same streamed training families,
 4. evaluate both on the fixed episodes (accuracy vs finetuning steps, 95% CI,
    with and without meta-finetuning),
-5. write OUT/report.md with the numbers and OUT/accuracy.png.
+5. write OUT/report.md with the numbers, the paired MALTML - MAML differences on the
+   same episodes, and OUT/accuracy.png.
 
-Sized to finish within about 10 minutes on 2 CPU cores; every stage reuses its
+Sized to finish within 5 minutes on 2 idle CPU cores (16x16 glyphs, 300 test
+episodes); progress bars (stderr) cover every long stage; every stage reuses its
 output when rerun (the build resumes, finished runs are not retrained). With
 ``DemoConfig.root`` the same pipeline runs on real Omniglot
 (`scripts/omniglot_families.py`, the paper's augmented-family question).
@@ -21,12 +23,21 @@ from dataclasses import asdict, dataclass, fields
 from itertools import islice
 from pathlib import Path
 
+import torch
 import typer
+from tqdm import tqdm
 
 from fewtask_data import BuildOptions, EpisodeShape, FamilyStream, build_omniglot_families, io, write_episodes
 from trainer import plots
 from trainer.commands.eval import evaluate_checkpoint
+from trainer.evaluate import compare
 from trainer.fit import FitConfig, TrainSettings, fit
+
+
+# Step sizes of Eq. 2 (summed over the L tasks) chosen on VALIDATION families with
+# scripts/step_size_sweep.py; the sweeps and the reasons are in docs/results/.
+DEMO_BETA = 0.017  # TODO confirm with the sweep
+OMNIGLOT_BETA, OMNIGLOT_GAMMA = 0.01, 0.4  # TODO confirm
 
 
 @dataclass(kw_only=True)
@@ -35,21 +46,26 @@ class DemoConfig(TrainSettings):
     differs from fit's defaults."""
 
     root: str | None = None  # real Omniglot (folder with the two zips); None: the embedded synthetic glyphs
-    image_size: int = 20
+    data: str | None = None  # a built dataset shared by several runs (a sweep), episodes beside it; None: OUT/data
+    image_size: int = 16  # 16x16 glyphs: the demo within 5 minutes (issue 11)
     glyph_alphabets: int | None = None  # None: all scripts
     glyph_characters: int = 20
     glyph_drawers: int = 20
     families_per_alphabet: int = 4
-    eval_episodes: int = 600
+    eval_episodes: int = 300
     eval_goal_tasks: int = 1  # goal tasks per held-out episode (evaluation cost grows with it)
     eval_steps: int = 5
+    eval_split: str = "test"  # "val" scores held-out validation families (for choosing step sizes)
+    eval_impl: str = "auto"  # see `fewtask-train eval --impl`
+    eval_batch: int = 16  # episodes evaluated together
     algorithms: tuple[str, ...] = ("maltml", "maml")
     # fit's settings the demo changes (the others are fit's defaults: alpha 0.4 = MAML's Omniglot
-    # value, beta 0.05, gamma 0.4, 5-way 1-shot, V = 5, 4 families per step, Adam 1e-3):
+    # value, gamma 0.4, 5-way 1-shot, V = 5, 4 families per step, Adam 1e-3):
+    beta: float = DEMO_BETA
     queries: int = 3
     meta_tasks: int = 3
     goal_tasks: int = 2
-    steps: int = 200
+    steps: int = 100  # with 16x16 and 300 test episodes: within 5 minutes (issue 11)
     hidden: int = 32
     workers: int = 1
     log_every: int = 10
@@ -63,12 +79,25 @@ class DemoConfig(TrainSettings):
         return EpisodeShape(self.ways, self.shots, self.queries, self.val, self.meta_tasks, goals)
 
 
+def omniglot_families_config(root: str, steps: int = 400, hidden: int = 32, **changes) -> DemoConfig:
+    """`scripts/omniglot_families.py`'s setting on real Omniglot: 28x28, 4 families per alphabet,
+    5-way 1-shot, L = 5 meta tasks (Q = 5), 1 goal task (V = 5), 600 test episodes scored
+    after 0..10 steps; beta and gamma as chosen on validation families (docs/results/omniglot-families)."""
+    base = dict(
+        root=root, image_size=28, families_per_alphabet=4, ways=5, shots=1, queries=5, val=5, meta_tasks=5, goal_tasks=1,
+        batch=4, steps=steps, hidden=hidden, alpha=0.4, beta=OMNIGLOT_BETA, gamma=OMNIGLOT_GAMMA, eval_episodes=600,
+        eval_goal_tasks=1, eval_steps=10, impl="auto",  # loops on CPU where the algorithm has them (faster at 28x28)
+        log_every=max(1, steps // 20), checkpoint_every=max(1, steps // 4),
+    )  # fmt: skip
+    return DemoConfig(**{**base, **changes})
+
+
 def _log(message: str) -> None:
     typer.echo(f"[demo {time.strftime('%H:%M:%S')}] {message}")
 
 
 def build_data(out: Path, cfg: DemoConfig) -> Path:
-    data = out / "data"
+    data = Path(cfg.data) if cfg.data else out / "data"
     if (data / "manifest.json").exists():
         _log(f"reusing the built families in {data}")
         return data
@@ -87,13 +116,18 @@ def build_data(out: Path, cfg: DemoConfig) -> Path:
     return data
 
 
-def write_test_episodes(data: Path, out: Path, cfg: DemoConfig) -> Path:
-    path = out / "test.h5"
+def write_eval_episodes(data: Path, out: Path, cfg: DemoConfig) -> Path:
+    """OUT/<split>.h5: the fixed held-out episodes of ``cfg.eval_split`` (test.h5 by default);
+    beside a shared ``cfg.data`` folder instead, so the runs that share data share episodes."""
+    split, seed = cfg.eval_split, 10_000 + cfg.seed
+    path = (data.parent if cfg.data else out) / f"{split}.h5"
     if path.exists():
         return path
-    _log(f"writing {cfg.eval_episodes} fixed held-out family episodes to {path}")
-    stream = FamilyStream(str(data), "test", cfg.shape(cfg.eval_goal_tasks), seed=10_000 + cfg.seed, episodes_per_visit=10)
-    write_episodes(path, islice(iter(stream), cfg.eval_episodes), {"split": "test", "seed": 10_000 + cfg.seed})
+    _log(f"writing {cfg.eval_episodes} fixed held-out {split}-split family episodes to {path}")
+    stream = FamilyStream(str(data), split, cfg.shape(cfg.eval_goal_tasks), seed=seed, episodes_per_visit=10)
+    episodes = tqdm(islice(iter(stream), cfg.eval_episodes), total=cfg.eval_episodes, desc="episodes", unit="episode",
+                    disable=not cfg.progress, mininterval=1.0)  # fmt: skip
+    write_episodes(path, episodes, {"split": split, "seed": seed})
     return path
 
 
@@ -104,7 +138,8 @@ def train_one(algo: str, data: Path, out: Path, cfg: DemoConfig) -> dict:
     return record["result"]
 
 
-def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: dict[str, dict], seconds: float) -> Path:
+def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: dict[str, dict], pairs: dict[str, dict],
+                 seconds: float) -> Path:
     kind = "Omniglot" if cfg.root else "SYNTHETIC glyph"
     plots.accuracy_figure(out / "accuracy.png", results, title=f"{kind} families: {cfg.ways}-way {cfg.shots}-shot, held-out")
     n = cfg.eval_steps
@@ -122,7 +157,7 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         f"alpha={cfg.alpha}, beta={cfg.beta} (Eq. 2: {cfg.meta_reduction} of the L task losses), gamma={cfg.gamma}; "
         f"Adam lr {cfg.lr}; {cfg.steps} outer steps x "
         f"{cfg.batch} families (MAML trains on all L+C tasks of each family as plain tasks).",
-        f"Evaluation: {next(iter(results.values()))['episodes']} fixed test-split family episodes (`test.h5`, "
+        f"Evaluation: {next(iter(results.values()))['episodes']} fixed {cfg.eval_split}-split family episodes (`{cfg.eval_split}.h5`, "
         f"{cfg.eval_goal_tasks} goal task each), mean accuracy on the goal task's validation set with 95% intervals.",
         "",
         f"| algorithm | steps | train s | ep/s | no meta-ft, 1 step | no meta-ft, {n} steps | meta-ft, 1 step | meta-ft, {n} steps "
@@ -137,6 +172,7 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
             f"| {name} | {t.get('step', 0)} | {t.get('seconds', 0):.0f} | {t.get('episodes_per_s', 0):.1f} | {cell(plain, min(1, n))} | {cell(plain, n)} "
             f"| {cell(meta, min(1, n))} | {cell(meta, n)} | {100 * gain['accuracy']['mean'][min(1, n)]:+.1f} ± {100 * gain['accuracy']['ci95'][min(1, n)]:.1f} |"
         )
+    lines += ["", *comparison_lines(pairs, min(1, n))]
     lines += [
         "",
         "Accuracies in %; at 0 steps every method is at chance (labels are assigned per task), so 1 step "
@@ -153,10 +189,34 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
     return path
 
 
+def eval_paths(run: Path, cfg: DemoConfig) -> tuple[Path, Path]:
+    """(summary json, per-episode curves) of a run's evaluation on ``cfg.eval_split``."""
+    stem = "eval" if cfg.eval_split == "test" else f"eval-{cfg.eval_split}"
+    return run / f"{stem}.json", run / f"{stem}-curves.pt"
+
+
+def comparison_lines(pairs: dict[str, dict], step: int) -> list[str]:
+    """The report's table of paired differences between methods at ``step`` finetuning steps."""
+    if not pairs:
+        return []
+    cell = lambda d: f"{100 * d['accuracy']['mean'][step]:+.1f} ± {100 * d['accuracy']['ci95'][step]:.1f}"  # noqa: E731
+    lines = [
+        f"Paired differences on the same episodes, accuracy after {step} step (percentage points, 95% intervals):",
+        "",
+        "| difference | both without meta-ft | both with meta-ft | first with, second without meta-ft |",
+        "|---|---|---|---|",
+    ]
+    for name, d in pairs.items():
+        label = name.replace("_minus_", " − ").upper()
+        lines.append(f"| {label} | {cell(d['without_minus_without'])} | {cell(d['with_minus_with'])} | {cell(d['with_minus_without'])} |")
+    return lines
+
+
 def evaluate_once(run: Path, test: Path, cfg: DemoConfig, trained_step: int) -> dict:
-    """The run's eval.json when it already scores this checkpoint on these episodes, else a fresh evaluation."""
-    cached = run / "eval.json"
-    if cached.exists():
+    """The run's eval.json (eval-<split>.json for another split than test) when it already
+    scores this checkpoint on these episodes, else a fresh evaluation (with its curves)."""
+    cached, curves = eval_paths(run, cfg)
+    if cached.exists() and curves.exists():
         res = json.loads(cached.read_text())
         same = (res.get("trained_steps"), res.get("episodes_file"), len(res.get("steps", []))) == (trained_step, str(test), cfg.eval_steps + 1)
         current = isinstance(res.get("meta_finetuning_gain", {}).get("accuracy"), dict)  # older schemas: recomputed
@@ -165,22 +225,34 @@ def evaluate_once(run: Path, test: Path, cfg: DemoConfig, trained_step: int) -> 
             _log(f"reusing {cached}")
             return res
     _log(f"evaluating {run.name} on {test.name}")
-    res = evaluate_checkpoint(run, test, steps=cfg.eval_steps, batch_size=16)
+    res = evaluate_checkpoint(run, test, steps=cfg.eval_steps, batch_size=cfg.eval_batch, impl=cfg.eval_impl,
+                              progress=cfg.progress, curves_out=curves)  # fmt: skip
     io.write_json(cached, res)
     return res
+
+
+def method_comparisons(out: Path, cfg: DemoConfig) -> dict[str, dict]:
+    """Paired differences of the first algorithm against each other one on the same episodes
+    (evaluate.compare); also written to OUT/comparisons[-<split>].json."""
+    first, *others = cfg.algorithms
+    load = lambda algo: torch.load(eval_paths(out / algo, cfg)[1], weights_only=True)  # noqa: E731
+    pairs = {f"{first}_minus_{other}": compare(load(first), load(other)) for other in others}
+    io.write_json(out / ("comparisons.json" if cfg.eval_split == "test" else f"comparisons-{cfg.eval_split}.json"), pairs)
+    return pairs
 
 
 def run_demo(out: Path, cfg: DemoConfig) -> dict[str, dict]:
     t0 = time.perf_counter()
     out = io.ensure_writable(out)
     data = build_data(out, cfg)
-    test = write_test_episodes(data, out, cfg)
+    test = write_eval_episodes(data, out, cfg)
     results, trained = {}, {}
     for algo in cfg.algorithms:
         trained[algo] = train_one(algo, data, out, cfg)
         results[algo] = evaluate_once(out / algo, test, cfg, trained[algo]["step"])
     io.write_json(out / "demo_config.json", asdict(cfg))
-    report = write_report(out, cfg, results, trained, time.perf_counter() - t0)
+    pairs = method_comparisons(out, cfg)
+    report = write_report(out, cfg, results, trained, pairs, time.perf_counter() - t0)
     _log(f"report: {report}")
     return results
 
@@ -192,7 +264,9 @@ def demo_command(
     workers: int = typer.Option(DemoConfig.workers, help="DataLoader workers streaming families"),
     meta_reduction: str = typer.Option(DemoConfig.meta_reduction, help="Eq. 2's meta-finetuning step over the L task "
                                        "losses: sum (as the paper) or mean (an L times smaller step)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars for episodes, training and evaluation (stderr)"),
 ) -> None:
     """The main job end to end on the embedded synthetic glyphs: build shards, train MALTML and MAML, evaluate, report."""
-    run_demo(out, DemoConfig(steps=steps, eval_episodes=eval_episodes, workers=workers, meta_reduction=meta_reduction))
+    run_demo(out, DemoConfig(steps=steps, eval_episodes=eval_episodes, workers=workers, meta_reduction=meta_reduction,
+                             progress=progress))  # fmt: skip
     typer.echo((out / "report.md").read_text())

@@ -69,10 +69,13 @@ def check_episodes_fit(store: EpisodeStore, spec: dict) -> None:
 
 
 def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int = 8, device: str = "cpu",
-                        finetune_lr: float | None = None, impl: str = "auto", meta_reduction: str | None = None) -> dict:
+                        finetune_lr: float | None = None, impl: str = "auto", meta_reduction: str | None = None,
+                        progress: bool = False, curves_out: Path | None = None) -> dict:
     """Run the protocol on a `fit` checkpoint; returns eval.json's content (module doc).
     The meta-update reduces the L task losses as the checkpoint was trained (``mean`` for
-    checkpoints from before the option), unless ``meta_reduction`` says otherwise."""
+    checkpoints from before the option), unless ``meta_reduction`` says otherwise. ``progress``:
+    a bar on stderr over the episodes. ``curves_out``: also save the per-episode curves there
+    (torch.save of `episode_curves`), for paired comparisons between checkpoints."""
     if steps < 0 or batch_size < 1:
         raise FewtaskError("--steps must be >= 0 and --batch-size >= 1")
     dev = device_for(device)
@@ -91,8 +94,10 @@ def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch
     with EpisodeStore(Path(episodes)) as store:
         check_episodes_fit(store, record["model"])
         batches = (batch.to(dev) for batch in store.batches(batch_size))
-        summary, _ = evaluate(algo, params, sizes, buffers, batches, steps, impl)
+        summary, curves = evaluate(algo, params, sizes, buffers, batches, steps, impl, progress=progress, total=len(store))
         store_info, shape = store.info, store.shape.as_dict()
+    if curves_out is not None:
+        ckpt.save(Path(curves_out), curves)  # atomic torch.save
     ft_lrs = level_lrs(sizes, "gamma")
     return {
         "checkpoint": str(checkpoint),
@@ -122,9 +127,10 @@ def eval_command(
     impl: str = typer.Option("auto", help="auto (loop on CPU, vmap on GPU), vmap or loop: same numbers, different speed"),
     meta_reduction: str = typer.Option(None, help="override Eq. 2's reduction of the L task losses in the meta-update: "
                                                   "sum or mean (default: as trained; mean for checkpoints without it)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar over the episodes (stderr)"),
 ) -> None:
     """Accuracy vs finetuning steps (95% CI) with and without meta-finetuning; writes eval.json and eval.png."""
-    results = evaluate_checkpoint(checkpoint, episodes, steps, batch_size, device, finetune_lr, impl, meta_reduction)
+    results = evaluate_checkpoint(checkpoint, episodes, steps, batch_size, device, finetune_lr, impl, meta_reduction, progress)
     folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     folder.mkdir(parents=True, exist_ok=True)
     io.write_json(folder / "eval.json", results)
