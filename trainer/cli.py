@@ -12,7 +12,7 @@ app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL
 from trainer.commands.demo import demo_command  # noqa: E402
 from trainer.commands.eval import eval_command  # noqa: E402
 from trainer.commands.fit import fit_command  # noqa: E402
-from trainer.commands.navigation import navigation_maml_command  # noqa: E402
+from trainer.commands.navigation import navigation_command, navigation_maml_command  # noqa: E402
 from trainer.commands.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
 
 app.command("fit")(fit_command)
@@ -21,6 +21,7 @@ app.command("demo")(demo_command)
 app.command("sinusoid")(sinusoid_command)
 app.command("sinusoid-maml")(sinusoid_maml_command)
 app.command("navigation-maml")(navigation_maml_command)
+app.command("navigation")(navigation_command)
 
 
 def main() -> None:
