@@ -73,7 +73,7 @@ def test_navigation_maml_writes_results(tmp_path):
     assert set(report["returns"]) == {"maml", "pretrain", "random", "oracle"}
     assert len(report["returns"]["maml"]["mean"]) == 3 and report["training"]["maml"][0]["iterations"] == 2
     assert len(report["training"]["maml"][0]["learning_curve"]) == 2
-    assert (tmp_path / "returns_vs_steps.png").stat().st_size > 0
+    assert (tmp_path / "returns_vs_steps.png").stat().st_size > 0 and (tmp_path / "learning_curves.png").exists()
     # returns are minus distances: negative, at most horizon * sqrt(2) in size
     assert all(-6 * 1.5 < v < 0 for v in report["returns"]["random"]["mean"])
 

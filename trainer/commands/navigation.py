@@ -151,6 +151,14 @@ def learning_curve(folder: Path) -> list[float]:
     return [json.loads(line).get("returns_after") for line in lines]
 
 
+def learning_figure(path: Path, budgets: dict[str, list[dict]], title: str) -> None:
+    """Mean post-update training return per iteration (first seed of each trained method)."""
+    curves = {m: {"mean": b[0]["learning_curve"], "ci95": [0.0] * len(b[0]["learning_curve"])}
+              for m, b in budgets.items() if b and b[0].get("learning_curve")}  # fmt: skip
+    if curves:
+        plots.curve_figure(path, curves, title, "meta-iteration", "training return after adaptation")
+
+
 def run_navigation_maml(c: NavigationMamlConfig) -> None:
     c.check()
     methods = parse_list(c.methods, MAML_METHODS, "method")
@@ -203,6 +211,7 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
     io.write_json(out / "results.json", report)
     plots.curve_figure(out / "returns_vs_steps.png", results, "2D navigation, 40 test goals", "policy-gradient steps",
                        "mean return")  # fmt: skip
+    learning_figure(out / "learning_curves.png", budgets, "2D navigation: training")
     for m in methods:
         typer.echo(f"{m:>8}: " + " / ".join(f"{a:.1f}±{h:.1f}" for a, h in zip(results[m]["mean"], results[m]["ci95"]))
                    + f"   (published {' / '.join(str(v) for v in PUBLISHED[m])})")  # fmt: skip
@@ -328,6 +337,7 @@ def run_navigation(c: NavigationConfig) -> None:
     io.write_json(out / "results.json", report)
     plots.curve_figure(out / "returns_vs_steps.png", {m: r["with_meta_update"] for m, r in results.items()},
                        "held-out crop families, with meta-update", "policy-gradient steps on the goal task", "mean return")  # fmt: skip
+    learning_figure(out / "learning_curves.png", budgets, "crop families: training")
     crop = test[0].tolist()
     for method, paths in figures.items():
         trajectory_figure(out / f"trajectories_{method}.png", crop, meta_goals[0].tolist(), goal_goals[0, 0].tolist(), paths,
