@@ -13,7 +13,7 @@ from trainer.commands.continual import continual_oml_command  # noqa: E402
 from trainer.commands.demo import demo_command  # noqa: E402
 from trainer.commands.eval import eval_command  # noqa: E402
 from trainer.commands.fit import fit_command  # noqa: E402
-from trainer.commands.navigation import navigation_maml_command  # noqa: E402
+from trainer.commands.navigation import navigation_command, navigation_maml_command  # noqa: E402
 from trainer.commands.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
 
 app.command("fit")(fit_command)
@@ -23,6 +23,7 @@ app.command("sinusoid")(sinusoid_command)
 app.command("sinusoid-maml")(sinusoid_maml_command)
 app.command("navigation-maml")(navigation_maml_command)
 app.command("continual-oml")(continual_oml_command)
+app.command("navigation")(navigation_command)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`fewtask-data build omniglot-families | imagenet-families | unsupervised-families`.
+"""`fewtask-data build omniglot-families | imagenet-families | unsupervised-families | navigation-families`.
 
 Each command parses its options and calls its builder (``fewtask_data.build.*``),
 imported when the command runs, so `--help` and option errors need no image code.
@@ -160,3 +160,24 @@ def unsupervised_families_command(
             f"real label without avoidance; {'avoided (rate 0)' if c['avoid_collisions'] else 'not avoided'}"
         )
     typer.echo(f"note: {EVALUATION_NOTE}")
+
+
+def navigation_families_command(
+    out: Path = build_option("out"),
+    train_families: int = typer.Option(500, help="meta-training crop families"),
+    val_families: int = typer.Option(50, help="validation crop families"),
+    test_families: int = typer.Option(40, help="held-out test crop families"),
+    crop_size: str = typer.Option("0.25,0.75", help="LOW,HIGH: crop width and height ~ U[LOW, HIGH] as fractions of the square's side"),
+    seed: int = build_option("seed", help="seed of the crops (train/val/test from disjoint streams of it)"),
+) -> None:
+    """Write 2D navigation families (crops of MAML's goal square; tasks = goals inside; MALTML
+    section 4.2): a manifest with no shards, `inspect`-able, for `fewtask-train navigation --families DIR`."""
+    from fewtask_data.build.navigation import build_navigation_families
+
+    try:
+        low, high = (float(v) for v in crop_size.split(","))
+    except ValueError:
+        raise FewtaskError(f"--crop-size must be LOW,HIGH, got {crop_size!r}") from None
+    counts = {"train": train_families, "val": val_families, "test": test_families}
+    build_navigation_families(out, counts=counts, crop_size=(low, high), seed=seed)
+    typer.echo(f"wrote {train_families} train, {val_families} val and {test_families} test crop families to {out}")

@@ -134,3 +134,13 @@ def test_exact_estimator_matches_analytic_derivatives(name, run, objective):
 def test_biased_estimator_fails(name, run, objective):
     z = z_scores(estimated_derivatives(run, "fixed"), analytic_derivatives(objective))
     assert max(z[:2]) > 2 * Z_MAX, f"{name}: the biased estimator should miss, z-scores {z}"
+
+
+if __name__ == "__main__":  # the z-scores and values quoted in docs/navigation.md
+    for name, run, objective in CASES:
+        target = analytic_derivatives(objective)
+        print(f"{name}: analytic d1..d3 {[round(float(t), 4) for t in target]}")
+        for estimator in ("exact", "dice", "fixed"):
+            est = estimated_derivatives(run, estimator)
+            means = [f"{float(e.mean()):.4f} ± {float(e.std() / math.sqrt(e.numel())):.4f}" for e in est]
+            print(f"  {estimator:>5}: {means}  z {[round(z, 1) for z in z_scores(est, target)]}")

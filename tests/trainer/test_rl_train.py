@@ -73,7 +73,7 @@ def test_navigation_maml_writes_results(tmp_path):
     assert set(report["returns"]) == {"maml", "pretrain", "random", "oracle"}
     assert len(report["returns"]["maml"]["mean"]) == 3 and report["training"]["maml"][0]["iterations"] == 2
     assert len(report["training"]["maml"][0]["learning_curve"]) == 2
-    assert (tmp_path / "returns_vs_steps.png").stat().st_size > 0
+    assert (tmp_path / "returns_vs_steps.png").stat().st_size > 0 and (tmp_path / "learning_curves.png").exists()
     # returns are minus distances: negative, at most horizon * sqrt(2) in size
     assert all(-6 * 1.5 < v < 0 for v in report["returns"]["random"]["mean"])
 
@@ -93,3 +93,32 @@ def test_bad_input_is_a_user_error(tmp_path, args, message):
 def test_user_errors_print_one_line(tmp_path):
     r = cli("navigation-maml", "--out", str(tmp_path), "--horizon", "0")
     assert r.returncode == 2 and "error: horizon must be >= 1" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_navigation_on_crop_families_writes_results(tmp_path):
+    from fewtask_data.build.navigation import build_navigation_families
+
+    build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
+    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
+            "--tasks", "2", "--goal-tasks", "1", "--maml-tasks", "3", "--methods", "maltml,fo-maltml,maml", *TINY]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert report["test_families"] == 3 and set(report["returns"]) == {"maltml", "fo-maltml", "maml"}
+    m = report["returns"]["maltml"]
+    assert len(m["with_meta_update"]["mean"]) == 3
+    gain = [a - b for a, b in zip(m["with_meta_update"]["mean"], m["without_meta_update"]["mean"])]
+    assert gain == pytest.approx(m["meta_update_gain"]["mean"], abs=1e-6)
+    assert "maltml_minus_maml" in report["paired"]
+    assert (tmp_path / "run" / "trajectories_maltml.png").stat().st_size > 0
+
+
+def test_navigation_refuses_a_family_file_of_another_version(tmp_path):
+    from fewtask_data.build.navigation import build_navigation_families
+    from trainer.commands.navigation import NavigationConfig, run_navigation
+
+    build_navigation_families(tmp_path / "fam", counts={"train": 2, "val": 1, "test": 2})
+    path = tmp_path / "fam" / "manifest.json"
+    path.write_text(path.read_text().replace('"version": "1"', '"version": "7"'))
+    with pytest.raises(FewtaskError, match="version 7"):
+        run_navigation(NavigationConfig(out=tmp_path / "run", families=str(tmp_path / "fam"), iterations=0))

@@ -1,10 +1,16 @@
-"""`fewtask-train navigation-maml`: MAML's 2D navigation benchmark (Finn et al. 2017,
+"""`fewtask-train navigation-maml` and `navigation`.
+
+`navigation-maml`: MAML's 2D navigation benchmark (Finn et al. 2017,
 section 5.3), end to end: train MAML, a pretrained policy and an oracle with TRPO, then
 evaluate them and a random policy on fixed test goals after 0..3 policy-gradient steps.
 
 Defaults are the published settings: 20 trajectories per task, 20 tasks per meta-batch,
 inner step 0.1, horizon 100, one inner step, TRPO with max KL 0.01, 100 iterations, 40
 test goals. (maml_rl's own script uses inner step 0.5: see docs/navigation.md.)
+
+`navigation`: MALTML, FO-MALTML, MAML, pretrain and oracle on crop families
+(fewtask-data build navigation-families), evaluated on held-out crops with and without
+the meta-update.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from trainer.rl import dice
 from trainer.rl.env import GOAL_RANGE, PointEnv, check_horizon
 from trainer.rl.evaluate import finetune_returns
 from trainer.rl.loop import OPTIMIZERS, RLTrainConfig, train_policy
-from trainer.rl.methods import RLSettings, Sampler, direct, maml
+from trainer.rl.methods import RLSettings, Sampler, direct, maltml, maml, meta_update
 from trainer.rl.policy import GaussianMLP
 
 # The issue's published mean returns on 40 test goals after 0/1/2/3 policy-gradient steps.
@@ -145,6 +151,14 @@ def learning_curve(folder: Path) -> list[float]:
     return [json.loads(line).get("returns_after") for line in lines]
 
 
+def learning_figure(path: Path, budgets: dict[str, list[dict]], title: str) -> None:
+    """Mean post-update training return per iteration (first seed of each trained method)."""
+    curves = {m: {"mean": b[0]["learning_curve"], "ci95": [0.0] * len(b[0]["learning_curve"])}
+              for m, b in budgets.items() if b and b[0].get("learning_curve")}  # fmt: skip
+    if curves:
+        plots.curve_figure(path, curves, title, "meta-iteration", "training return after adaptation")
+
+
 def run_navigation_maml(c: NavigationMamlConfig) -> None:
     c.check()
     methods = parse_list(c.methods, MAML_METHODS, "method")
@@ -197,6 +211,7 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
     io.write_json(out / "results.json", report)
     plots.curve_figure(out / "returns_vs_steps.png", results, "2D navigation, 40 test goals", "policy-gradient steps",
                        "mean return")  # fmt: skip
+    learning_figure(out / "learning_curves.png", budgets, "2D navigation: training")
     for m in methods:
         typer.echo(f"{m:>8}: " + " / ".join(f"{a:.1f}±{h:.1f}" for a, h in zip(results[m]["mean"], results[m]["ci95"]))
                    + f"   (published {' / '.join(str(v) for v in PUBLISHED[m])})")  # fmt: skip
@@ -208,3 +223,135 @@ navigation_maml_command = typer_command(NavigationMamlConfig, run_navigation_mam
     Trains MAML, a pretrained policy and an oracle with TRPO, evaluates them and a
     random policy on fixed test goals after 0..3 policy-gradient steps (95% intervals
     over goals and seeds), and writes results.json and returns_vs_steps.png.""")
+
+
+# ---------------------------------------------------------------- `fewtask-train navigation`
+
+FAMILY_METHODS = ("maltml", "fo-maltml", "maml", "pretrain", "oracle")
+
+
+@dataclass(kw_only=True)
+class NavigationConfig(NavigationCommon):
+    """`fewtask-train navigation`'s options (MALTML on crop families, paper section 4.2)."""
+
+    out: Path = option(Path("runs/navigation"), "Output folder: one subfolder per method and seed, results.json, PNGs.")
+    families: str = option("", "Family-definition folder (fewtask-data build navigation-families); empty: build the "
+                               "default families into OUT/families.")  # fmt: skip
+    methods: str = option(",".join(FAMILY_METHODS), f"Comma-separated methods from: {', '.join(FAMILY_METHODS)}.")
+    batch_families: int = option(4, "Families per MALTML meta-batch (B).")
+    tasks: int = option(5, "Meta-finetuning tasks per family (L).", "--tasks", "-L")
+    goal_tasks: int = option(2, "Goal tasks per family (C), in training and evaluation.")
+    maml_tasks: int = option(20, "Tasks per meta-batch of maml/pretrain/oracle (one goal from each of as many training families).")
+    alpha: float = option(0.5, "Task step (MALTML's meta tasks; MAML's inner step).")
+    beta: float = option(0.1, "Meta step on the *sum* of the L task losses (Eq. 2).")
+    gamma: float = option(0.5, "Goal-task step (training and evaluation finetuning).")
+    test_families: int = option(0, "Held-out test families to evaluate (0: every one in the file).")
+
+
+def family_objective(method: str, c: NavigationConfig, crops: torch.Tensor):
+    """The training objective of ``method`` on families drawn from ``crops``."""
+    from fewtask_data.sources.navigation import goals_in
+
+    def pick(gen: torch.Generator, count: int) -> torch.Tensor:
+        return crops[torch.randint(len(crops), (count,), generator=gen)]
+
+    def objective(sampler, params, gen, graph):
+        if method in ("maltml", "fo-maltml"):
+            chosen = pick(gen, c.batch_families)
+            return maltml(sampler, params, goals_in(chosen, c.tasks, gen), goals_in(chosen, c.goal_tasks, gen), graph)
+        goals = goals_in(pick(gen, c.maml_tasks), 1, gen)[:, 0]
+        return (maml if method == "maml" else direct)(sampler, params, goals, graph)
+
+    return objective
+
+
+def run_navigation(c: NavigationConfig) -> None:
+    from fewtask_data.build.navigation import build_navigation_families
+    from fewtask_data.sources.navigation import goals_in, load_navigation_families
+    from trainer.rl.evaluate import family_returns
+    from trainer.rl.plots import trajectory_figure
+    from trainer.rl.rollout import rollout
+
+    c.check()
+    methods = parse_list(c.methods, FAMILY_METHODS, "method")
+    if min(c.batch_families, c.tasks, c.goal_tasks, c.maml_tasks) < 1 or c.test_families < 0:
+        raise FewtaskError("--batch-families, --tasks, --goal-tasks and --maml-tasks must be >= 1")
+    torch.set_num_threads(c.threads)
+    out = io.ensure_writable(c.out)
+    source = Path(c.families) if c.families else out / "families"
+    if not c.families:
+        build_navigation_families(source, counts={"train": 500, "val": 50, "test": 40})
+    crops = load_navigation_families(source)
+    test = crops["test"][: c.test_families or None]
+    if len(test) < 2:
+        raise FewtaskError("need at least 2 test families for an interval; build more with --test-families")
+    eval_gen = torch.Generator().manual_seed(c.eval_seed)
+    meta_goals, goal_goals = goals_in(test, c.tasks, eval_gen), goals_in(test, c.goal_tasks, eval_gen)
+    curves: dict[str, dict[str, list[torch.Tensor]]] = {m: {"with": [], "without": []} for m in methods}
+    budgets: dict[str, list[dict]] = {m: [] for m in methods}
+    figures = {}
+    for seed in c.seed_list:
+        for method in methods:
+            oracle = method == "oracle"
+            settings = RLSettings(trajectories=c.trajectories, alpha=c.alpha, beta=c.beta, gamma=c.gamma,
+                                  estimator=c.estimator, first_order=method == "fo-maltml")  # fmt: skip
+            policy = GaussianMLP(4 if oracle else 2, 2, c.hidden_sizes)
+            theta = policy.init(torch.Generator().manual_seed(seed))
+            make_env = env_maker(c.horizon, oracle)
+            folder = out / method / f"seed-{seed}"
+            config = c.train_config(folder, seed)
+            params, budget = _trained(folder, theta, config, method, c.eval_only, lambda: train_policy(
+                theta, family_objective(method, c, crops["train"]), lambda gen: Sampler(make_env, policy, settings, gen),
+                config, method, _progress(f"{method} seed {seed}")))  # fmt: skip
+            budget["learning_curve"] = learning_curve(folder)
+            budgets[method].append({"seed": seed, **budget})
+            for protocol in ("with", "without"):
+                sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed + seed))
+                curves[method][protocol].append(
+                    family_returns(sampler, params, meta_goals, goal_goals, c.gamma, c.eval_steps, protocol == "with"))
+            if seed == c.seed_list[0] and method in ("maltml", "maml"):
+                sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed))
+                tuned, _ = meta_update(sampler, {k: v.detach().requires_grad_() for k, v in params.items()}, meta_goals[:1], True, [])
+                goal = goal_goals[:1, :1]
+                paths = {}
+                for label, p in (("before meta-update", params), ("after meta-update", {k: v.detach() for k, v in tuned.items()})):
+                    traj = rollout(make_env(goal, 3), policy, policy.broadcast(p, (1, 1)), torch.Generator().manual_seed(0))
+                    paths[label] = [[xy for xy, m in zip(t.tolist(), mask.tolist()) if m] for t, mask in
+                                    zip(traj.obs[0, 0, ..., :2], traj.mask[0, 0])]  # fmt: skip
+                figures[method] = paths
+            typer.echo(f"{method} seed {seed}: return with / without meta-update after 0..{c.eval_steps} steps: "
+                       + " / ".join(f"{v:.1f}" for v in curves[method]["with"][-1].mean(0).tolist()) + " | "
+                       + " / ".join(f"{v:.1f}" for v in curves[method]["without"][-1].mean(0).tolist()))  # fmt: skip
+    pooled = {m: {p: torch.cat(v) for p, v in pc.items()} for m, pc in curves.items()}
+    results = {m: {"with_meta_update": summarize(pc["with"]), "without_meta_update": summarize(pc["without"]),
+                   "meta_update_gain": paired(pc["with"], pc["without"])} for m, pc in pooled.items()}  # fmt: skip
+    comparisons = {f"{a}_minus_{b}": {p: paired(pooled[a][p], pooled[b][p]) for p in ("with", "without")}
+                   for a, b in (("maltml", "maml"), ("fo-maltml", "maml"), ("maltml", "pretrain"), ("maltml", "fo-maltml"))
+                   if a in pooled and b in pooled}  # fmt: skip
+    report = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(c).items()},
+        "families": str(source), "test_families": len(test), "steps": list(range(c.eval_steps + 1)),
+        "returns": results, "paired": comparisons, "training": budgets,
+        "interval": "95% normal interval over test families x seeds; paired: same families, goals and seeds",
+    }  # fmt: skip
+    io.write_json(out / "results.json", report)
+    plots.curve_figure(out / "returns_vs_steps.png", {m: r["with_meta_update"] for m, r in results.items()},
+                       "held-out crop families, with meta-update", "policy-gradient steps on the goal task", "mean return")  # fmt: skip
+    learning_figure(out / "learning_curves.png", budgets, "crop families: training")
+    crop = test[0].tolist()
+    for method, paths in figures.items():
+        trajectory_figure(out / f"trajectories_{method}.png", crop, meta_goals[0].tolist(), goal_goals[0, 0].tolist(), paths,
+                          f"{method}: a held-out crop, paths before/after the meta-update")  # fmt: skip
+    for m in methods:
+        r = results[m]
+        typer.echo(f"{m:>9}: with " + " / ".join(f"{a:.1f}±{h:.1f}" for a, h in zip(r["with_meta_update"]["mean"], r["with_meta_update"]["ci95"]))
+                   + "  without " + " / ".join(f"{a:.1f}" for a in r["without_meta_update"]["mean"]))  # fmt: skip
+    typer.echo(f"wrote {out / 'results.json'}")
+
+
+navigation_command = typer_command(NavigationConfig, run_navigation, """MALTML on 2D navigation crop families (paper section 4.2).
+
+    Trains MALTML, FO-MALTML, MAML, pretrain and an oracle on the training crops,
+    evaluates on held-out crops after the meta-update (V_beta on L tasks of the
+    family) and 0..3 goal steps, with and without the meta-update, with paired 95%
+    intervals; writes results.json, returns_vs_steps.png and trajectory plots.""")

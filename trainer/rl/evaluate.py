@@ -31,12 +31,16 @@ def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: 
 
 
 def family_returns(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: float,
-                   steps: int, meta: bool) -> torch.Tensor:  # fmt: skip
+                   steps: int, meta: bool, chunk: int = 10) -> torch.Tensor:  # fmt: skip
     """Per family [F], the mean over its goal tasks of `finetune_returns` after (``meta``)
-    or without the meta-update V_beta on the family's L tasks ``meta_goals`` [F, L, 2]."""
-    if meta:
-        params, _ = meta_update(sampler, _leaves(theta), meta_goals, True, [])
-        params = {k: v.detach() for k, v in params.items()}
-    else:
+    or without the meta-update V_beta on the family's L tasks ``meta_goals`` [F, L, 2];
+    ``chunk`` families at a time (the meta-update keeps a second-order graph)."""
+    parts = []
+    for start in range(0, meta_goals.shape[0], chunk):
+        meta_part, goal_part = meta_goals[start : start + chunk], goal_goals[start : start + chunk]
         params = theta
-    return finetune_returns(sampler, params, goal_goals, lr, steps).mean(-2)
+        if meta:
+            params, _ = meta_update(sampler, _leaves(theta), meta_part, True, [])
+            params = {k: v.detach() for k, v in params.items()}
+        parts.append(finetune_returns(sampler, params, goal_part, lr, steps).mean(-2))
+    return torch.cat(parts)
