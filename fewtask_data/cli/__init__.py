@@ -22,6 +22,7 @@ build_app.command("imagenet-families")(build.imagenet_families_command)
 app.add_typer(manifests_app, name="manifests")
 build_app.command("omniglot-families")(build.omniglot_families_command)
 build_app.command("unsupervised-families")(build.unsupervised_families_command)
+build_app.command("continual-sine-families")(build.continual_sine_families_command)
 
 
 def main() -> None:

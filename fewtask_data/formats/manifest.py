@@ -368,6 +368,10 @@ def summary(manifest: Manifest, name_unreached: bool = False) -> str:
         if name_unreached and unreached:
             named.append(f"unreached in {split} ({len(unreached)} of {len(classes)} classes, in no family):")
             named += [f"  {c}  {manifest.class_meta(c).get('lemma', '')}".rstrip() for c in unreached]
+    if manifest.params.get("procedural"):  # e.g. continual sine families: a family is a parameter, shown here
+        for split in manifest.splits:
+            metas = [json.dumps(f["meta"], sort_keys=True) for f in manifest.families(split)]
+            lines.append(f"{split:<12}family params: {', '.join(metas[:12])}{' ...' if len(metas) > 12 else ''}")
     if any(manifest.unreached_classes(s) is None for s in manifest.splits):
         lines.append(
             "note      this manifest does not record each split's whole class list (built before fewtask recorded it), "
