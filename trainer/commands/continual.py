@@ -71,6 +71,7 @@ class ContinualTraining:
     seed: int = option(0, "Seed for initialization and training batches.")
     resume: bool = option(False, "Continue from checkpoints in --out (exactly).")
     threads: int = option(1, "torch intra-op threads.")
+    device: str = option("cpu", "Device to train and evaluate on (cpu, cuda, cuda:1, ...).")
     progress: bool = option(True, "Show progress bars.")
 
     def grid(self) -> list[float]:
@@ -92,10 +93,20 @@ class ContinualTraining:
             raise FewtaskError("need --problems >= 1, --eval-problems >= 2 and --val-problems >= 1")
         if self.threads < 1:
             raise FewtaskError(f"--threads must be >= 1, got {self.threads}")
+        try:
+            device = torch.device(self.device)
+        except RuntimeError:
+            raise FewtaskError(f"--device {self.device!r} is not a torch device; use cpu or cuda") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise FewtaskError("--device cuda but no CUDA device is available; use --device cpu")
 
     def net(self, spec: ContinualSpec):
         seed_everything(self.seed)
-        return build_net(spec.in_features, self.arch, self.width or None)
+        return build_net(spec.in_features, self.arch, self.width or None).to(self.device)
+
+    def on_device(self, make_batches):
+        """``make_batches(start)`` with every batch moved to --device (sampled on the CPU)."""
+        return lambda start: (b.to(self.device) for b in make_batches(start))
 
 
 @dataclass(kw_only=True)
@@ -134,7 +145,8 @@ def eval_sets(c: ContinualTraining, spec: ContinualSpec, pool: torch.Tensor, fre
     def problems(seed: int, count: int):
         freq = None if frequency is None else [frequency] * count
         batch = sample_problems(torch.Generator().manual_seed(seed + offset), pool, count, spec, freq)
-        return batch, evaluation.test_points(batch, spec, c.test_points, seed + offset + TEST_SEED)
+        x, y = evaluation.test_points(batch, spec, c.test_points, seed + offset + TEST_SEED)
+        return batch.to(c.device), (x.to(c.device), y.to(c.device))
 
     return (*problems(EVAL_SEED, c.eval_problems), *problems(VAL_SEED, c.val_problems))
 
@@ -143,7 +155,7 @@ def train_to(c: ContinualTraining, method: str, model, algo, batches, steps: int
     """Train (or resume) ``method`` to ``steps``; returns the training summary."""
     config = TrainConfig(steps=steps, out=c.out / method, lr=lr, seed=c.seed, log_every=10, checkpoint_every=50,
                          resume=True, progress=c.progress, max_seconds=c.max_seconds)  # fmt: skip
-    result = train(model, algo, batches, config)
+    result = train(model, algo, c.on_device(batches), config)
     with torch.no_grad():
         for k, p in model.named_parameters():
             p.copy_(result.params[k])
@@ -255,7 +267,7 @@ def family_evaluation(c: ContinualFamiliesConfig, algo: MALTMLContinual, params,
     for j, w in enumerate(freqs):
         sets = eval_sets(c, spec, pool, w, offset=1_000 * (j + 1))
         gen = torch.Generator().manual_seed(EVAL_SEED - 1 - j)
-        meta = sample_problems(gen, pool, c.meta_problems, spec, [w] * c.meta_problems) if c.meta_problems else None
+        meta = sample_problems(gen, pool, c.meta_problems, spec, [w] * c.meta_problems).to(c.device) if c.meta_problems else None
         with torch.no_grad():
             tuned = algo.adapted(params, meta.tensors(), outer=False) if meta is not None else params
         per_family.append({"without_meta_finetuning": (params, sets), "with_meta_finetuning": (tuned, sets)})
