@@ -11,7 +11,7 @@ the paper's step count still reports where it is on its learning curve.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +118,7 @@ class ContinualOMLConfig(ContinualTraining, ContinualProblems):
     curve: str = option("500,1000,2000", "Meta-training steps at which every method is evaluated (the last is the total).")
     pretrain_steps: int = option(2000, "i.i.d. regression steps of the pretraining baseline.")
     pretrain_lr: float = option(1e-3, "Adam learning rate of the pretraining baseline.")
+    pretrain_points: int = option(32, "Pretraining: i.i.d. points per function of each problem per step.")
     max_seconds: float = option(0.0, "Stop each method's training after this many seconds (0: no limit); the curve stops there.")
 
     def stages(self) -> list[int]:
@@ -190,15 +191,18 @@ def continual_oml(c: ContinualOMLConfig) -> dict:
         if method == "scratch":
             params = {k: v.detach() for k, v in model.named_parameters()}
             results["methods"][method], mses[method] = evaluate_method(params, depth, [0], grid, sets)
+            io.write_json(out / "results.json", {**results, "curves": curves})
             continue
         if method == "pretrain":
             algo = IIDRegression(model)
-            batches = lambda start: problem_batches(c.seed, train_pool, c.problems, spec, start)  # noqa: E731
+            iid = dataclasses.replace(spec, rand_points=c.pretrain_points)
+            batches = lambda start: problem_batches(c.seed, train_pool, c.problems, iid, start)  # noqa: E731
             summary = train_to(c, method, model, algo, batches, c.pretrain_steps, c.pretrain_lr)
             params = {k: v.detach() for k, v in model.named_parameters()}
             splits = sorted({0, *range(2, depth, 2), depth - 1})
             results["methods"][method], mses[method] = evaluate_method(params, depth, splits, grid, sets)
             results["methods"][method]["training"] = summary
+            io.write_json(out / "results.json", {**results, "curves": curves})
             continue
         pool = train_pool if method == "oml" else eval_pool  # the oracle meta-trains on the evaluation pool
         algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
