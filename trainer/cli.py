@@ -9,7 +9,7 @@ from fewtask_data.cli.common import make_app, run
 
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 
-from trainer.commands.continual import continual_oml_command  # noqa: E402
+from trainer.commands.continual import continual_command, continual_oml_command  # noqa: E402
 from trainer.commands.demo import demo_command  # noqa: E402
 from trainer.commands.eval import eval_command  # noqa: E402
 from trainer.commands.fit import fit_command  # noqa: E402
@@ -24,6 +24,7 @@ app.command("sinusoid-maml")(sinusoid_maml_command)
 app.command("navigation-maml")(navigation_maml_command)
 app.command("continual-oml")(continual_oml_command)
 app.command("navigation")(navigation_command)
+app.command("continual")(continual_command)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ app.add_typer(manifests_app, name="manifests")
 build_app.command("omniglot-families")(build.omniglot_families_command)
 build_app.command("unsupervised-families")(build.unsupervised_families_command)
 build_app.command("navigation-families")(build.navigation_families_command)
+build_app.command("continual-sine-families")(build.continual_sine_families_command)
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from fewtask_data.cli.common import BuildProgress, echo_build_report
-from fewtask_data.cli.options import build_option, parse_fractions, parse_range
+from fewtask_data.cli.options import build_option, parse_float_pair, parse_fractions, parse_range
 from fewtask_data.errors import FewtaskError
 from fewtask_data.sources.omniglot import DEFAULT_SETS
 
@@ -174,10 +174,32 @@ def navigation_families_command(
     section 4.2): a manifest with no shards, `inspect`-able, for `fewtask-train navigation --families DIR`."""
     from fewtask_data.build.navigation import build_navigation_families
 
-    try:
-        low, high = (float(v) for v in crop_size.split(","))
-    except ValueError:
-        raise FewtaskError(f"--crop-size must be LOW,HIGH, got {crop_size!r}") from None
+    low, high = parse_float_pair(crop_size, "--crop-size")
     counts = {"train": train_families, "val": val_families, "test": test_families}
     build_navigation_families(out, counts=counts, crop_size=(low, high), seed=seed)
     typer.echo(f"wrote {train_families} train, {val_families} val and {test_families} test crop families to {out}")
+
+
+def continual_sine_families_command(
+    out: Path = build_option("out"),
+    families: int = typer.Option(20, help="frequency families in all (each one w)"),
+    test_families: int = typer.Option(5, help="of them, held out for evaluation (on the evaluation function pool)"),
+    frequency_range: str = typer.Option("0.5,2.0", help="LOW,HIGH: family frequencies w ~ U[LOW, HIGH]"),
+    functions: int = typer.Option(10, help="functions per continual problem"),
+    steps_per_function: int = typer.Option(40, help="online mini-batches per function"),
+    batch: int = typer.Option(8, help="points per mini-batch"),
+    rand_points: int = typer.Option(8, help="per function: points of the meta-loss's random batch"),
+    train_pool: int = typer.Option(400, help="meta-training function pool size"),
+    eval_pool: int = typer.Option(500, help="evaluation function pool size (disjoint)"),
+    seed: int = build_option("seed", help="seed of the function pools and the family frequencies"),
+) -> None:
+    """Write continual sine family definitions (incremental sine problems, one frequency per
+    family; MALTML section 4.2): a manifest with no shards, `inspect`-able, for
+    `fewtask-train continual --families DIR`."""
+    from fewtask_data.build.continual_sines import build_continual_families
+    from fewtask_data.sources.continual_sines import ContinualSpec
+
+    low, high = parse_float_pair(frequency_range, "--frequency-range")
+    spec = ContinualSpec(functions, steps_per_function, batch, rand_points, train_pool=train_pool, eval_pool=eval_pool)
+    build_continual_families(out, families=families, test_families=test_families, frequency_range=(low, high), seed=seed, spec=spec)
+    typer.echo(f"wrote {families - test_families} train and {test_families} test frequency families to {out}")

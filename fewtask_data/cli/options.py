@@ -63,6 +63,15 @@ def parse_range(text: str, what: str) -> tuple[int, int]:
     return lo, hi
 
 
+def parse_float_pair(text: str, option: str) -> tuple[float, float]:
+    """'0.25,0.75' -> (0.25, 0.75): an option's LOW,HIGH pair (the builder checks the bounds)."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise FewtaskError(f"{option} must be LOW,HIGH, e.g. 0.5,2.0; got {text!r}") from None
+    return low, high
+
+
 def parse_fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))

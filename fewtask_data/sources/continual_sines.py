@@ -25,6 +25,7 @@ from fewtask_data.errors import FewtaskError
 from fewtask_data.sources.sinusoid import step_generator
 
 POOLS = {"train": 0, "eval": 1}  # pool name -> its stream offset in the seed
+BUILDER, BUILDER_VERSION = "continual-sine-families", "1"  # family definitions (fewtask_data/build/continual_sines.py)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,9 @@ class ContinualBatch:
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.traj_x, self.traj_y, self.rand_x, self.rand_y
+
+    def to(self, device: torch.device | str) -> "ContinualBatch":
+        return ContinualBatch(*(t.to(device) for t in (*self.tensors(), self.functions)))
 
     def rows(self, lo: int, hi: int) -> "ContinualBatch":
         return ContinualBatch(*(t[lo:hi] for t in (*self.tensors(), self.functions)))
@@ -167,6 +171,9 @@ class ContinualFamilies:
     def __len__(self) -> int:
         return self.frequencies.shape[0]
 
+    def to(self, device: torch.device | str) -> "ContinualFamilies":
+        return ContinualFamilies(self.meta.to(device), self.goal.to(device), self.frequencies)
+
 
 def sample_families(
     gen: torch.Generator, pool: torch.Tensor, frequencies: torch.Tensor, meta_problems: int, goal_problems: int,
@@ -198,3 +205,40 @@ def family_batches(
         chosen = table[torch.randint(len(table), (families,), generator=gen)]
         yield sample_families(gen, pool, chosen, meta_problems, goal_problems, spec)
         step += 1
+
+
+@dataclass
+class FamilyDefinitions:
+    """A continual-sine-families build, read back: per split its function pool [n, 2]
+    (amplitude, phase) and its families' frequencies, and the problem settings."""
+
+    spec: ContinualSpec
+    pools: dict[str, torch.Tensor]
+    frequencies: dict[str, list[float]]
+    build_id: str
+
+
+def load_family_definitions(source) -> FamilyDefinitions:
+    """Read the family definitions that `fewtask-data build continual-sine-families` wrote
+    (a folder or its manifest.json); another builder or version is a one-line error."""
+    from fewtask_data.formats.manifest import load_manifest
+
+    m = load_manifest(source)
+    if m.builder != BUILDER:
+        raise FewtaskError(f"{source} holds {m.builder} families, not {BUILDER}; build them with `fewtask-data build {BUILDER}`")
+    version = m.data["builder"]["version"]
+    if version != BUILDER_VERSION:
+        raise FewtaskError(
+            f"{source} was written by {BUILDER} version {version}; this fewtask reads version {BUILDER_VERSION}; "
+            f"rebuild it with `fewtask-data build {BUILDER}`"
+        )
+    p = m.params
+    spec = ContinualSpec(p["functions"], p["steps_per_function"], p["batch"], p["rand_points"],
+                         tuple(p["amplitude"]), tuple(p["phase"]), tuple(p["z_range"]),
+                         len(m.split_classes("train")), len(m.split_classes("test")))  # fmt: skip
+    pools, freqs = {}, {}
+    for split in m.splits:
+        pools[split] = torch.tensor([[m.class_meta(c)["amplitude"], m.class_meta(c)["phase"]] for c in m.recorded_classes(split)],
+                                    dtype=torch.float64)  # fmt: skip
+        freqs[split] = [f["meta"]["frequency"] for f in m.families(split)]
+    return FamilyDefinitions(spec, pools, freqs, m.build_id)

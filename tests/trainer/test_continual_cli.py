@@ -89,3 +89,23 @@ def test_bad_input_is_one_line_error(tmp_path, args, message):
 def test_bad_settings_raise_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(FewtaskError, match=message):
         continual_oml(ContinualOMLConfig(out=tmp_path, **kwargs))
+
+
+def test_continual_families_compares_maltml_and_oml_with_and_without_meta_finetuning(tmp_path):
+    from fewtask_data.build.continual_sines import build_continual_families
+
+    build_continual_families(tmp_path / "fams", families=4, test_families=2,
+                             spec=ContinualSpec(functions=2, steps_per_function=2, batch=3, train_pool=20, eval_pool=20))  # fmt: skip
+    args = ["continual", "--families", str(tmp_path / "fams"), "--out", str(tmp_path / "run"), "--steps", "2", "--width", "8",
+            "--eval-problems", "3", "--val-problems", "1", "--test-points", "10", "--lr-grid", "0.01,0.1", "--no-progress"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(report["methods"]) == {"maltml", "oml"} and len(report["test_frequencies"]) == 2
+    for m in ("maltml", "oml"):
+        e = report["methods"][m]
+        assert e["with_meta_finetuning"]["problems"] == 6 and len(e["without_meta_finetuning"]["per_function"]["mean"]) == 2
+        gain = e["meta_finetuning_gain"]["mean"]
+        assert gain == pytest.approx(e["with_meta_finetuning"]["mean"] - e["without_meta_finetuning"]["mean"], rel=1e-5)
+    assert set(report["maltml_minus_oml"]) == {"with_meta_finetuning", "without_meta_finetuning"}
+    assert (tmp_path / "run" / "per_function.png").read_bytes()[:4] == b"\x89PNG"

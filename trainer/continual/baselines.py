@@ -2,7 +2,7 @@
 
 - scratch: a freshly initialized network learns every layer online (split 0).
 - pretraining: the network is trained by plain i.i.d. regression on the meta-training
-  functions (every point of a batch of problems, order irrelevant), then evaluated with
+  functions (fresh points of every function of a batch of problems), then evaluated with
   its first ``split`` layers frozen, the split (and the inner step) chosen on validation
   problems ("best split").
 - oracle: OML meta-trained on the evaluation pool itself (same command, other pool).
@@ -22,8 +22,10 @@ from trainer.continual.net import ContinualNet, Params, run_layers
 
 @dataclass
 class IIDRegression:
-    """Pretraining for the training loop: the MSE of the whole network on every point of
-    the batch's problems (trajectory and random batch), one Adam step per batch."""
+    """Pretraining for the training loop: the MSE of the whole network on the batch's
+    random points (i.i.d. points of all the problems' functions; ``--pretrain-points`` per
+    function), one Adam step per batch. The trajectories are not used: same distribution,
+    ten times the points, no order to exploit."""
 
     learn_step_sizes: ClassVar[bool] = False
     trains_meta_step: ClassVar[bool] = False
@@ -36,9 +38,7 @@ class IIDRegression:
         return {}
 
     def objective(self, params: Params, batch) -> torch.Tensor:
-        d = batch.traj_x.shape[-1]
-        x = torch.cat([batch.traj_x.reshape(-1, d), batch.rand_x.reshape(-1, d)])
-        y = torch.cat([batch.traj_y.reshape(-1, 1), batch.rand_y.reshape(-1, 1)])
+        x, y = batch.rand_x.reshape(-1, batch.rand_x.shape[-1]), batch.rand_y.reshape(-1, 1)
         depth = self.model.depth
         return F.mse_loss(run_layers(params, x, 0, depth, depth), y)
 

@@ -61,6 +61,7 @@ def bootstrap(values: torch.Tensor, reps: int = 2000, seed: int = 0) -> list[flo
 
 def summarize(mse: torch.Tensor) -> dict:
     """Per-function and overall mean MSE with bootstrap intervals, from [P, F]."""
+    mse = mse.cpu()
     per_problem = mse.mean(1)
     return {
         "problems": mse.shape[0],
@@ -72,5 +73,5 @@ def summarize(mse: torch.Tensor) -> dict:
 
 def paired_gain(a: torch.Tensor, b: torch.Tensor) -> dict:
     """Mean of a - b per problem (same problems) with its bootstrap interval."""
-    d = a.mean(1) - b.mean(1)
+    d = a.cpu().mean(1) - b.cpu().mean(1)
     return {"mean": float(d.mean()), "ci95": bootstrap(d)}
