@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import typer
 
+from fewtask_data.errors import FewtaskError
+
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *decls: str, cli_type: type | None = None) -> Any:
     """A dataclass field that is also an option: ``default`` (none: required), ``help``,
@@ -54,3 +56,23 @@ def typer_command(config: type, run: Callable[[Any], None], doc: str) -> Callabl
     command.__annotations__ = annotations
     command.__doc__ = doc
     return command
+
+
+def parse_names(text: str, allowed: tuple[str, ...], what: str = "method") -> list[str]:
+    """A comma-separated choice such as ``--methods maml,pretrain``, each from ``allowed``."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in allowed]
+    if bad or not names:
+        raise FewtaskError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+    return names
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    """A comma-separated list of non-negative integers such as ``--seeds 0,1,2``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise FewtaskError(f"{option} must be non-negative integers separated by commas, got {text!r}")
+    return values

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, Sequence
 
 from fewtask_data import FewtaskError
+from trainer.options import parse_ints
 
 
 @lru_cache(maxsize=None)
@@ -96,12 +97,11 @@ def paired_at(seeds: Sequence[int], per_seed: Sequence[dict], step: int) -> dict
 
 def parse_seeds(text: str) -> list[int]:
     """``"0,1,2"`` -> [0, 1, 2]; a one-line error for anything else."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
-        seeds = [int(p) for p in parts]
-    except ValueError:
+        seeds = parse_ints(text, "--seeds")
+    except FewtaskError:
         seeds = []
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+    if not seeds or len(set(seeds)) != len(seeds):
         raise FewtaskError(f"--seeds must be distinct non-negative integers separated by commas, got {text!r}; "
                            "e.g. --seeds 0,1,2")  # fmt: skip
     return seeds

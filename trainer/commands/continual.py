@@ -29,7 +29,7 @@ from trainer.continual.baselines import IIDRegression
 from trainer.continual.net import ARCHES, build_net
 from trainer.continual.oml import OML, MALTMLContinual
 from trainer.loop import TrainConfig, train
-from trainer.options import option, typer_command
+from trainer.options import option, parse_names, typer_command
 
 METHODS = ("oml", "oracle", "pretrain", "scratch")
 PUBLISHED = {"pretrain": 1.45, "sr-nn": 0.86, "oml": 0.35, "oracle": 0.07}  # read off the OML repository's plot
@@ -131,12 +131,6 @@ class ContinualOMLConfig(ContinualTraining, ContinualProblems):
         return values
 
 
-def parse_methods(text: str, known: tuple[str, ...]) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in names if m not in known]
-    if bad or not names:
-        raise FewtaskError(f"unknown method {', '.join(bad) or repr(text)}; choose from {', '.join(known)}")
-    return names
 
 
 def eval_sets(c: ContinualTraining, spec: ContinualSpec, pool: torch.Tensor, frequency: float | None = None, offset: int = 0):
@@ -173,7 +167,7 @@ def evaluate_method(params, depth: int, splits: list[int], grid: list[float], se
 def continual_oml(c: ContinualOMLConfig) -> dict:
     c.check()
     c.spec()
-    methods = parse_methods(c.methods, METHODS)
+    methods = parse_names(c.methods, METHODS)
     stages, spec, grid = c.stages(), c.spec(), c.grid()
     torch.set_num_threads(c.threads)
     out = io.ensure_writable(c.out)
@@ -291,7 +285,7 @@ def family_evaluation(c: ContinualFamiliesConfig, algo: MALTMLContinual, params,
 
 def continual_families(c: ContinualFamiliesConfig) -> dict:
     c.check()
-    methods = parse_methods(c.methods, FAMILY_METHODS)
+    methods = parse_names(c.methods, FAMILY_METHODS)
     defs = load_family_definitions(c.families)
     spec, grid = defs.spec, c.grid()
     if c.steps < 0 or c.families_per_step < 1 or c.meta_problems < 0 or c.goal_problems < 1:

@@ -26,7 +26,8 @@ import typer
 from fewtask_data import FewtaskError, io
 from trainer import plots
 from trainer.evaluate import paired, summarize
-from trainer.options import option, typer_command
+from trainer.options import option, parse_ints, parse_names, typer_command
+from trainer.seeds import parse_seeds
 from trainer.rl import dice
 from trainer.rl.env import GOAL_RANGE, PointEnv, check_horizon
 from trainer.rl.evaluate import finetune_returns
@@ -44,22 +45,8 @@ PUBLISHED = {
 MAML_METHODS = ("maml", "pretrain", "random", "oracle")
 
 
-def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in names if m not in allowed]
-    if bad or not names:
-        raise FewtaskError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
-    return names
 
 
-def parse_ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise FewtaskError(f"{what} must be comma-separated integers, got {text!r}") from None
-    if not values or any(v < 0 for v in values):
-        raise FewtaskError(f"{what} must be non-negative integers, got {text!r}")
-    return values
 
 
 @dataclass(kw_only=True)
@@ -90,7 +77,7 @@ class NavigationCommon:
             raise FewtaskError("--trajectories and --threads must be >= 1, --iterations and --eval-steps >= 0")
         if self.estimator not in dice.ESTIMATORS:
             raise FewtaskError(f"unknown estimator {self.estimator!r}; choose from {', '.join(dice.ESTIMATORS)}")
-        self.seed_list = parse_ints(self.seeds, "--seeds")
+        self.seed_list = parse_seeds(self.seeds)
         self.hidden_sizes = tuple(parse_ints(self.hidden, "--hidden"))
         RLTrainConfig(0, Path("."), optimizer=self.optimizer, max_kl=self.max_kl, lr=self.lr)  # validates them
 
@@ -161,7 +148,7 @@ def learning_figure(path: Path, budgets: dict[str, list[dict]], title: str) -> N
 
 def run_navigation_maml(c: NavigationMamlConfig) -> None:
     c.check()
-    methods = parse_list(c.methods, MAML_METHODS, "method")
+    methods = parse_names(c.methods, MAML_METHODS)
     if c.tasks < 1 or c.test_goals < 2:
         raise FewtaskError("--tasks must be >= 1 and --test-goals >= 2 (for an interval)")
     torch.set_num_threads(c.threads)
@@ -273,7 +260,7 @@ def run_navigation(c: NavigationConfig) -> None:
     from trainer.rl.rollout import rollout
 
     c.check()
-    methods = parse_list(c.methods, FAMILY_METHODS, "method")
+    methods = parse_names(c.methods, FAMILY_METHODS)
     if min(c.batch_families, c.tasks, c.goal_tasks, c.maml_tasks) < 1 or c.test_families < 0:
         raise FewtaskError("--batch-families, --tasks, --goal-tasks and --maml-tasks must be >= 1")
     torch.set_num_threads(c.threads)

@@ -29,7 +29,7 @@ from trainer.evaluate import PROTOCOLS, episode_curves, evaluate, paired, predic
 from trainer.functional import REDUCTIONS
 from trainer.loop import TrainConfig, train
 from trainer.models import build_model, finn_init_, signature
-from trainer.options import option, typer_command
+from trainer.options import option, parse_names, typer_command
 from trainer.seeds import parse_seeds
 from trainer.step_sizes import mean_step_sizes
 
@@ -103,12 +103,6 @@ class SinusoidConfig:
         return EpisodeShape(1, self.shots, self.queries, self.val if val is None else val, self.tasks, self.goal_tasks)
 
 
-def parse_methods(text: str) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in names if m not in METHODS]
-    if bad or not names:
-        raise FewtaskError(f"unknown algorithm {', '.join(bad) or repr(text)}; choose from {', '.join(METHODS)}")
-    return names
 
 
 def train_method(method: str, s: SinusoidConfig, spec: sinusoid.SinusoidSpec):
@@ -212,7 +206,7 @@ def run_sinusoid(s: SinusoidConfig) -> None:
     if s.quick:
         algorithms = "maltml,maml" if s.algorithms == DEFAULT_METHODS else s.algorithms
         s = replace(s, steps=min(s.steps, 1500), eval_families=min(s.eval_families, 200), algorithms=algorithms)
-    methods = parse_methods(s.algorithms)
+    methods = parse_names(s.algorithms, METHODS, "algorithm")
     seeds = parse_seeds(s.seeds) if s.seeds.strip() else [s.seed]
     _check_common(s.steps, s.eval_families, s.threads)
     if s.impl not in ("vmap", "loop"):
