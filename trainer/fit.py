@@ -33,7 +33,7 @@ from trainer.algorithms import ALGORITHMS, algorithm_class, make_algorithm, reso
 from trainer.checkpoint import seed_everything
 from trainer.loop import TrainConfig, train
 from trainer.models import build_from_spec, image_geometry, model_spec
-from trainer.options import option
+from trainer.options import option, run_option, shape_option
 from trainer.pretrain_vision import flat_batch_source
 
 CONFIG_NAME = "config.json"
@@ -45,14 +45,15 @@ class TrainSettings:
     after --data, --out and --algo, shared by the demo (`DemoConfig`)."""
 
     split: str = option("train", "split whose families train the model")
-    ways: int = option(5, "N: classes per task")
-    shots: int = option(1, "K: support images per class")
-    queries: int = option(5, "Q: query images per class (meta-finetuning tasks)")
-    val: int = option(5, "V: validation images per class (goal tasks)")
-    meta_tasks: int = option(5, "L: meta-finetuning tasks per family")
-    goal_tasks: int = option(1, "C: goal tasks per family")
+    # The episode shape: the options of `fewtask-data episodes`, with fit's defaults.
+    ways: int = shape_option("ways")
+    shots: int = shape_option("shots")
+    queries: int = shape_option("queries")
+    val: int = shape_option("val", 5)
+    meta_tasks: int = shape_option("meta_tasks", 5)
+    goal_tasks: int = shape_option("goal_tasks")
     batch: int = option(4, "families per outer step (per process)")
-    steps: int = option(1000, "outer steps")
+    steps: int = run_option("steps", 1000, "outer steps")
     model: str = option("conv4", "conv4 (Finn et al.) or resnet12")
     hidden: int = option(64, "conv4 filters (ResNet-12: first block width, scaled 64-160-320-640)")
     bn: str = option("task", "batch norm: 'task' (statistics of the current task's batch, as MAML) or 'none'")
@@ -60,25 +61,26 @@ class TrainSettings:
     # A meta step moves along a whole meta-gradient: much smaller than alpha.
     beta: float = option(0.05, "meta step size (meta-finetuning on the L tasks)")
     gamma: float = option(0.4, "goal finetuning step size")
-    task_steps: int = option(1, "r: task steps")
-    meta_steps: int = option(1, "m: meta steps")
-    goal_steps: int = option(1, "finetuning steps on a goal task during training")
-    order: int = option(3, "MALTML derivative order: 3 exact, 2, 1 first order (MAML: 1 = FOMAML)")
-    meta_reduction: str = option("sum", "Eq. 2's meta-finetuning step over the L task losses: sum (as the paper) or mean "
-                                        "(an L times smaller step; runs from before this option)")  # fmt: skip
-    learn_step_sizes: bool = option(False, "learn alpha, beta, gamma per parameter tensor")
-    lr: float = option(1e-3, "Adam learning rate (outer loop)")
-    seed: int = option(0, "seed for the model and the stream")
+    # Options the trainer commands share (options.RUN_OPTIONS), in fit's wording.
+    task_steps: int = run_option("task_steps", help="r: task steps")
+    meta_steps: int = run_option("meta_steps", help="m: meta steps")
+    goal_steps: int = run_option("goal_steps", help="finetuning steps on a goal task during training")
+    order: int = run_option("order", help="MALTML derivative order: 3 exact, 2, 1 first order (MAML: 1 = FOMAML)")
+    meta_reduction: str = run_option("meta_reduction", help="Eq. 2's meta-finetuning step over the L task losses: sum "
+                                     "(as the paper) or mean (an L times smaller step; runs from before this option)")  # fmt: skip
+    learn_step_sizes: bool = run_option("learn_step_sizes", help="learn alpha, beta, gamma per parameter tensor")
+    lr: float = run_option("lr", help="Adam learning rate (outer loop)")
+    seed: int = run_option("seed", help="seed for the model and the stream")
     episodes_per_visit: int = option(2, "episodes drawn from a family each time it is loaded")
     workers: int = option(0, "DataLoader worker processes streaming families")
     device: str = option("cpu", "cpu, cuda, cuda:N or auto")
-    compile: bool = option(False, "torch.compile the outer step")
-    impl: str = option("vmap", "vmap (tasks batched), loop (plain autograd, task by task; faster for conv4-64 at 28x28 "
-                               "on CPU) or auto (loop on CPU where the algorithm has one, else vmap)")  # fmt: skip
-    log_every: int = option(50, "steps between metrics lines")
-    checkpoint_every: int = option(500, "steps between checkpoints")
-    resume: bool = option(False, "continue from OUT/checkpoint.pt exactly")
-    progress: bool = option(True, "show a progress bar")
+    compile: bool = run_option("compile", False, "torch.compile the outer step")
+    impl: str = run_option("impl", help="vmap (tasks batched), loop (plain autograd, task by task; faster for conv4-64 "
+                                        "at 28x28 on CPU) or auto (loop on CPU where the algorithm has one, else vmap)")  # fmt: skip
+    log_every: int = run_option("log_every", 50, "steps between metrics lines")
+    checkpoint_every: int = run_option("checkpoint_every", 500, "steps between checkpoints")
+    resume: bool = run_option("resume", help="continue from OUT/checkpoint.pt exactly")
+    progress: bool = run_option("progress", help="show a progress bar")
     tensorboard: bool = True  # also log to OUT/tensorboard when installed
     skip_bad_shards: bool = option(False, "warn and skip families whose shards are missing or corrupt (default: stop)")
     max_minutes: float = option(0.0, "stop after this many minutes of training (checkpointed); 0 = run all steps")

@@ -29,7 +29,7 @@ from trainer.continual.baselines import IIDRegression
 from trainer.continual.net import ARCHES, build_net
 from trainer.continual.oml import OML, MALTMLContinual
 from trainer.loop import TrainConfig, train
-from trainer.options import option, parse_names, typer_command
+from trainer.options import methods_option, option, parse_names, run_option, step_size_option, typer_command
 
 METHODS = ("oml", "oracle", "pretrain", "scratch")
 PUBLISHED = {"pretrain": 1.45, "sr-nn": 0.86, "oml": 0.35, "oracle": 0.07}  # read off the OML repository's plot
@@ -61,18 +61,18 @@ class ContinualTraining:
     width: int = option(0, "Override the architecture's width (0: keep it).")
     inner_lr: float = option(0.003, "Online (inner) SGD step size during meta-training.")
     first_order: bool = option(False, "First-order OML: no derivative through the online steps.")
-    lr: float = option(1e-4, "Adam outer learning rate.")
+    lr: float = run_option("lr", 1e-4)
     problems: int = option(1, "Continual problems per outer step (meta-batch).")
     eval_problems: int = option(50, "Evaluation trajectories (per held-out family for `continual`).")
     val_problems: int = option(5, "Validation trajectories that choose the online step (and the pretraining split).")
     test_points: int = option(100, "Fresh points per function for the evaluation MSE.")
     lr_grid: str = option(",".join(map(str, evaluation.LR_GRID)), "Online step sizes tried on the validation problems.")
-    impl: str = option("vmap", "vmap (fast) or loop (plain-loop reference, slow).")
-    seed: int = option(0, "Seed for initialization and training batches.")
-    resume: bool = option(False, "Continue from checkpoints in --out (exactly).")
-    threads: int = option(1, "torch intra-op threads.")
+    impl: str = run_option("impl")
+    seed: int = run_option("seed")
+    resume: bool = run_option("resume")
+    threads: int = run_option("threads")
     device: str = option("cpu", "Device to train and evaluate on (cpu, cuda, cuda:1, ...).")
-    progress: bool = option(True, "Show progress bars.")
+    progress: bool = run_option("progress")
 
     def grid(self) -> list[float]:
         try:
@@ -114,7 +114,7 @@ class ContinualOMLConfig(ContinualTraining, ContinualProblems):
     """`fewtask-train continual-oml`'s options."""
 
     out: Path = option(Path("runs/continual-oml"), "Output folder: one subfolder per method, results.json, figures.")
-    methods: str = option(",".join(METHODS), f"Comma-separated methods from: {', '.join(METHODS)}.")
+    methods: str = methods_option(METHODS)
     curve: str = option("500,1000,2000", "Meta-training steps at which every method is evaluated (the last is the total).")
     pretrain_steps: int = option(2000, "i.i.d. regression steps of the pretraining baseline.")
     pretrain_lr: float = option(1e-3, "Adam learning rate of the pretraining baseline.")
@@ -245,15 +245,15 @@ class ContinualFamiliesConfig(ContinualTraining):
 
     families: Path = option(..., "Family definitions from `fewtask-data build continual-sine-families` (folder or manifest.json).")
     out: Path = option(Path("runs/continual"), "Output folder: one subfolder per method, results.json, figures.")
-    methods: str = option(",".join(FAMILY_METHODS), f"Comma-separated methods from: {', '.join(FAMILY_METHODS)}.")
-    steps: int = option(300, "Outer training steps per method.")
+    methods: str = methods_option(FAMILY_METHODS)
+    steps: int = run_option("steps", 300)
     families_per_step: int = option(1, "MALTML: families per outer step (B).")
     meta_problems: int = option(2, "MALTML: continual problems of the family it meta-finetunes on (L); also the evaluation's.", "--meta-problems", "-L")
     goal_problems: int = option(1, "MALTML: goal problems per family and step (C).")
-    beta: float = option(0.003, "Meta-finetuning step size (V_beta over the L problems' OML losses).")
-    meta_steps: int = option(1, "Meta-finetuning steps m.")
-    order: int = option(3, "MALTML derivative order: 3 exact, 2 first-order online steps inside V_beta, 1 fully first order.")
-    meta_reduction: str = option("sum", "Eq. 2 over the L problems' OML losses: sum (the paper) or mean.")
+    beta: float = step_size_option("beta", 0.003, "meta-finetuning: V_beta over the L problems' OML losses")
+    meta_steps: int = run_option("meta_steps", help="Meta-finetuning steps m.")
+    order: int = run_option("order", help="MALTML derivative order: 3 exact, 2 first-order online steps inside V_beta, 1 fully first order.")
+    meta_reduction: str = run_option("meta_reduction", help="Eq. 2 over the L problems' OML losses: sum (the paper) or mean.")
     max_seconds: float = option(0.0, "Stop each method's training after this many seconds (0: no limit).")
 
 

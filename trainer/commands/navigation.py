@@ -26,7 +26,7 @@ import typer
 from fewtask_data import FewtaskError, io
 from trainer import plots
 from trainer.evaluate import paired, summarize
-from trainer.options import option, parse_ints, parse_names, typer_command
+from trainer.options import methods_option, option, parse_ints, parse_names, run_option, step_size_option, typer_command
 from trainer.seeds import parse_seeds
 from trainer.rl import dice
 from trainer.rl.env import GOAL_RANGE, PointEnv, check_horizon
@@ -61,15 +61,15 @@ class NavigationCommon:
                                     "noisy; docs/navigation.md).")  # fmt: skip
     optimizer: str = option("trpo", f"Outer optimizer: {', '.join(OPTIMIZERS)}.")
     max_kl: float = option(0.01, "TRPO's KL limit.")
-    lr: float = option(0.001, "Adam's step (--optimizer adam).")
+    lr: float = run_option("lr", help="Adam's step (--optimizer adam).")
     hidden: str = option("100,100", "Policy hidden layer sizes.")
     eval_steps: int = option(3, "Evaluate after 0..N policy-gradient steps.")
-    eval_seed: int = option(1234, "Seed of the test goals and evaluation trajectories.")
+    eval_seed: int = run_option("eval_seed", 1234, "Seed of the test goals and evaluation trajectories.")
     max_minutes: float = option(0.0, "Stop each method's training after this many minutes (checkpointed; 0: no limit).")
-    checkpoint_every: int = option(10, "Checkpoint every N iterations.")
-    resume: bool = option(False, "Continue from the checkpoints in --out (exactly).")
-    eval_only: bool = option(False, "Skip training: evaluate the checkpoints in --out.")
-    threads: int = option(1, "torch intra-op threads.")
+    checkpoint_every: int = run_option("checkpoint_every", 10, "Checkpoint every N iterations.")
+    resume: bool = run_option("resume")
+    eval_only: bool = run_option("eval_only")
+    threads: int = run_option("threads")
 
     def check(self) -> None:
         check_horizon(self.horizon)
@@ -91,7 +91,7 @@ class NavigationMamlConfig(NavigationCommon):
     """`fewtask-train navigation-maml`'s options (the published MAML settings)."""
 
     out: Path = option(Path("runs/navigation-maml"), "Output folder: one subfolder per method and seed, results.json, PNGs.")
-    methods: str = option(",".join(MAML_METHODS), f"Comma-separated methods from: {', '.join(MAML_METHODS)}.")
+    methods: str = methods_option(MAML_METHODS)
     tasks: int = option(20, "Goals per meta-batch.")
     alpha: float = option(0.1, "Inner policy-gradient step (training and evaluation).")
     test_goals: int = option(40, "Test goals (the same for every method and seed).")
@@ -224,14 +224,14 @@ class NavigationConfig(NavigationCommon):
     out: Path = option(Path("runs/navigation"), "Output folder: one subfolder per method and seed, results.json, PNGs.")
     families: str = option("", "Family-definition folder (fewtask-data build navigation-families); empty: build the "
                                "default families into OUT/families.")  # fmt: skip
-    methods: str = option(",".join(FAMILY_METHODS), f"Comma-separated methods from: {', '.join(FAMILY_METHODS)}.")
+    methods: str = methods_option(FAMILY_METHODS)
     batch_families: int = option(4, "Families per MALTML meta-batch (B).")
-    tasks: int = option(5, "Meta-finetuning tasks per family (L).", "--tasks", "-L")
-    goal_tasks: int = option(2, "Goal tasks per family (C), in training and evaluation.")
+    tasks: int = run_option("tasks")
+    goal_tasks: int = run_option("goal_tasks", help="Goal tasks per family (C), in training and evaluation.")
     maml_tasks: int = option(20, "Tasks per meta-batch of maml/pretrain/oracle (one goal from each of as many training families).")
-    alpha: float = option(0.5, "Task step (MALTML's meta tasks; MAML's inner step).")
-    beta: float = option(0.1, "Meta step on the *sum* of the L task losses (Eq. 2).")
-    gamma: float = option(0.5, "Goal-task step (training and evaluation finetuning).")
+    alpha: float = step_size_option("alpha", 0.5, "MALTML's meta tasks; MAML's inner step")
+    beta: float = step_size_option("beta", 0.1, "on the *sum* of the L task losses, Eq. 2")
+    gamma: float = step_size_option("gamma", 0.5, "training and evaluation finetuning")
     test_families: int = option(0, "Held-out test families to evaluate (0: every one in the file).")
 
 

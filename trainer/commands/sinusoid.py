@@ -29,7 +29,7 @@ from trainer.evaluate import PROTOCOLS, episode_curves, evaluate, paired, predic
 from trainer.functional import REDUCTIONS
 from trainer.loop import TrainConfig, train
 from trainer.models import build_model, finn_init_, signature
-from trainer.options import option, parse_names, typer_command
+from trainer.options import methods_option, option, parse_names, run_option, step_size_option, typer_command
 from trainer.seeds import parse_seeds
 from trainer.step_sizes import mean_step_sizes
 
@@ -54,49 +54,49 @@ class SinusoidConfig:
     """`fewtask-train sinusoid`'s options (the paper's section 4.1 defaults)."""
 
     out: Path = option(Path("runs/sinusoid"), "Output folder: one subfolder per method, results.json, fig2*.png.")
-    algorithms: str = option(DEFAULT_METHODS, f"Comma-separated methods from: {', '.join(METHODS)}.")
-    steps: int = option(70000, "Outer training steps per method.")
+    algorithms: str = methods_option(METHODS, DEFAULT_METHODS)
+    steps: int = run_option("steps")
     families: int = option(10, "Families per batch (B).")
-    tasks: int = option(5, "Meta-finetuning tasks per family (L).", "--tasks", "-L")
-    shots: int = option(5, "Support examples per task (K).", "--shots", "-K")
+    tasks: int = run_option("tasks")
+    shots: int = run_option("shots")
     queries: int = option(5, "Query examples per meta task (Q).", "--queries", "-Q")
     val: int = option(5, "Validation examples per goal task during training (V).")
-    goal_tasks: int = option(2, "Goal tasks per family (C).")
-    alpha: float = option(0.001, "Task step size (inner, on a task's support).")
-    beta: float = option(0.01, "Meta step size (meta-finetuning across the family's tasks).")
-    gamma: float = option(0.001, "Finetuning step size on a goal task.")
+    goal_tasks: int = run_option("goal_tasks")
+    alpha: float = step_size_option("alpha", 0.001, "inner, on a task's support")
+    beta: float = step_size_option("beta", 0.01, "meta-finetuning across the family's tasks")
+    gamma: float = step_size_option("gamma", 0.001, "finetuning on a goal task")
     maml_alpha: float = option(0.001, "MAML/FOMAML (and maml-oracle) inner step size.")
     oracle_steps: int = option(5000, "maml-oracle: MAML steps on each held-out family.")
     oracle_tasks: int = option(10, "maml-oracle: tasks of the family per step.")
-    lr: float = option(0.001, "Adam outer learning rate (eta).")
-    task_steps: int = option(1, "Task steps r.")
-    meta_steps: int = option(1, "Meta steps m.")
-    goal_steps: int = option(1, "Finetuning steps on goal tasks during training.")
-    order: int = option(3, "MALTML derivative order: 3 exact, 2 first-order task steps, 1 fully first order.")
-    meta_reduction: Optional[str] = option(None, "Eq. 2's meta-finetuning step over the L task losses: sum (as the "
-                                                 "paper) or mean (an L times smaller step). Default: sum; a finished "
-                                                 "checkpoint is evaluated as it was trained (mean if it predates this "
-                                                 "option).")  # fmt: skip
-    learn_step_sizes: bool = option(False, "Learn alpha/beta/gamma per parameter tensor (MALTML, MAML).")
-    impl: str = option("vmap", "vmap (fast) or loop (plain-loop reference, slow).")
-    compile: Optional[bool] = option(None, "torch.compile the outer step (default: when steps >= 5000).",
-                                     "--compile/--no-compile")  # fmt: skip
+    lr: float = run_option("lr", help="Adam outer learning rate (eta).")
+    task_steps: int = run_option("task_steps")
+    meta_steps: int = run_option("meta_steps")
+    goal_steps: int = run_option("goal_steps")
+    order: int = run_option("order")
+    # None: sum for a new run; a finished checkpoint keeps the reduction it was trained with.
+    meta_reduction: Optional[str] = run_option("meta_reduction", None, "Eq. 2's meta-finetuning step over the L task "
+                                               "losses: sum (as the paper) or mean (an L times smaller step). Default: "
+                                               "sum; a finished checkpoint is evaluated as it was trained (mean if it "
+                                               "predates this option).")  # fmt: skip
+    learn_step_sizes: bool = run_option("learn_step_sizes")
+    impl: str = run_option("impl")
+    compile: Optional[bool] = run_option("compile")
     eval_families: int = option(500, "Held-out families for the evaluation.")
     eval_val: int = option(100, "Validation points per goal task in the evaluation.")
     finetune_steps: int = option(10, "Evaluate after 0..N finetuning steps.")
-    seed: int = option(0, "Seed for initialization and training batches.")
+    seed: int = run_option("seed")
     seeds: str = option("", "Comma-separated training seeds, e.g. 0,1,2: each method is trained once per seed into "
                             "OUT/seed-<s>/<method>, one after another, all evaluated on the same held-out families; "
                             "results.json keeps every seed and the mean over seeds with 95% intervals over seeds and "
                             "over families. One seed: as --seed. Default: --seed.")  # fmt: skip
-    eval_seed: int = option(0, "Seed of the held-out evaluation families (separate from the training seed).")
-    resume: bool = option(False, "Continue from checkpoints in --out (exactly); finished methods are only re-evaluated.")
-    eval_only: bool = option(False, "Skip training: evaluate the checkpoints already in --out.")
+    eval_seed: int = run_option("eval_seed", help="Seed of the held-out evaluation families (separate from the training seed).")
+    resume: bool = run_option("resume", help="Continue from checkpoints in --out (exactly); finished methods are only re-evaluated.")
+    eval_only: bool = run_option("eval_only")
     quick: bool = option(False, "Short demo: MALTML vs MAML, 1,500 steps, 200 held-out families (a few minutes).")
-    log_every: int = option(100, "Write metrics.jsonl every N steps.")
-    checkpoint_every: int = option(5000, "Checkpoint every N steps.")
-    threads: int = option(1, "torch intra-op threads (the model is tiny; 1 is usually fastest).")
-    progress: bool = option(True, "Show progress bars.")
+    log_every: int = run_option("log_every")
+    checkpoint_every: int = run_option("checkpoint_every")
+    threads: int = run_option("threads", help="torch intra-op threads (the model is tiny; 1 is usually fastest).")
+    progress: bool = run_option("progress")
 
     def shape(self, val: int | None = None) -> EpisodeShape:
         """Training episodes, or with ``val`` the evaluation's (more validation points)."""
@@ -352,27 +352,26 @@ class SinusoidMamlConfig:
     """`fewtask-train sinusoid-maml`'s options (Finn et al.'s configuration)."""
 
     out: Path = option(Path("runs/sinusoid-maml"), "Output folder.")
-    steps: int = option(70000, "Meta-training iterations.")
+    steps: int = run_option("steps", help="Meta-training iterations.")
     meta_batch: int = option(25, "Tasks per meta-batch.")
-    shots: int = option(10, "Support (and query) examples per training task.", "--shots", "-K")
+    shots: int = run_option("shots", 10, "Support (and query) examples per training task.")
     alpha: float = option(0.01, "Inner step size.")
-    lr: float = option(0.001, "Adam meta learning rate.")
+    lr: float = run_option("lr", help="Adam meta learning rate.")
     inner_steps: int = option(1, "Inner steps during meta-training.")
     eval_shots: int = option(5, "Support examples per evaluation task.")
     eval_tasks: int = option(600, "Held-out evaluation tasks.")
     eval_val: int = option(100, "Query points per evaluation task.")
     eval_steps: int = option(10, "Evaluate after 0..N gradient steps of size alpha.")
-    compile: Optional[bool] = option(None, "torch.compile the outer step (default: when steps >= 5000).",
-                                     "--compile/--no-compile")  # fmt: skip
+    compile: Optional[bool] = run_option("compile")
     init: str = option("torch", "Weight initialization: torch (PyTorch's default) or finn (normal std 0.01, zero "
                                 "biases, as in Finn et al.'s code).")  # fmt: skip
     support_draws: int = option(10, "Support draws per evaluation task: each task is finetuned from D independent "
                                     "draws of its support points (draw 1 is the single draw of earlier versions).")
-    seed: int = option(0, "Seed.")
-    eval_seed: int = option(0, "Seed of the held-out evaluation tasks and their support draws.")
-    resume: bool = option(False, "Continue from the checkpoint in --out (a finished run is only re-evaluated).")
-    threads: int = option(1, "torch intra-op threads.")
-    progress: bool = option(True, "Show a progress bar.")
+    seed: int = run_option("seed")
+    eval_seed: int = run_option("eval_seed", help="Seed of the held-out evaluation tasks and their support draws.")
+    resume: bool = run_option("resume", help="Continue from the checkpoint in --out (a finished run is only re-evaluated).")
+    threads: int = run_option("threads")
+    progress: bool = run_option("progress", help="Show a progress bar.")
 
 
 DIVERGED_MSE = 10.0  # a draw whose MSE exceeds this (or is not finite) counts as diverging: the data's variance is ~4
