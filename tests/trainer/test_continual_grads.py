@@ -29,6 +29,15 @@ def max_diff(a, b):
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+def assert_loop_matches(algo, params, batch):
+    """The fast path's loss and meta-gradient equal the plain-loop reference's."""
+    fast, _, m1 = algo.outer_grads(params, {}, {}, batch)
+    algo.impl = "loop"
+    slow, _, m2 = algo.outer_grads(params, {}, {}, batch)
+    assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-12)
+    assert max_diff(fast, slow) < 1e-10
+
+
 def finite_difference(objective, params, name, index, eps=1e-6):
     plus = {k: v.clone() for k, v in params.items()}
     minus = {k: v.clone() for k, v in params.items()}
@@ -52,12 +61,7 @@ def test_written_out_mse_gradient_is_torch_func_grad():
 def test_oml_gradient_matches_the_plain_loop(first_order):
     net, params, pool = setup()
     batch = sample_problems(torch.Generator().manual_seed(1), pool, 2, SPEC, dtype=torch.float64)
-    algo = OML(net, lr=0.1, first_order=first_order)
-    fast, _, m1 = algo.outer_grads(params, {}, {}, batch)
-    algo.impl = "loop"
-    slow, _, m2 = algo.outer_grads(params, {}, {}, batch)
-    assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-12)
-    assert max_diff(fast, slow) < 1e-10
+    assert_loop_matches(OML(net, lr=0.1, first_order=first_order), params, batch)
 
 
 def test_oml_second_order_gradient_matches_finite_differences_and_first_order_differs():
@@ -76,12 +80,7 @@ def test_oml_second_order_gradient_matches_finite_differences_and_first_order_di
 def test_maltml_continual_gradient_matches_the_plain_loop(order):
     net, params, pool = setup()
     fams = sample_families(torch.Generator().manual_seed(2), pool, torch.tensor([0.5, 2.0]), 2, 1, SPEC, torch.float64)
-    algo = MALTMLContinual(net, lr=0.1, beta=0.05, order=order)
-    fast, _, m1 = algo.outer_grads(params, {}, {}, fams)
-    algo.impl = "loop"
-    slow, _, m2 = algo.outer_grads(params, {}, {}, fams)
-    assert float(m1["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-12)
-    assert max_diff(fast, slow) < 1e-10
+    assert_loop_matches(MALTMLContinual(net, lr=0.1, beta=0.05, order=order), params, fams)
 
 
 def test_maltml_continual_third_order_gradient_matches_finite_differences():
