@@ -24,6 +24,7 @@ import torch
 from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, sample_problems
 from trainer.continual.net import build_net
 from trainer.continual.oml import OML
+from bench_args import parse_with_threads  # scripts/ is on sys.path when a script runs
 
 
 def time_step(algo: OML, params, batch, reps: int, device: torch.device) -> float:
@@ -45,11 +46,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problems", default="1,4", help="meta-batch sizes (problems per outer step)")
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--width", type=int, default=300)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_with_threads(ap)
     device = torch.device(args.device)
     spec = ContinualSpec()
     pool = function_pool(0, "train", spec)

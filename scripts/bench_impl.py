@@ -17,6 +17,7 @@ import torch
 from fewtask_data import EpisodeShape, FamilyBatch
 from trainer.algorithms import make_algorithm
 from trainer.models import build_model
+from bench_args import parse_with_threads  # scripts/ is on sys.path when a script runs
 
 
 def random_batch(shape: EpisodeShape, families: int, side: int) -> FamilyBatch:
@@ -38,9 +39,7 @@ def main() -> None:
     p.add_argument("--goal-tasks", type=int, default=1)
     p.add_argument("--families", type=int, default=4)
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_with_threads(p)
     shape = EpisodeShape(ways=5, shots=1, queries=3, val=5, meta_tasks=args.meta_tasks, goal_tasks=args.goal_tasks)
     batch = random_batch(shape, args.families, args.side)
     times = {}

@@ -21,14 +21,13 @@ import os
 import tempfile
 import time
 
-import torch
-
 from fewtask_data import EpisodeShape
 from fewtask_data.sources import sinusoid
 from trainer.algorithms import make_algorithm
 from trainer.checkpoint import seed_everything
 from trainer.loop import TrainConfig, train
 from trainer.models import build_model
+from bench_args import parse_with_threads  # scripts/ is on sys.path when a script runs
 
 PAPER_SHAPE = EpisodeShape(ways=1, shots=5, queries=5, val=5, meta_tasks=5, goal_tasks=2)
 
@@ -52,12 +51,10 @@ def time_path(algorithm: str, impl: str, compile_: bool, steps: int, log_every: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--algorithm", default="maltml")
-    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--loop-steps", type=int, default=40)
     ap.add_argument("--vmap-steps", type=int, default=300)
     ap.add_argument("--compiled-steps", type=int, default=3000)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_with_threads(ap)
     print(f"{args.algorithm}, paper config (MLP 1-40-40-1, B=10 families, L=5, K=Q=V=5, C=2), "
           f"{args.threads} thread(s), load average at start {os.getloadavg()[0]:.2f}")  # fmt: skip
     paths = [
