@@ -67,8 +67,14 @@ def error_figure(path: Path, results: dict[str, dict], title: str = "held-out fa
         ax.annotate("", xy=(0, with_["mean"][0]), xytext=(0, without["mean"][0]),
                     arrowprops={"arrowstyle": "->", "color": line.get_color()})  # fmt: skip
         ax.plot([0], [without["mean"][0]], marker="x", color=line.get_color())
+    # Log scale: MSE spans 1e-3 (oracle) to a method wrecked by the meta-update; curves
+    # more than 10x above the worst no-meta-update start are cut off rather than
+    # flattening every other curve.
+    ceiling = 10 * max(r["without_meta_finetuning"]["loss"]["mean"][0] for r in results.values())
+    ax.set_yscale("log")
+    ax.set_ylim(top=ceiling)
     ax.set_xlabel("finetuning steps on the goal task")
-    ax.set_ylabel("validation MSE")
+    ax.set_ylabel("validation MSE (log scale)")
     ax.set_title(f"{title} (x: before meta-update)")
     ax.legend(fontsize=8)
     _save(fig, path)
