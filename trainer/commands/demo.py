@@ -37,7 +37,7 @@ from trainer.fit import FitConfig, TrainSettings, fit
 # Step sizes of Eq. 2 (summed over the L tasks) chosen on VALIDATION families with
 # scripts/step_size_sweep.py; the sweeps and the reasons are in docs/results/.
 DEMO_BETA = 0.005  # docs/results/demo-step-sizes: best of 0.005 / 0.017 / 0.05 on validation families
-OMNIGLOT_BETA, OMNIGLOT_GAMMA = 0.01, 0.4  # TODO confirm
+OMNIGLOT_BETA, OMNIGLOT_GAMMA = 0.002, 0.4  # docs/results/omniglot-step-sizes: best of 0.002 / 0.01 / 0.05 on validation families
 
 
 @dataclass(kw_only=True)
