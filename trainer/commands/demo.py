@@ -56,7 +56,7 @@ class DemoConfig(TrainSettings):
     eval_goal_tasks: int = 1  # goal tasks per held-out episode (evaluation cost grows with it)
     eval_steps: int = 3
     eval_split: str = "test"  # "val" scores held-out validation families (for choosing step sizes)
-    eval_impl: str = "auto"  # see `fewtask-train eval --impl`
+    eval_impl: str = "vmap"  # 16x16: vmap evaluates 1.75x faster than the loop on one CPU thread (see `fewtask-train eval --impl`)
     eval_batch: int = 16  # episodes evaluated together
     algorithms: tuple[str, ...] = ("maltml", "maml")
     # fit's settings the demo changes (the others are fit's defaults: alpha 0.4 = MAML's Omniglot
@@ -67,6 +67,7 @@ class DemoConfig(TrainSettings):
     goal_tasks: int = 2
     steps: int = 100  # with 16x16 and 200 test episodes: within 5 minutes (issue 11)
     hidden: int = 32
+    impl: str = "vmap"  # 16x16 on one CPU thread: vmap trains MALTML 1.65x, MAML 1.5x faster than the loop
     workers: int = 1
     log_every: int = 10
     checkpoint_every: int = 50
@@ -86,7 +87,7 @@ def omniglot_families_config(root: str, steps: int = 400, hidden: int = 32, **ch
     base = dict(
         root=root, image_size=28, families_per_alphabet=4, ways=5, shots=1, queries=5, val=5, meta_tasks=5, goal_tasks=1,
         batch=4, steps=steps, hidden=hidden, alpha=0.4, beta=OMNIGLOT_BETA, gamma=OMNIGLOT_GAMMA, eval_episodes=600,
-        eval_goal_tasks=1, eval_steps=10, impl="auto",  # loops on CPU where the algorithm has them (faster at 28x28)
+        eval_goal_tasks=1, eval_steps=10, impl="auto", eval_impl="auto",  # loops on CPU (faster at 28x28)
         log_every=max(1, steps // 20), checkpoint_every=max(1, steps // 4),
     )  # fmt: skip
     return DemoConfig(**{**base, **changes})
