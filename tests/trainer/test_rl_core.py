@@ -140,3 +140,17 @@ def test_trpo_step_improves_within_the_kl_limit():
         assert stats["accepted"] == 1.0 and stats["loss_after"] < stats["loss_before"]
         assert 0.5 * max_kl < stats["kl"] <= max_kl
         assert float(evaluate(new)[1]) == pytest.approx(stats["kl"])
+
+
+def test_summary_counts_diverged_adaptations_and_summarizes_the_rest():
+    from trainer.rl.evaluate import describe, paired_summary, summary
+
+    returns = torch.tensor([[-40.0, -10.0], [-42.0, float("nan")], [-38.0, -14.0]])
+    s = summary(returns)
+    assert s["diverged"] == [0, 1]
+    assert math.isnan(s["mean"][1])  # the plain mean does not hide a divergence
+    assert s["finite_mean"] == pytest.approx([-40.0, -12.0])
+    assert s["finite_ci95"][1] == pytest.approx(1.96 * math.sqrt(8.0) / math.sqrt(2))
+    assert paired_summary(returns, returns.nan_to_num(0.0))["diverged"] == [0, 1]
+    assert describe(returns).endswith("(diverged per step: [0, 1] of 3)")
+    assert "diverged" not in describe(returns[[0, 2]])

@@ -25,12 +25,11 @@ import typer
 
 from fewtask_data import FewtaskError, io
 from trainer import plots
-from trainer.evaluate import paired, summarize
 from trainer.options import methods_option, option, parse_ints, parse_names, run_option, step_size_option, typer_command
 from trainer.seeds import parse_seeds
 from trainer.rl import dice
 from trainer.rl.env import GOAL_RANGE, PointEnv, check_horizon
-from trainer.rl.evaluate import finetune_returns
+from trainer.rl.evaluate import describe, finetune_returns, paired_summary, summary
 from trainer.rl.loop import OPTIMIZERS, RLTrainConfig, train_policy
 from trainer.rl.methods import RLSettings, Sampler, direct, maltml, maml, meta_update
 from trainer.rl.policy import GaussianMLP
@@ -43,10 +42,6 @@ PUBLISHED = {
     "oracle": [-2.29],
 }
 MAML_METHODS = ("maml", "pretrain", "random", "oracle")
-
-
-
-
 
 
 @dataclass(kw_only=True)
@@ -95,6 +90,12 @@ class NavigationMamlConfig(NavigationCommon):
     tasks: int = option(20, "Goals per meta-batch.")
     alpha: float = option(0.1, "Inner policy-gradient step (training and evaluation).")
     test_goals: int = option(40, "Test goals (the same for every method and seed).")
+
+
+def _row(r: dict) -> str:
+    """A summary as mean±ci95 per step; where adaptations diverged, the mean of the rest."""
+    return " / ".join(f"{a:.1f}±{h:.1f}" if not d else f"{fa:.1f} without {d} diverged"
+                      for a, h, d, fa in zip(r["mean"], r["ci95"], r["diverged"], r["finite_mean"]))  # fmt: skip
 
 
 def uniform_goals(generator: torch.Generator, count: int) -> torch.Tensor:
@@ -181,27 +182,26 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
             curve = finetune_returns(sampler, params, test_goals, c.alpha, c.eval_steps)
             curves[method].append(curve)
             budgets[method].append({"seed": seed, **budget})
-            typer.echo(f"{method} seed {seed}: return after 0..{c.eval_steps} steps "
-                       + " / ".join(f"{v:.1f}" for v in curve.mean(0).tolist()))  # fmt: skip
+            typer.echo(f"{method} seed {seed}: return after 0..{c.eval_steps} steps {describe(curve)}")
     pooled = {m: torch.cat(v) for m, v in curves.items()}
-    results = {m: summarize(v) for m, v in pooled.items()}
+    results = {m: summary(v) for m, v in pooled.items()}
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(c).items()},
         "steps": list(range(c.eval_steps + 1)),
         "returns": results,
         "per_seed_means": {m: [x.mean(0).tolist() for x in v] for m, v in curves.items()},
-        "paired_vs_pretrain": {m: paired(pooled[m], pooled["pretrain"]) for m in pooled if "pretrain" in pooled and m != "pretrain"},
+        "paired_vs_pretrain": {m: paired_summary(pooled[m], pooled["pretrain"]) for m in pooled if "pretrain" in pooled and m != "pretrain"},
         "published": {m: PUBLISHED[m] for m in methods},
         "training": budgets,
-        "interval": "95% normal interval over test goals x seeds (trainer.evaluate.summarize)",
+        "interval": "95% normal interval over test goals x seeds (trainer.evaluate.summarize); diverged: "
+                    "adaptations with a non-finite return, finite_*: the summary without them",
     }  # fmt: skip
     io.write_json(out / "results.json", report)
     plots.curve_figure(out / "returns_vs_steps.png", results, "2D navigation, 40 test goals", "policy-gradient steps",
                        "mean return")  # fmt: skip
     learning_figure(out / "learning_curves.png", budgets, "2D navigation: training")
     for m in methods:
-        typer.echo(f"{m:>8}: " + " / ".join(f"{a:.1f}±{h:.1f}" for a, h in zip(results[m]["mean"], results[m]["ci95"]))
-                   + f"   (published {' / '.join(str(v) for v in PUBLISHED[m])})")  # fmt: skip
+        typer.echo(f"{m:>8}: {_row(results[m])}   (published {' / '.join(str(v) for v in PUBLISHED[m])})")  # fmt: skip
     typer.echo(f"wrote {out / 'results.json'}")
 
 
@@ -307,19 +307,19 @@ def run_navigation(c: NavigationConfig) -> None:
                                     zip(traj.obs[0, 0, ..., :2], traj.mask[0, 0])]  # fmt: skip
                 figures[method] = paths
             typer.echo(f"{method} seed {seed}: return with / without meta-update after 0..{c.eval_steps} steps: "
-                       + " / ".join(f"{v:.1f}" for v in curves[method]["with"][-1].mean(0).tolist()) + " | "
-                       + " / ".join(f"{v:.1f}" for v in curves[method]["without"][-1].mean(0).tolist()))  # fmt: skip
+                       f"{describe(curves[method]['with'][-1])} | {describe(curves[method]['without'][-1])}")  # fmt: skip
     pooled = {m: {p: torch.cat(v) for p, v in pc.items()} for m, pc in curves.items()}
-    results = {m: {"with_meta_update": summarize(pc["with"]), "without_meta_update": summarize(pc["without"]),
-                   "meta_update_gain": paired(pc["with"], pc["without"])} for m, pc in pooled.items()}  # fmt: skip
-    comparisons = {f"{a}_minus_{b}": {p: paired(pooled[a][p], pooled[b][p]) for p in ("with", "without")}
+    results = {m: {"with_meta_update": summary(pc["with"]), "without_meta_update": summary(pc["without"]),
+                   "meta_update_gain": paired_summary(pc["with"], pc["without"])} for m, pc in pooled.items()}  # fmt: skip
+    comparisons = {f"{a}_minus_{b}": {p: paired_summary(pooled[a][p], pooled[b][p]) for p in ("with", "without")}
                    for a, b in (("maltml", "maml"), ("fo-maltml", "maml"), ("maltml", "pretrain"), ("maltml", "fo-maltml"))
                    if a in pooled and b in pooled}  # fmt: skip
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(c).items()},
         "families": str(source), "test_families": len(test), "steps": list(range(c.eval_steps + 1)),
         "returns": results, "paired": comparisons, "training": budgets,
-        "interval": "95% normal interval over test families x seeds; paired: same families, goals and seeds",
+        "interval": "95% normal interval over test families x seeds; paired: same families, goals and seeds; "
+                    "diverged: families with a non-finite return, finite_*: the summary without them",
     }  # fmt: skip
     io.write_json(out / "results.json", report)
     plots.curve_figure(out / "returns_vs_steps.png", {m: r["with_meta_update"] for m, r in results.items()},
@@ -331,8 +331,7 @@ def run_navigation(c: NavigationConfig) -> None:
                           f"{method}: a held-out crop, paths before/after the meta-update")  # fmt: skip
     for m in methods:
         r = results[m]
-        typer.echo(f"{m:>9}: with " + " / ".join(f"{a:.1f}±{h:.1f}" for a, h in zip(r["with_meta_update"]["mean"], r["with_meta_update"]["ci95"]))
-                   + "  without " + " / ".join(f"{a:.1f}" for a in r["without_meta_update"]["mean"]))  # fmt: skip
+        typer.echo(f"{m:>9}: with {_row(r['with_meta_update'])}  without {_row(r['without_meta_update'])}")
     typer.echo(f"wrote {out / 'results.json'}")
 
 

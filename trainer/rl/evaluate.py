@@ -1,12 +1,15 @@
 """Evaluation on held-out goals and families: mean return after 0..S vanilla
 policy-gradient steps (step size of the method's finetuning level, fresh trajectories of
 the current policy at every step), with and without MALTML's meta-update on the family's
-L tasks. Summaries and paired differences use trainer/evaluate.py's intervals."""
+L tasks. Summaries and paired differences use trainer/evaluate.py's intervals, plus the
+number of adaptations that diverged (a step too large for a near-deterministic policy
+overflows its log-probabilities and returns NaN) and the summary over the others."""
 
 from __future__ import annotations
 
 import torch
 
+from trainer.evaluate import summarize
 from trainer.functional import Params
 from trainer.rl.methods import Sampler, adapt, meta_update
 
@@ -44,3 +47,28 @@ def family_returns(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, go
             params = {k: v.detach() for k, v in params.items()}
         parts.append(finetune_returns(sampler, params, goal_part, lr, steps).mean(-2))
     return torch.cat(parts)
+
+
+def summary(values: torch.Tensor) -> dict[str, list]:
+    """`summarize` over the leading (goal or family) axis, NaN where any adaptation
+    diverged, with per step the number diverged and mean/ci95 over the finite rest."""
+    out = summarize(values)
+    finite = torch.isfinite(values)
+    rest = [summarize(col[ok]) if ok.any() else {"mean": float("nan"), "ci95": float("nan")}
+            for col, ok in zip(values.unbind(-1), finite.unbind(-1))]  # fmt: skip
+    out["diverged"] = (~finite).sum(0).tolist()
+    out["finite_mean"] = [r["mean"] for r in rest]
+    out["finite_ci95"] = [r["ci95"] for r in rest]
+    return out
+
+
+def paired_summary(a: torch.Tensor, b: torch.Tensor) -> dict[str, list]:
+    """`summary` of a - b on the same goals or families."""
+    return summary(a.double() - b.double())
+
+
+def describe(values: torch.Tensor) -> str:
+    """Mean returns per step for a log line, with the number of diverged adaptations."""
+    means = " / ".join(f"{v:.1f}" for v in values.mean(0).tolist())
+    bad = (~torch.isfinite(values)).sum(0).tolist()
+    return means + (f" (diverged per step: {bad} of {values.shape[0]})" if any(bad) else "")
