@@ -182,7 +182,8 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         "",
         "![accuracy vs finetuning steps](accuracy.png)",
         "",
-        f"Total demo time: {seconds / 60:.1f} min. Per-run details: `*/config.json`, `*/metrics.jsonl`, `*/eval.json`.",
+        f"Wall time of this invocation: {seconds / 60:.1f} min (stages reused from an earlier run are not counted; "
+        "training seconds are in the table). Per-run details: `*/config.json`, `*/metrics.jsonl`, `*/eval.json`.",
         "",
     ]
     path = out / "report.md"
