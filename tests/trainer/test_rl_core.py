@@ -154,3 +154,22 @@ def test_summary_counts_diverged_adaptations_and_summarizes_the_rest():
     assert paired_summary(returns, returns.nan_to_num(0.0))["diverged"] == [0, 1]
     assert describe(returns).endswith("(diverged per step: [0, 1] of 3)")
     assert "diverged" not in describe(returns[[0, 2]])
+
+
+def test_finetune_returns_takes_one_step_size_per_step():
+    from trainer.rl.evaluate import finetune_returns
+    from trainer.rl.methods import RLSettings, Sampler
+
+    policy = GaussianMLP(2, 2, (8,))
+    theta = policy.init(torch.Generator().manual_seed(0))
+    goals = torch.tensor([[0.3, -0.2], [-0.1, 0.4]])
+
+    def curve(lr):
+        sampler = Sampler(lambda g, n: PointEnv(g, n, 6), policy, RLSettings(trajectories=3), torch.Generator().manual_seed(1))
+        return finetune_returns(sampler, theta, goals, lr, 2)
+
+    assert torch.equal(curve(0.3), curve([0.3, 0.3]))
+    assert not torch.equal(curve([0.3, 0.3]), curve([0.3, 0.05]))
+    assert torch.equal(curve([0.3, 0.3])[:, :2], curve([0.3, 0.05])[:, :2])  # the second step differs only at its end
+    with pytest.raises(ValueError, match="1 step sizes for 2 steps"):
+        curve([0.3])

@@ -84,6 +84,9 @@ def test_navigation_maml_writes_results(tmp_path):
     ({"estimator": "magic"}, "unknown estimator"),
     ({"seeds": "a,b"}, "--seeds must be"),
     ({"optimizer": "sgd"}, "unknown optimizer"),
+    ({"eval_alphas": "0.5,0.25"}, "--eval-alphas needs 3 positive"),
+    ({"eval_alphas": "0.5,x,1"}, "--eval-alphas needs 3 positive"),
+    ({"eval_trajectories": -1}, "--eval-trajectories must be >= 0"),
 ])  # fmt: skip
 def test_bad_input_is_a_user_error(tmp_path, args, message):
     with pytest.raises(FewtaskError, match=message):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -90,6 +90,28 @@ class NavigationMamlConfig(NavigationCommon):
     tasks: int = option(20, "Goals per meta-batch.")
     alpha: float = option(0.1, "Inner policy-gradient step (training and evaluation).")
     test_goals: int = option(40, "Test goals (the same for every method and seed).")
+    eval_alphas: str = option("", "Evaluation step sizes, one per step (e.g. 0.5,0.25,0.25 as in maml_rl's "
+                                  "test_maml_point.py); empty: --alpha for every step.")  # fmt: skip
+    eval_trajectories: int = option(0, "Trajectories per goal and evaluation step (maml_rl's test: 40); 0: --trajectories.")
+
+    def check(self) -> None:
+        super().check()
+        if self.eval_trajectories < 0:
+            raise FewtaskError("--eval-trajectories must be >= 0 (0: --trajectories)")
+        self.eval_step_sizes()
+
+    def eval_step_sizes(self) -> list[float]:
+        """One step size per evaluation step."""
+        if not self.eval_alphas.strip():
+            return [self.alpha] * self.eval_steps
+        try:
+            rates = [float(v) for v in self.eval_alphas.split(",") if v.strip()]
+        except ValueError:
+            rates = []
+        if len(rates) != self.eval_steps or min(rates, default=0) <= 0:
+            raise FewtaskError(f"--eval-alphas needs {self.eval_steps} positive step sizes (one per --eval-steps), "
+                               f"got {self.eval_alphas!r}")  # fmt: skip
+        return rates
 
 
 def _row(r: dict) -> str:
@@ -155,6 +177,8 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
     torch.set_num_threads(c.threads)
     out = io.ensure_writable(c.out)
     settings = RLSettings(trajectories=c.trajectories, alpha=c.alpha, estimator=c.estimator)
+    eval_settings = replace(settings, trajectories=c.eval_trajectories or c.trajectories)
+    eval_rates = c.eval_step_sizes()
     test_goals = uniform_goals(torch.Generator().manual_seed(c.eval_seed), c.test_goals)
     curves: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
     budgets: dict[str, list[dict]] = {m: [] for m in methods}
@@ -178,8 +202,8 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
                     theta, objective, lambda gen: Sampler(make_env, policy, settings, gen), config, method,
                     _progress(f"{method} seed {seed}")))  # fmt: skip
                 budget["learning_curve"] = learning_curve(folder)
-            sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed + seed))
-            curve = finetune_returns(sampler, params, test_goals, c.alpha, c.eval_steps)
+            sampler = Sampler(make_env, policy, eval_settings, torch.Generator().manual_seed(c.eval_seed + seed))
+            curve = finetune_returns(sampler, params, test_goals, eval_rates, c.eval_steps)
             curves[method].append(curve)
             budgets[method].append({"seed": seed, **budget})
             typer.echo(f"{method} seed {seed}: return after 0..{c.eval_steps} steps {describe(curve)}")

@@ -7,6 +7,8 @@ overflows its log-probabilities and returns NaN) and the summary over the others
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from trainer.evaluate import summarize
@@ -18,14 +20,19 @@ def _leaves(params: Params) -> Params:
     return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
 
 
-def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float, steps: int) -> torch.Tensor:
+def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float],
+                     steps: int) -> torch.Tensor:  # fmt: skip
     """Mean undiscounted return per goal after 0..steps policy-gradient steps, [*lead, steps+1].
-    ``params`` have leading axes that are a prefix of the goals' (or none)."""
+    ``params`` have leading axes that are a prefix of the goals' (or none); ``lr`` is one
+    step size for every step or one per step."""
+    rates = [lr] * steps if isinstance(lr, (int, float)) else list(lr)
+    if len(rates) != steps:
+        raise ValueError(f"{len(rates)} step sizes for {steps} steps")
     params = _leaves(sampler.policy.broadcast(params, goals.shape[:-1]))
     curve = []
-    for _ in range(steps):
+    for rate in rates:
         drawn: list = []
-        params, _ = adapt(sampler, params, goals, lr, 1, goals.new_zeros(goals.shape[:-1]), False, drawn)
+        params, _ = adapt(sampler, params, goals, rate, 1, goals.new_zeros(goals.shape[:-1]), False, drawn)
         curve.append(drawn[0].traj.returns().mean(-1))
         params = _leaves(params)
     d, _ = sampler.draw(goals, params, outer=True)
