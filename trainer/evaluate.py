@@ -86,19 +86,19 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
 
 def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int,
                    impl: str = "vmap", per_family_params: bool = False, progress: bool = False,
-                   total: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    """Both protocols' curves over every episode of ``batches``:
+                   total: int | None = None, protocols: tuple[str, ...] = PROTOCOLS) -> dict[str, dict[str, torch.Tensor]]:
+    """The protocols' curves (both by default) over every episode of ``batches``:
     ``{protocol: {"loss": [episodes, steps+1], "accuracy": ...}}`` on the CPU ("accuracy"
     for labels only). ``per_family_params``: ``params`` hold one model per episode, in order.
     ``progress``: a bar on stderr over the episodes (``total`` of them, when known)."""
-    parts: dict[str, dict[str, list[torch.Tensor]]] = {p: {"loss": [], "accuracy": []} for p in PROTOCOLS}
+    parts: dict[str, dict[str, list[torch.Tensor]]] = {p: {"loss": [], "accuracy": []} for p in protocols}
     start, labels = 0, False
     bar = tqdm(total=total, desc="evaluating", unit="episode", disable=not progress, mininterval=1.0)
     for batch in batches:
         theta = {k: v[start : start + len(batch)] for k, v in params.items()} if per_family_params else params
         start += len(batch)
         labels = batch.goal_y.dtype == torch.int64
-        for protocol in PROTOCOLS:
+        for protocol in protocols:
             loss, acc = family_curves(algo, theta, step_sizes, buffers, batch, steps,
                                       protocol == "with_meta_finetuning", impl, per_family_params)  # fmt: skip
             parts[protocol]["loss"].append(loss.cpu())
@@ -106,7 +106,7 @@ def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterab
         bar.update(len(batch))
     bar.close()
     metrics = ("loss", "accuracy") if labels else ("loss",)
-    return {p: {m: torch.cat(parts[p][m]) for m in metrics} for p in PROTOCOLS}
+    return {p: {m: torch.cat(parts[p][m]) for m in metrics} for p in protocols}
 
 
 def summarize(values: torch.Tensor) -> dict[str, list[float]]:

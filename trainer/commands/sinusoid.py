@@ -385,7 +385,7 @@ def support_draw_curves(algo, params, step_sizes, held_out: list[FamilyBatch], s
     out = []
     for d in range(draws):
         view = held_out if d == 0 else [sinusoid.redraw_support(b, gen) for b in held_out]
-        curves = episode_curves(algo, params, step_sizes, {}, view, steps)
+        curves = episode_curves(algo, params, step_sizes, {}, view, steps, protocols=("without_meta_finetuning",))
         out.append(curves["without_meta_finetuning"]["loss"].double())
     return torch.stack(out)
 
