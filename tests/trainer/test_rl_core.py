@@ -173,3 +173,24 @@ def test_finetune_returns_takes_one_step_size_per_step():
     assert torch.equal(curve([0.3, 0.3])[:, :2], curve([0.3, 0.05])[:, :2])  # the second step differs only at its end
     with pytest.raises(ValueError, match="1 step sizes for 2 steps"):
         curve([0.3])
+
+
+def test_mean_action_scoring_keeps_the_adaptation_and_drops_the_noise():
+    from trainer.rl.evaluate import finetune_returns, mean_action_returns
+    from trainer.rl.methods import RLSettings, Sampler
+
+    policy = GaussianMLP(2, 2, (8,))
+    theta = policy.init(torch.Generator().manual_seed(0))
+    goals = torch.tensor([[0.3, -0.2], [-0.1, 0.4]])
+
+    def sampler(trajectories=3):
+        env = lambda g, n: PointEnv(g, n, 6)  # noqa: E731
+        return Sampler(env, policy, RLSettings(trajectories=trajectories), torch.Generator().manual_seed(1))
+
+    sampled, quiet = finetune_returns(sampler(), theta, goals, 0.3, 2), finetune_returns(sampler(), theta, goals, 0.3, 2, True)
+    assert quiet.shape == sampled.shape and not torch.equal(quiet, sampled)
+    # a noiseless policy's sampled trajectories all follow its mean action
+    still = {**theta, "log_std": torch.full_like(theta["log_std"], -30.0)}
+    mean = mean_action_returns(sampler(), policy.broadcast(still, goals.shape[:-1]), goals)
+    drawn = sampler(4).draw(goals, policy.broadcast(still, goals.shape[:-1]), outer=True)[0].traj.returns()
+    assert torch.allclose(drawn, mean[:, None].expand_as(drawn), atol=1e-6)

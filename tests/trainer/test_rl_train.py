@@ -74,6 +74,7 @@ def test_navigation_maml_writes_results(tmp_path):
     assert len(report["returns"]["maml"]["mean"]) == 3 and report["training"]["maml"][0]["iterations"] == 2
     assert len(report["training"]["maml"][0]["learning_curve"]) == 2
     assert (tmp_path / "returns_vs_steps.png").stat().st_size > 0 and (tmp_path / "learning_curves.png").exists()
+    assert report["returns_mean_action"] == {}  # only with --eval-mean-action
     # returns are minus distances: negative, at most horizon * sqrt(2) in size
     assert all(-6 * 1.5 < v < 0 for v in report["returns"]["random"]["mean"])
 
@@ -125,3 +126,14 @@ def test_navigation_refuses_a_family_file_of_another_version(tmp_path):
     path.write_text(path.read_text().replace('"version": "1"', '"version": "7"'))
     with pytest.raises(FewtaskError, match="version 7"):
         run_navigation(NavigationConfig(out=tmp_path / "run", families=str(tmp_path / "fam"), iterations=0))
+
+
+def test_navigation_maml_eval_mean_action_and_step_sizes_per_step(tmp_path):
+    args = ["navigation-maml", "--out", str(tmp_path), "--tasks", "2", "--test-goals", "3", "--methods", "maml,random",
+            "--eval-mean-action", "--eval-alphas", "0.1,0.05", "--eval-trajectories", "4", *TINY]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert set(report["returns_mean_action"]) == {"maml", "random"}
+    assert len(report["returns_mean_action"]["maml"]["mean"]) == 3 and "mean action:" in r.output
+    assert report["settings"]["eval_alphas"] == "0.1,0.05" and report["settings"]["eval_trajectories"] == 4

@@ -93,6 +93,9 @@ class NavigationMamlConfig(NavigationCommon):
     eval_alphas: str = option("", "Evaluation step sizes, one per step (e.g. 0.5,0.25,0.25 as in maml_rl's "
                                   "test_maml_point.py); empty: --alpha for every step.")  # fmt: skip
     eval_trajectories: int = option(0, "Trajectories per goal and evaluation step (maml_rl's test: 40); 0: --trajectories.")
+    eval_mean_action: bool = option(False, "Also score every evaluation step by the policy's mean action (no exploration "
+                                           "noise; same adaptation): results.json's returns_mean_action.",
+                                    "--eval-mean-action/--no-eval-mean-action")  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -181,6 +184,7 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
     eval_rates = c.eval_step_sizes()
     test_goals = uniform_goals(torch.Generator().manual_seed(c.eval_seed), c.test_goals)
     curves: dict[str, list[torch.Tensor]] = {m: [] for m in methods}
+    quiet: dict[str, list[torch.Tensor]] = {m: [] for m in methods}  # --eval-mean-action
     budgets: dict[str, list[dict]] = {m: [] for m in methods}
     for seed in c.seed_list:
         for method in methods:
@@ -202,9 +206,15 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
                     theta, objective, lambda gen: Sampler(make_env, policy, settings, gen), config, method,
                     _progress(f"{method} seed {seed}")))  # fmt: skip
                 budget["learning_curve"] = learning_curve(folder)
-            sampler = Sampler(make_env, policy, eval_settings, torch.Generator().manual_seed(c.eval_seed + seed))
-            curve = finetune_returns(sampler, params, test_goals, eval_rates, c.eval_steps)
+            def evaluate(mean_action: bool) -> torch.Tensor:  # the same sampled adaptation either way
+                sampler = Sampler(make_env, policy, eval_settings, torch.Generator().manual_seed(c.eval_seed + seed))
+                return finetune_returns(sampler, params, test_goals, eval_rates, c.eval_steps, mean_action)
+
+            curve = evaluate(False)
             curves[method].append(curve)
+            if c.eval_mean_action:
+                quiet[method].append(evaluate(True))
+                typer.echo(f"{method} seed {seed}: mean-action return after 0..{c.eval_steps} steps {describe(quiet[method][-1])}")
             budgets[method].append({"seed": seed, **budget})
             typer.echo(f"{method} seed {seed}: return after 0..{c.eval_steps} steps {describe(curve)}")
     pooled = {m: torch.cat(v) for m, v in curves.items()}
@@ -214,6 +224,7 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
         "steps": list(range(c.eval_steps + 1)),
         "returns": results,
         "per_seed_means": {m: [x.mean(0).tolist() for x in v] for m, v in curves.items()},
+        "returns_mean_action": {m: summary(torch.cat(v)) for m, v in quiet.items() if v},
         "paired_vs_pretrain": {m: paired_summary(pooled[m], pooled["pretrain"]) for m in pooled if "pretrain" in pooled and m != "pretrain"},
         "published": {m: PUBLISHED[m] for m in methods},
         "training": budgets,
@@ -226,6 +237,8 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
     learning_figure(out / "learning_curves.png", budgets, "2D navigation: training")
     for m in methods:
         typer.echo(f"{m:>8}: {_row(results[m])}   (published {' / '.join(str(v) for v in PUBLISHED[m])})")  # fmt: skip
+        if quiet[m]:
+            typer.echo(f"{'':>8}  mean action: {_row(report['returns_mean_action'][m])}")
     typer.echo(f"wrote {out / 'results.json'}")
 
 

@@ -14,17 +14,30 @@ import torch
 from trainer.evaluate import summarize
 from trainer.functional import Params
 from trainer.rl.methods import Sampler, adapt, meta_update
+from trainer.rl.rollout import rollout
 
 
 def _leaves(params: Params) -> Params:
     return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
 
 
+NOISELESS_LOG_STD = -30.0  # exp(-30) ~ 1e-13: the sampled action is the mean action
+
+
+def mean_action_returns(sampler: Sampler, params: Params, goals: torch.Tensor) -> torch.Tensor:
+    """Return per goal of the policy's mean action (no exploration noise), [*lead]."""
+    quiet = {k: v.detach() for k, v in params.items()}
+    quiet["log_std"] = torch.full_like(quiet["log_std"], NOISELESS_LOG_STD)
+    return rollout(sampler.make_env(goals, 1), sampler.policy, quiet, torch.Generator().manual_seed(0)).returns()[..., 0]
+
+
 def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float],
-                     steps: int) -> torch.Tensor:  # fmt: skip
+                     steps: int, mean_action: bool = False) -> torch.Tensor:  # fmt: skip
     """Mean undiscounted return per goal after 0..steps policy-gradient steps, [*lead, steps+1].
     ``params`` have leading axes that are a prefix of the goals' (or none); ``lr`` is one
-    step size for every step or one per step."""
+    step size for every step or one per step. ``mean_action``: score each step's policy by
+    its mean action instead of its sampled trajectories (the adaptation is the same: it
+    draws from the sampler as before)."""
     rates = [lr] * steps if isinstance(lr, (int, float)) else list(lr)
     if len(rates) != steps:
         raise ValueError(f"{len(rates)} step sizes for {steps} steps")
@@ -32,11 +45,12 @@ def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: 
     curve = []
     for rate in rates:
         drawn: list = []
+        before = mean_action_returns(sampler, params, goals) if mean_action else None
         params, _ = adapt(sampler, params, goals, rate, 1, goals.new_zeros(goals.shape[:-1]), False, drawn)
-        curve.append(drawn[0].traj.returns().mean(-1))
+        curve.append(drawn[0].traj.returns().mean(-1) if before is None else before)
         params = _leaves(params)
     d, _ = sampler.draw(goals, params, outer=True)
-    curve.append(d.traj.returns().mean(-1))
+    curve.append(mean_action_returns(sampler, params, goals) if mean_action else d.traj.returns().mean(-1))
     return torch.stack(curve, -1).detach()
 
 
