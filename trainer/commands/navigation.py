@@ -225,6 +225,8 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
         "returns": results,
         "per_seed_means": {m: [x.mean(0).tolist() for x in v] for m, v in curves.items()},
         "returns_mean_action": {m: summary(torch.cat(v)) for m, v in quiet.items() if v},
+        "paired_vs_pretrain_mean_action": {m: paired_summary(torch.cat(quiet[m]), torch.cat(quiet["pretrain"]))
+                                           for m in methods if quiet[m] and quiet.get("pretrain") and m != "pretrain"},
         "paired_vs_pretrain": {m: paired_summary(pooled[m], pooled["pretrain"]) for m in pooled if "pretrain" in pooled and m != "pretrain"},
         "published": {m: PUBLISHED[m] for m in methods},
         "training": budgets,
