@@ -29,7 +29,7 @@ from trainer.options import methods_option, option, parse_ints, parse_names, run
 from trainer.seeds import parse_seeds
 from trainer.rl import dice
 from trainer.rl.env import GOAL_RANGE, PointEnv, check_horizon
-from trainer.rl.evaluate import describe, finetune_returns, paired_summary, summary
+from trainer.rl.evaluate import describe, finetune_curves, paired_summary, summary
 from trainer.rl.loop import OPTIMIZERS, RLTrainConfig, train_policy
 from trainer.rl.methods import RLSettings, Sampler, direct, maltml, maml, meta_update
 from trainer.rl.policy import GaussianMLP
@@ -206,14 +206,11 @@ def run_navigation_maml(c: NavigationMamlConfig) -> None:
                     theta, objective, lambda gen: Sampler(make_env, policy, settings, gen), config, method,
                     _progress(f"{method} seed {seed}")))  # fmt: skip
                 budget["learning_curve"] = learning_curve(folder)
-            def evaluate(mean_action: bool) -> torch.Tensor:  # the same sampled adaptation either way
-                sampler = Sampler(make_env, policy, eval_settings, torch.Generator().manual_seed(c.eval_seed + seed))
-                return finetune_returns(sampler, params, test_goals, eval_rates, c.eval_steps, mean_action)
-
-            curve = evaluate(False)
+            sampler = Sampler(make_env, policy, eval_settings, torch.Generator().manual_seed(c.eval_seed + seed))
+            curve, still = finetune_curves(sampler, params, test_goals, eval_rates, c.eval_steps, c.eval_mean_action)
             curves[method].append(curve)
-            if c.eval_mean_action:
-                quiet[method].append(evaluate(True))
+            if still is not None:
+                quiet[method].append(still)
                 typer.echo(f"{method} seed {seed}: mean-action return after 0..{c.eval_steps} steps {describe(quiet[method][-1])}")
             budgets[method].append({"seed": seed, **budget})
             typer.echo(f"{method} seed {seed}: return after 0..{c.eval_steps} steps {describe(curve)}")

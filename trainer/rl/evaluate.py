@@ -31,27 +31,36 @@ def mean_action_returns(sampler: Sampler, params: Params, goals: torch.Tensor) -
     return rollout(sampler.make_env(goals, 1), sampler.policy, quiet, torch.Generator().manual_seed(0)).returns()[..., 0]
 
 
-def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float],
-                     steps: int, mean_action: bool = False) -> torch.Tensor:  # fmt: skip
-    """Mean undiscounted return per goal after 0..steps policy-gradient steps, [*lead, steps+1].
-    ``params`` have leading axes that are a prefix of the goals' (or none); ``lr`` is one
-    step size for every step or one per step. ``mean_action``: score each step's policy by
-    its mean action instead of its sampled trajectories (the adaptation is the same: it
-    draws from the sampler as before)."""
+def finetune_curves(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float], steps: int,
+                    mean_action: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """One sampled adaptation of 0..steps policy-gradient steps, scored per goal by the mean
+    undiscounted return of its sampled trajectories and (``mean_action``) by the policy's
+    mean action: ([*lead, steps+1], the same or None). ``params`` have leading axes that
+    are a prefix of the goals' (or none); ``lr`` is one step size for every step or one per step."""
     rates = [lr] * steps if isinstance(lr, (int, float)) else list(lr)
     if len(rates) != steps:
         raise ValueError(f"{len(rates)} step sizes for {steps} steps")
     params = _leaves(sampler.policy.broadcast(params, goals.shape[:-1]))
-    curve = []
+    sampled, quiet = [], []
     for rate in rates:
         drawn: list = []
-        before = mean_action_returns(sampler, params, goals) if mean_action else None
+        if mean_action:
+            quiet.append(mean_action_returns(sampler, params, goals))
         params, _ = adapt(sampler, params, goals, rate, 1, goals.new_zeros(goals.shape[:-1]), False, drawn)
-        curve.append(drawn[0].traj.returns().mean(-1) if before is None else before)
+        sampled.append(drawn[0].traj.returns().mean(-1))
         params = _leaves(params)
     d, _ = sampler.draw(goals, params, outer=True)
-    curve.append(mean_action_returns(sampler, params, goals) if mean_action else d.traj.returns().mean(-1))
-    return torch.stack(curve, -1).detach()
+    sampled.append(d.traj.returns().mean(-1))
+    if mean_action:
+        quiet.append(mean_action_returns(sampler, params, goals))
+    return torch.stack(sampled, -1).detach(), (torch.stack(quiet, -1) if mean_action else None)
+
+
+def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float],
+                     steps: int, mean_action: bool = False) -> torch.Tensor:  # fmt: skip
+    """`finetune_curves`' sampled scores, or with ``mean_action`` its mean-action scores."""
+    sampled, quiet = finetune_curves(sampler, params, goals, lr, steps, mean_action)
+    return quiet if mean_action else sampled
 
 
 def family_returns(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: float,
