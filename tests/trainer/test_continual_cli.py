@@ -47,6 +47,16 @@ def test_continual_oml_writes_results_curves_and_figures(tmp_path):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_max_seconds_budgets_the_whole_curve_not_each_stage(tmp_path):
+    # Every stage trains at least one step and any step outlasts a microsecond, so a
+    # per-stage budget would still reach all three stages; a whole-run budget stops at the first.
+    args = ["continual-oml", "--out", str(tmp_path), "--methods", "oml", "--curve", "1,2,3", "--max-seconds", "1e-6", *TINY]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert [p["steps"] for p in report["curves"]["oml"]] == [1]
+
+
 def test_oml_training_resumes_exactly(tmp_path):
     spec = ContinualSpec(functions=2, steps_per_function=2, batch=3, rand_points=2)
     pool = function_pool(0, "train", spec)

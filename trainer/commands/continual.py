@@ -12,6 +12,7 @@ the paper's step count still reports where it is on its learning curve.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,7 +120,8 @@ class ContinualOMLConfig(ContinualTraining, ContinualProblems):
     pretrain_steps: int = option(2000, "i.i.d. regression steps of the pretraining baseline.")
     pretrain_lr: float = option(1e-3, "Adam learning rate of the pretraining baseline.")
     pretrain_points: int = option(32, "Pretraining: i.i.d. points per function of each problem per step.")
-    max_seconds: float = option(0.0, "Stop each method's training after this many seconds (0: no limit); the curve stops there.")
+    max_seconds: float = option(0.0, "Stop each method's training after this many seconds over the whole --curve (0: no "
+                                     "limit); the curve stops there.")  # fmt: skip
 
     def stages(self) -> list[int]:
         try:
@@ -146,10 +148,12 @@ def eval_sets(c: ContinualTraining, spec: ContinualSpec, pool: torch.Tensor, fre
     return (*problems(EVAL_SEED, c.eval_problems), *problems(VAL_SEED, c.val_problems))
 
 
-def train_to(c: ContinualTraining, method: str, model, algo, batches, steps: int, lr: float) -> dict:
-    """Train (or resume) ``method`` to ``steps``; returns the training summary."""
+def train_to(c: ContinualTraining, method: str, model, algo, batches, steps: int, lr: float,
+             max_seconds: float | None = None) -> dict:  # fmt: skip
+    """Train (or resume) ``method`` to ``steps``, for at most ``max_seconds`` (default
+    ``c.max_seconds``; 0: no limit); returns the training summary."""
     config = TrainConfig(steps=steps, out=c.out / method, lr=lr, seed=c.seed, log_every=10, checkpoint_every=50,
-                         resume=True, progress=c.progress, max_seconds=c.max_seconds)  # fmt: skip
+                         resume=True, progress=c.progress, max_seconds=c.max_seconds if max_seconds is None else max_seconds)  # fmt: skip
     result = train(model, algo, c.on_device(batches), config)
     with torch.no_grad():
         for k, p in model.named_parameters():
@@ -202,15 +206,18 @@ def continual_oml(c: ContinualOMLConfig) -> dict:
         algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
         batches = lambda start, pool=pool: problem_batches(c.seed, pool, c.problems, spec, start)  # noqa: E731
         curves[method] = []
+        spent = 0.0  # --max-seconds budgets the whole curve, not each stage
         for steps in stages:
-            summary = train_to(c, method, model, algo, batches, steps, c.lr)
+            started = time.perf_counter()
+            summary = train_to(c, method, model, algo, batches, steps, c.lr, c.max_seconds and c.max_seconds - spent)
+            spent += time.perf_counter() - started
             params = {k: v.detach() for k, v in model.named_parameters()}
             result, mses[method] = evaluate_method(params, depth, [split], grid, sets)
             curves[method].append({"steps": summary["steps"], "mean": result["mean"], "ci95": result["ci95"],
                                    "seconds": summary["seconds"]})  # fmt: skip
             results["methods"][method] = {**result, "training": summary}
             io.write_json(out / "results.json", {**results, "curves": curves})
-            if summary["steps"] < steps:  # --max-seconds ran out
+            if summary["steps"] < steps or (c.max_seconds and spent >= c.max_seconds):  # --max-seconds ran out
                 break
     results["curves"] = curves
     if "oml" in mses and "pretrain" in mses:
