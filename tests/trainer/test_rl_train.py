@@ -137,3 +137,21 @@ def test_navigation_maml_eval_mean_action_and_step_sizes_per_step(tmp_path):
     assert set(report["returns_mean_action"]) == {"maml", "random"}
     assert len(report["returns_mean_action"]["maml"]["mean"]) == 3 and "mean action:" in r.output
     assert report["settings"]["eval_alphas"] == "0.1,0.05" and report["settings"]["eval_trajectories"] == 4
+
+
+def test_navigation_eval_mean_action_leaves_the_sampled_scores_unchanged(tmp_path):
+    from fewtask_data.build.navigation import build_navigation_families
+
+    build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
+    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
+            "--tasks", "2", "--goal-tasks", "1", "--maml-tasks", "3", "--methods", "maltml,maml", *TINY]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    plain = json.loads((tmp_path / "run" / "results.json").read_text())
+    r = runner.invoke(app, [*args, "--eval-only", "--eval-mean-action"])
+    assert r.exit_code == 0, r.output
+    quiet = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert quiet["returns"] == plain["returns"] and "returns_mean_action" not in plain
+    gain = quiet["returns_mean_action"]["maltml"]["meta_update_gain"]
+    assert len(gain["mean"]) == 3 and "mean action:" in r.output
+    assert set(quiet["paired_mean_action"]) == {"maltml_minus_maml", "maltml_with_minus_maml_without"}
+    assert quiet["paired"]["maltml_with_minus_maml_without"]["mean"] != quiet["paired"]["maltml_minus_maml"]["with"]["mean"]

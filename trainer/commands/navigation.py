@@ -60,6 +60,9 @@ class NavigationCommon:
     hidden: str = option("100,100", "Policy hidden layer sizes.")
     eval_steps: int = option(3, "Evaluate after 0..N policy-gradient steps.")
     eval_seed: int = run_option("eval_seed", 1234, "Seed of the test goals and evaluation trajectories.")
+    eval_mean_action: bool = option(False, "Also score every evaluation step by the policy's mean action (no exploration "
+                                           "noise; same adaptation): results.json's returns_mean_action.",
+                                    "--eval-mean-action/--no-eval-mean-action")  # fmt: skip
     max_minutes: float = option(0.0, "Stop each method's training after this many minutes (checkpointed; 0: no limit).")
     checkpoint_every: int = run_option("checkpoint_every", 10, "Checkpoint every N iterations.")
     resume: bool = run_option("resume")
@@ -93,9 +96,6 @@ class NavigationMamlConfig(NavigationCommon):
     eval_alphas: str = option("", "Evaluation step sizes, one per step (e.g. 0.5,0.25,0.25 as in maml_rl's "
                                   "test_maml_point.py); empty: --alpha for every step.")  # fmt: skip
     eval_trajectories: int = option(0, "Trajectories per goal and evaluation step (maml_rl's test: 40); 0: --trajectories.")
-    eval_mean_action: bool = option(False, "Also score every evaluation step by the policy's mean action (no exploration "
-                                           "noise; same adaptation): results.json's returns_mean_action.",
-                                    "--eval-mean-action/--no-eval-mean-action")  # fmt: skip
 
     def check(self) -> None:
         super().check()
@@ -288,10 +288,23 @@ def family_objective(method: str, c: NavigationConfig, crops: torch.Tensor):
     return objective
 
 
+def family_tables(pooled: dict[str, dict[str, torch.Tensor]]) -> tuple[dict, dict]:
+    """Per method the summaries with and without the meta-update and its paired gain; the
+    paired method differences (same families, goals and seeds) under both protocols."""
+    results = {m: {"with_meta_update": summary(pc["with"]), "without_meta_update": summary(pc["without"]),
+                   "meta_update_gain": paired_summary(pc["with"], pc["without"])} for m, pc in pooled.items()}  # fmt: skip
+    comparisons = {f"{a}_minus_{b}": {p: paired_summary(pooled[a][p], pooled[b][p]) for p in ("with", "without")}
+                   for a, b in (("maltml", "maml"), ("fo-maltml", "maml"), ("maltml", "pretrain"), ("maltml", "fo-maltml"))
+                   if a in pooled and b in pooled}  # fmt: skip
+    comparisons.update({f"{m}_with_minus_maml_without": paired_summary(pooled[m]["with"], pooled["maml"]["without"])
+                        for m in ("maltml", "fo-maltml") if m in pooled and "maml" in pooled})  # fmt: skip
+    return results, comparisons
+
+
 def run_navigation(c: NavigationConfig) -> None:
     from fewtask_data.build.navigation import build_navigation_families
     from fewtask_data.sources.navigation import goals_in, load_navigation_families
-    from trainer.rl.evaluate import family_returns
+    from trainer.rl.evaluate import family_curves
     from trainer.rl.plots import trajectory_figure
     from trainer.rl.rollout import rollout
 
@@ -311,6 +324,7 @@ def run_navigation(c: NavigationConfig) -> None:
     eval_gen = torch.Generator().manual_seed(c.eval_seed)
     meta_goals, goal_goals = goals_in(test, c.tasks, eval_gen), goals_in(test, c.goal_tasks, eval_gen)
     curves: dict[str, dict[str, list[torch.Tensor]]] = {m: {"with": [], "without": []} for m in methods}
+    quiet: dict[str, dict[str, list[torch.Tensor]]] = {m: {"with": [], "without": []} for m in methods}  # --eval-mean-action
     budgets: dict[str, list[dict]] = {m: [] for m in methods}
     figures = {}
     for seed in c.seed_list:
@@ -330,8 +344,11 @@ def run_navigation(c: NavigationConfig) -> None:
             budgets[method].append({"seed": seed, **budget})
             for protocol in ("with", "without"):
                 sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed + seed))
-                curves[method][protocol].append(
-                    family_returns(sampler, params, meta_goals, goal_goals, c.gamma, c.eval_steps, protocol == "with"))
+                sampled, still = family_curves(sampler, params, meta_goals, goal_goals, c.gamma, c.eval_steps,
+                                               protocol == "with", c.eval_mean_action)  # fmt: skip
+                curves[method][protocol].append(sampled)
+                if still is not None:
+                    quiet[method][protocol].append(still)
             if seed == c.seed_list[0] and method in ("maltml", "maml"):
                 sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed))
                 tuned, _ = meta_update(sampler, {k: v.detach().requires_grad_() for k, v in params.items()}, meta_goals[:1], True, [])
@@ -345,15 +362,14 @@ def run_navigation(c: NavigationConfig) -> None:
             typer.echo(f"{method} seed {seed}: return with / without meta-update after 0..{c.eval_steps} steps: "
                        f"{describe(curves[method]['with'][-1])} | {describe(curves[method]['without'][-1])}")  # fmt: skip
     pooled = {m: {p: torch.cat(v) for p, v in pc.items()} for m, pc in curves.items()}
-    results = {m: {"with_meta_update": summary(pc["with"]), "without_meta_update": summary(pc["without"]),
-                   "meta_update_gain": paired_summary(pc["with"], pc["without"])} for m, pc in pooled.items()}  # fmt: skip
-    comparisons = {f"{a}_minus_{b}": {p: paired_summary(pooled[a][p], pooled[b][p]) for p in ("with", "without")}
-                   for a, b in (("maltml", "maml"), ("fo-maltml", "maml"), ("maltml", "pretrain"), ("maltml", "fo-maltml"))
-                   if a in pooled and b in pooled}  # fmt: skip
+    results, comparisons = family_tables(pooled)
+    if c.eval_mean_action:
+        results_quiet, comparisons_quiet = family_tables({m: {p: torch.cat(v) for p, v in pc.items()} for m, pc in quiet.items()})
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(c).items()},
         "families": str(source), "test_families": len(test), "steps": list(range(c.eval_steps + 1)),
         "returns": results, "paired": comparisons, "training": budgets,
+        **({"returns_mean_action": results_quiet, "paired_mean_action": comparisons_quiet} if c.eval_mean_action else {}),
         "interval": "95% normal interval over test families x seeds; paired: same families, goals and seeds; "
                     "diverged: families with a non-finite return, finite_*: the summary without them",
     }  # fmt: skip
@@ -368,6 +384,9 @@ def run_navigation(c: NavigationConfig) -> None:
     for m in methods:
         r = results[m]
         typer.echo(f"{m:>9}: with {_row(r['with_meta_update'])}  without {_row(r['without_meta_update'])}")
+        if c.eval_mean_action:
+            r = results_quiet[m]
+            typer.echo(f"{'mean action':>11}: with {_row(r['with_meta_update'])}  without {_row(r['without_meta_update'])}")
     typer.echo(f"wrote {out / 'results.json'}")
 
 

@@ -63,20 +63,24 @@ def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: 
     return quiet if mean_action else sampled
 
 
-def family_returns(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: float,
-                   steps: int, meta: bool, chunk: int = 10) -> torch.Tensor:  # fmt: skip
-    """Per family [F], the mean over its goal tasks of `finetune_returns` after (``meta``)
-    or without the meta-update V_beta on the family's L tasks ``meta_goals`` [F, L, 2];
-    ``chunk`` families at a time (the meta-update keeps a second-order graph)."""
-    parts = []
+def family_curves(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: float,
+                  steps: int, meta: bool, mean_action: bool = False, chunk: int = 10) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Per family [F, steps+1], the mean over its goal tasks of `finetune_curves`' sampled
+    (and with ``mean_action`` mean-action) scores, after (``meta``) or without the
+    meta-update V_beta on the family's L tasks ``meta_goals`` [F, L, 2]; ``chunk``
+    families at a time (the meta-update keeps a second-order graph)."""
+    sampled, quiet = [], []
     for start in range(0, meta_goals.shape[0], chunk):
         meta_part, goal_part = meta_goals[start : start + chunk], goal_goals[start : start + chunk]
         params = theta
         if meta:
             params, _ = meta_update(sampler, _leaves(theta), meta_part, True, [])
             params = {k: v.detach() for k, v in params.items()}
-        parts.append(finetune_returns(sampler, params, goal_part, lr, steps).mean(-2))
-    return torch.cat(parts)
+        drawn, still = finetune_curves(sampler, params, goal_part, lr, steps, mean_action)
+        sampled.append(drawn.mean(-2))
+        if still is not None:
+            quiet.append(still.mean(-2))
+    return torch.cat(sampled), (torch.cat(quiet) if mean_action else None)
 
 
 def summary(values: torch.Tensor) -> dict[str, list]:
