@@ -1,14 +1,16 @@
 """Benchmark: one OML meta-step (the paper's problem: 10 functions x 40 mini-batches of 8
 points = 400 online steps, RLN 6 + PLN 2 layers of 300, second order through the 400
-steps) per continual problem, two ways in one process so the ratio shares the load:
+steps) per continual problem, three ways in one process so the ratios share the load:
 
-    loop   plain-loop reference: a Python loop over problems, the whole network at every
-           online step, torch.autograd.grad(create_graph=True)   (trainer/continual/reference.py)
-    vmap   torch.func: RLN features once per problem, written-out online gradients of the
-           PLN, vmap over the problems, one torch.func.grad     (trainer/continual/oml.py)
+    loop     plain-loop reference: a Python loop over problems, the whole network at every
+             online step, torch.autograd.grad(create_graph=True)   (trainer/continual/reference.py)
+    vmap     torch.func: RLN features once per problem, written-out online gradients of the
+             PLN, torch.func.vmap over the problems, one torch.func.grad   (oml.problems_loss_vmap)
+    batched  the trainer's path: the same math with the problems on a leading axis of
+             batched matmuls and one plain autograd pass   (oml.problems_loss, OML's default)
 
-Prints ms per problem-meta-step for each path and the ratio loop / vmap, for each
-meta-batch size. Usage:
+Prints ms per problem-meta-step for each path and the ratios loop / vmap and loop /
+batched, for each meta-batch size. Usage:
 
     .venv/bin/python scripts/bench_continual.py [--problems 1,4,16] [--reps 3] [--threads 1] [--device cpu]
 """
@@ -20,22 +22,29 @@ import json
 import time
 
 import torch
+from torch.func import grad
 
 from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, sample_problems
 from trainer.continual.net import build_net
-from trainer.continual.oml import OML
+from trainer.continual.oml import OML, problems_loss_vmap
 from bench_args import parse_with_threads  # scripts/ is on sys.path when a script runs
 
 
-def time_step(algo: OML, params, batch, reps: int, device: torch.device) -> float:
+def func_vmap_grads(algo: OML, params, batch):
+    """OML's outer gradient through torch.func: vmap over problems, torch.func.grad."""
+    loss = lambda p: problems_loss_vmap(p, batch.tensors(), algo.lr, algo.split, algo.depth).mean()  # noqa: E731
+    return grad(loss)(params)
+
+
+def time_step(outer_grads, params, batch, reps: int, device: torch.device) -> float:
     """Seconds per outer gradient (after one warm-up call)."""
-    algo.outer_grads(params, {}, {}, batch)
+    outer_grads(params, batch)
     times = []
     for _ in range(reps):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        algo.outer_grads(params, {}, {}, batch)
+        outer_grads(params, batch)
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
@@ -58,10 +67,13 @@ def main() -> None:
     rows = []
     for p in (int(v) for v in args.problems.split(",")):
         b = sample_problems(torch.Generator().manual_seed(p), pool, p, spec).to(device)
-        loop = time_step(OML(net, impl="loop"), params, b, args.reps, device)
-        fast = time_step(OML(net, impl="vmap"), params, b, args.reps, device)
+        fast_algo, loop_algo = OML(net), OML(net, impl="loop")
+        loop = time_step(lambda q, x: loop_algo.outer_grads(q, {}, {}, x), params, b, args.reps, device)
+        vmapped = time_step(lambda q, x: func_vmap_grads(fast_algo, q, x), params, b, args.reps, device)
+        batched = time_step(lambda q, x: fast_algo.outer_grads(q, {}, {}, x), params, b, args.reps, device)
         row = {"problems": p, "loop_ms_per_problem": round(1000 * loop / p, 1),
-               "vmap_ms_per_problem": round(1000 * fast / p, 1), "speedup": round(loop / fast, 2)}  # fmt: skip
+               "vmap_ms_per_problem": round(1000 * vmapped / p, 1), "batched_ms_per_problem": round(1000 * batched / p, 1),
+               "speedup_vmap": round(loop / vmapped, 2), "speedup_batched": round(loop / batched, 2)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps({"device": str(device), "threads": args.threads, "width": args.width, "rows": rows}))

@@ -1,5 +1,5 @@
 """OML and MALTML-continual meta-gradients: the fast path (cached RLN features, written-out
-online gradients, vmap over problems) against the plain-loop reference and float64 finite
+online gradients, problems on a batch axis) against the plain-loop reference and float64 finite
 differences on short trajectories with tiny widths."""
 
 from __future__ import annotations
@@ -46,15 +46,31 @@ def finite_difference(objective, params, name, index, eps=1e-6):
     return float((objective(plus) - objective(minus)) / (2 * eps))
 
 
-def test_written_out_mse_gradient_is_torch_func_grad():
+@pytest.mark.parametrize("per_problem", [False, True])
+def test_written_out_mse_gradient_is_torch_func_grad_per_problem(per_problem):
     net, params, _ = setup()
-    y = torch.randn(6, 1, dtype=torch.float64)
+    y = torch.randn(3, 6, 1, dtype=torch.float64)
     for start in (0, 2, 3):
         sub = {k: params[k] for k in online_names(params, start)}
-        h = torch.randn(6, SPEC.in_features if start == 0 else 5, dtype=torch.float64)
+        if per_problem:  # each problem its own weights, as after the first online step
+            sub = {k: v + 0.1 * torch.randn(3, *v.shape, dtype=v.dtype) for k, v in sub.items()}
+        h = torch.randn(3, 6, SPEC.in_features if start == 0 else 5, dtype=torch.float64)
         loss, mine = mse_grads(sub, h, y, start, net.depth)
-        theirs = grad(lambda p: torch.nn.functional.mse_loss(run_layers(p, h, start, net.depth, net.depth), y))(sub)
-        assert set(mine) == set(theirs) and max_diff(mine, theirs) < 1e-12
+        for i in range(3):
+            own = {k: v[i] for k, v in sub.items()} if per_problem else sub
+            theirs = grad(lambda p: torch.nn.functional.mse_loss(run_layers(p, h[i], start, net.depth, net.depth), y[i]))(own)
+            assert set(mine) == set(theirs) and max_diff({k: v[i] for k, v in mine.items()}, theirs) < 1e-12
+            assert float(loss[i]) == pytest.approx(float(torch.nn.functional.mse_loss(run_layers(own, h[i], start, net.depth, net.depth), y[i])))
+
+
+def test_batched_problems_equal_torch_func_vmap_over_single_problems():
+    from trainer.continual.oml import problems_loss, problems_loss_vmap
+
+    net, params, pool = setup()
+    batch = sample_problems(torch.Generator().manual_seed(1), pool, 3, SPEC, dtype=torch.float64)
+    a = problems_loss(params, batch.tensors(), 0.1, net.split, net.depth)
+    b = problems_loss_vmap(params, batch.tensors(), 0.1, net.split, net.depth)
+    assert a.shape == (3,) and torch.allclose(a, b, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("first_order", [False, True])

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch.func import vmap
 
 from fewtask_data.sources.continual_sines import ContinualBatch, ContinualSpec, function_points
 from trainer.continual.net import Params, run_layers
@@ -32,13 +31,11 @@ def function_mse(params: Params, batch: ContinualBatch, test: tuple[torch.Tensor
                  split: int, depth: int) -> torch.Tensor:  # fmt: skip
     """[P, F]: per problem, each function's MSE after one online pass over the trajectory."""
 
-    def one(tx, ty, ex, ey):
-        h = run_layers(params, tx, 0, split, depth)
-        tuned = {**params, **learn_online(params, h, ty, lr, split, depth, first_order=True)}
-        return (run_layers(tuned, ex, 0, depth, depth) - ey).pow(2).mean(dim=(-2, -1))
-
+    test_x, test_y = test
     with torch.no_grad():
-        out = vmap(one)(batch.traj_x, batch.traj_y, *test)
+        h = run_layers(params, batch.traj_x, 0, split, depth)
+        tuned = {**params, **learn_online(params, h, batch.traj_y, lr, split, depth, first_order=True)}
+        out = (run_layers(tuned, test_x, 0, depth, depth) - test_y).pow(2).mean(dim=(-2, -1))
     return torch.nan_to_num(out, nan=float("inf"))
 
 

@@ -49,10 +49,21 @@ def build_net(in_features: int, arch: str = "paper", width: int | None = None) -
     return ContinualNet(in_features, rln, pln, width or w)
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """`F.linear` with the weights shared (``weight`` [out, in]) or one set per problem
+    (``weight`` [P, out, in], ``bias`` [P, out], ``x`` [P, ..., in]): the online pass gives
+    every problem its own prediction network, and a batched matmul runs them together."""
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    flat = x.reshape(x.shape[0], -1, x.shape[-1])
+    out = torch.baddbmm(bias.unsqueeze(-2), flat, weight.transpose(-1, -2))
+    return out.reshape(*x.shape[:-1], weight.shape[-2])
+
+
 def run_layers(params: Params, x: torch.Tensor, start: int, stop: int, depth: int) -> torch.Tensor:
     """Layers start..stop-1 of a ``depth``-layer net; ReLU after every layer but the last."""
     for i in range(start, stop):
-        x = F.linear(x, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
+        x = linear(x, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
         if i < depth - 1:
             x = F.relu(x)
     return x
@@ -68,27 +79,28 @@ def online_names(params: Params, split: int) -> frozenset[str]:
 
 
 def mse_grads(params: Params, x: torch.Tensor, y: torch.Tensor, start: int, depth: int) -> tuple[torch.Tensor, Params]:
-    """(MSE, its gradient w.r.t. layers start..depth-1) by backpropagation written out.
+    """Per problem along the leading axis of ``x`` [P, n, in] and ``y`` [P, n, 1]: (its MSE
+    [P], the gradient of its MSE w.r.t. layers start..depth-1, each [P, ...]), by
+    backpropagation written out. The layers' weights are shared or per problem (`linear`).
 
     Plain differentiable tensor ops, so an outer derivative of the result is the exact
     second-order term (ReLU's derivative is 0 almost everywhere, as autograd has it). On
-    the OML inner loop -- 400 steps on 8 points -- it avoids a nested `torch.func.grad`
-    per step, the dominant cost; the tests check it against torch.func.grad."""
+    the OML inner loop -- 400 steps on 8 points -- it avoids a nested autograd call per
+    step, the dominant cost; the tests check it against torch.func.grad."""
     acts, pres = [x], []
     for i in range(start, depth):
-        z = F.linear(acts[-1], params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
+        z = linear(acts[-1], params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
         pres.append(z)
         acts.append(F.relu(z) if i < depth - 1 else z)
     err = acts[-1] - y
-    delta = 2.0 * err / err.numel()
+    delta = err * (2.0 / err[0].numel())
     grads: Params = {}
     for j in reversed(range(depth - start)):
         i = start + j
         if i < depth - 1:
             delta = delta * (pres[j] > 0).to(delta.dtype)
-        flat_d, flat_a = delta.reshape(-1, delta.shape[-1]), acts[j].reshape(-1, acts[j].shape[-1])
-        grads[f"layers.{i}.weight"] = flat_d.T @ flat_a
-        grads[f"layers.{i}.bias"] = flat_d.sum(0)
+        grads[f"layers.{i}.weight"] = delta.transpose(-1, -2) @ acts[j]
+        grads[f"layers.{i}.bias"] = delta.sum(-2)
         if j:
             delta = delta @ params[f"layers.{i}.weight"]
-    return err.pow(2).mean(), grads
+    return err.pow(2).mean((-2, -1)), grads

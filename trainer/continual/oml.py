@@ -7,7 +7,8 @@ the problem's random batch (fresh points of all its functions). The outer gradie
 goes through all F*S online steps (second order; ``first_order`` detaches each online
 gradient). The RLN does not change along the trajectory, so its features are
 computed once for all points; the plain-loop reference (`reference.py`) runs the whole
-network at every step and the tests check the two agree.
+network at every step and the tests check the two agree. The problems of a batch ride
+a leading axis through batched matmuls, and OML's outer gradient is plain autograd.
 
 MALTML-continual (Devos & Dandi section 4.2): V_beta on the L problems of a family with
 the OML objective as the inner meta-objective (the *sum* of their OML losses, Eq. 2),
@@ -34,33 +35,46 @@ ORDER_FLAGS = {3: (False, False, False), 2: (True, False, False), 1: (True, True
 
 def learn_online(params: Params, h: torch.Tensor, traj_y: torch.Tensor, lr: float, split: int, depth: int,
                  first_order: bool) -> Params:  # fmt: skip
-    """The PLN after one online pass: ``h`` [steps, b, width] are the RLN features of the
-    trajectory's mini-batches. Returns only the PLN's parameters. The online gradients are
+    """Each problem's PLN after its online pass: ``h`` [P, steps, b, width] are the RLN
+    features of the problems' trajectories, ``traj_y`` [P, steps, b, 1]. Returns only the
+    PLN's parameters, one set per problem ([P, ...]). The online gradients are
     `net.mse_grads` (backpropagation written out, checked against torch.func.grad)."""
     pln = {k: params[k] for k in online_names(params, split)}
     lrs = {k: lr for k in pln}
 
     def step_loss(q: Params, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        return F.mse_loss(run_layers(q, batch[0], split, depth, depth), batch[1])
+        return mse_grads(q, batch[0], batch[1], split, depth)[0].sum()  # problems are independent: sum
 
     def step_grads(q: Params, batch: tuple[torch.Tensor, torch.Tensor]) -> Params:
         return mse_grads(q, batch[0], batch[1], split, depth)[1]
 
-    return fn.descend_online(step_loss, pln, lrs, (h, traj_y), None, first_order, grad_fn=step_grads)
+    steps_first = (h.transpose(0, 1), traj_y.transpose(0, 1))
+    return fn.descend_online(step_loss, pln, lrs, steps_first, None, first_order, grad_fn=step_grads)
+
+
+def problems_loss(params: Params, tensors, lr: float, split: int, depth: int, first_order: bool = False) -> torch.Tensor:
+    """The OML objective (module doc) of each problem along the leading axis of
+    ``tensors`` (traj_x, traj_y, rand_x, rand_y): [P]. The problems ride that axis through
+    batched matmuls (`net.linear`), which on CPU runs the 400 online steps about twice as
+    fast as `torch.func.vmap` over `problem_loss` (scripts/bench_continual.py)."""
+    traj_x, traj_y, rand_x, rand_y = tensors
+    h = run_layers(params, traj_x, 0, split, depth)
+    pln = learn_online(params, h, traj_y, lr, split, depth, first_order)
+    count = traj_x.shape[0]
+    feats = torch.cat([h.reshape(count, -1, h.shape[-1]), run_layers(params, rand_x, 0, split, depth)], 1)
+    targets = torch.cat([traj_y.reshape(count, -1, 1), rand_y], 1)
+    return (run_layers(pln, feats, split, depth, depth) - targets).pow(2).mean((-2, -1))
 
 
 def problem_loss(params: Params, traj_x, traj_y, rand_x, rand_y, lr: float, split: int, depth: int,
                  first_order: bool = False) -> torch.Tensor:  # fmt: skip
-    """One problem's OML objective (module doc)."""
-    h = run_layers(params, traj_x, 0, split, depth)
-    pln = learn_online(params, h, traj_y, lr, split, depth, first_order)
-    feats = torch.cat([h.reshape(-1, h.shape[-1]), run_layers(params, rand_x, 0, split, depth)])
-    targets = torch.cat([traj_y.reshape(-1, 1), rand_y])
-    return F.mse_loss(run_layers(pln, feats, split, depth, depth), targets)
+    """One problem's OML objective (tensors without the problem axis)."""
+    one = tuple(t.unsqueeze(0) for t in (traj_x, traj_y, rand_x, rand_y))
+    return problems_loss(params, one, lr, split, depth, first_order)[0]
 
 
-def problems_loss(params: Params, tensors, lr: float, split: int, depth: int, first_order: bool = False) -> torch.Tensor:
-    """`problem_loss` of each problem along a leading axis of ``tensors``: [P]."""
+def problems_loss_vmap(params: Params, tensors, lr: float, split: int, depth: int, first_order: bool = False) -> torch.Tensor:
+    """`problems_loss` as `torch.func.vmap` over `problem_loss` (the benchmark's torch.func path)."""
     one = lambda tx, ty, rx, ry: problem_loss(params, tx, ty, rx, ry, lr, split, depth, first_order)  # noqa: E731
     return vmap(one)(*tensors)
 
@@ -82,6 +96,9 @@ class OML:
 
     learn_step_sizes: ClassVar[bool] = False
     trains_meta_step: ClassVar[bool] = False
+    # The fast path's outer gradient: plain autograd (no torch.func transform to pay for);
+    # MALTML's objective nests torch.func.grad under vmap over families, so it keeps torch.func.
+    plain_autograd: ClassVar[bool] = True
 
     model: ContinualNet
     lr: float = 0.003  # the online (inner) step size
@@ -109,10 +126,11 @@ class OML:
         return reference.loop_oml_loss(params, batch.tensors(), self.lr, self.split, self.depth, self.first_order)
 
     def outer_grads(self, params: Params, step_sizes, buffers, batch):
-        if self.impl == "loop":
+        if self.impl == "loop" or self.plain_autograd:
+            objective = self.loop_objective if self.impl == "loop" else self.objective
             with torch.enable_grad():
                 p = {k: v.detach().requires_grad_() for k, v in params.items()}
-                loss = self.loop_objective(p, batch)
+                loss = objective(p, batch)
                 grads = dict(zip(p, torch.autograd.grad(loss, list(p.values()))))
         else:
             grads, loss = grad(lambda p: (self.objective(p, batch),) * 2, has_aux=True)(params)
@@ -126,6 +144,7 @@ class MALTMLContinual(OML):
     steps inside V_beta first order, 1 is fully first order."""
 
     trains_meta_step: ClassVar[bool] = True
+    plain_autograd: ClassVar[bool] = False
 
     beta: float = 0.003
     meta_steps: int = 1

@@ -1,0 +1,42 @@
+"""Javed & White's evaluation (`trainer.continual.evaluation.function_mse`, batched over
+problems) against an obvious loop: per problem, online SGD step by step with autograd on
+the layers from ``split`` on, then each function's MSE."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, sample_problems
+from trainer.continual import evaluation
+from trainer.continual.net import ContinualNet, layer_of, run_layers
+
+SPEC = ContinualSpec(functions=3, steps_per_function=2, batch=4, rand_points=3)
+
+
+def loop_function_mse(params, batch, test, lr, split, depth):
+    rows = []
+    for i in range(len(batch)):
+        p = dict(params)
+        for s in range(batch.traj_x.shape[1]):
+            online = [k for k in p if layer_of(k) >= split]
+            leaves = {k: p[k].detach().requires_grad_() for k in online}
+            loss = F.mse_loss(run_layers({**p, **leaves}, batch.traj_x[i, s], 0, depth, depth), batch.traj_y[i, s])
+            grads = torch.autograd.grad(loss, list(leaves.values()))
+            p.update({k: (v - lr * g).detach() for (k, v), g in zip(leaves.items(), grads)})
+        x, y = test[0][i], test[1][i]
+        rows.append(torch.stack([(run_layers(p, x[f], 0, depth, depth) - y[f]).pow(2).mean() for f in range(x.shape[0])]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("split", [0, 2, 3])
+def test_batched_evaluation_equals_the_step_by_step_loop(split):
+    torch.manual_seed(0)
+    net = ContinualNet(SPEC.in_features, rln=2, pln=2, width=5).double()
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    batch = sample_problems(torch.Generator().manual_seed(1), function_pool(0, "eval", SPEC), 3, SPEC, dtype=torch.float64)
+    test = evaluation.test_points(batch, SPEC, 7, seed=5)
+    got = evaluation.function_mse(params, batch, test, 0.05, split, net.depth)
+    want = loop_function_mse(params, batch, test, 0.05, split, net.depth)
+    assert got.shape == (3, SPEC.functions) and torch.allclose(got, want, rtol=1e-10, atol=0)
