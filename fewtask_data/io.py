@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from fewtask_data.errors import FewtaskError
 
@@ -59,6 +60,31 @@ def ensure_writable(folder: str | Path) -> Path:
 
 
 # ---------------------------------------------------------------- atomic writes
+
+
+LOCK_NAME = ".training.lock"
+
+
+@contextmanager
+def exclusive(folder: Path, what: str = "training") -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (an OS lock on a file in it, released when the
+    holder exits, even by a crash): two processes training into the same run folder would
+    overwrite each other's checkpoints and logs, so the second gets a one-line error."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    handle = open(folder / LOCK_NAME, "w")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FewtaskError(f"another process is {what} in {folder}; wait for it to finish or use another --out "
+                               "(or another --seeds / --methods)") from None  # fmt: skip
+        yield
+    finally:
+        handle.close()  # closing releases the lock
 
 
 def temp_path(path: Path) -> Path:

@@ -11,6 +11,7 @@ the end) and ``metrics.jsonl`` (one JSON object per logged step).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -121,8 +122,25 @@ def train(
     optimizer step (multi-process training averages them there); only the ``is_main``
     process writes checkpoints and logs; ``agree(flag)`` turns a process's wish to stop
     (``max_seconds`` reached) into one decision for all processes. A non-finite loss or gradient stops training
-    with a FewtaskError and leaves the last checkpoint (all finite) untouched.
+    with a FewtaskError and leaves the last checkpoint (all finite) untouched. The main process holds
+    the run folder's lock (`io.exclusive`): a second process training into it gets a one-line error.
     """
+    out = io.ensure_writable(config.out)
+    with io.exclusive(out) if is_main else contextlib.nullcontext():
+        return _train(model, algorithm, make_batches, config, transform, after_backward, is_main, agree)
+
+
+def _train(
+    model: torch.nn.Module,
+    algorithm: Algorithm,
+    make_batches: Callable[[int], Iterator[FamilyBatch]],
+    config: TrainConfig,
+    transform: Callable[[FamilyBatch], FamilyBatch] | None = None,
+    after_backward: Callable[[list[torch.Tensor]], None] | None = None,
+    is_main: bool = True,
+    agree: Callable[[bool], bool] = bool,
+) -> TrainResult:
+    """The body of `train`, run while the lock is held."""
     out = io.ensure_writable(config.out)
     ckpt_path, metrics_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
     params = dict(model.named_parameters())

@@ -73,6 +73,20 @@ def test_oml_training_resumes_exactly(tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 
+def test_a_second_training_into_the_same_folder_is_refused(tmp_path):
+    from fewtask_data import io
+
+    spec = ContinualSpec(functions=2, steps_per_function=2, batch=3, rand_points=2)
+    net = ContinualNet(spec.in_features, 2, 1, 6)
+    config = TrainConfig(steps=1, out=tmp_path, lr=1e-2, progress=False)
+    batches = lambda start: problem_batches(1, function_pool(0, "train", spec), 2, spec, start)  # noqa: E731
+    with io.exclusive(tmp_path):  # as another process training there would hold it
+        with pytest.raises(FewtaskError, match="another process is training in"):
+            train(net, OML(net, lr=0.05), batches, config)
+        assert not (tmp_path / "checkpoint.pt").exists()
+    assert train(net, OML(net, lr=0.05), batches, config).step == 1  # released: trains
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

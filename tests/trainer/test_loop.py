@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from fewtask_data import EpisodeShape, FewtaskError
+from fewtask_data import EpisodeShape, FewtaskError, io
 from fewtask_data.sources import sinusoid
 from trainer import checkpoint as ckpt
 from trainer.algorithms import make_algorithm
@@ -84,7 +84,8 @@ def test_garbage_checkpoint_is_a_clear_error(tmp_path):
 
 def test_checkpoint_write_is_atomic(tmp_path):
     run(tmp_path, 3)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    # no temporary files left behind; the lock file stays (an OS lock is on it only while training)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [io.LOCK_NAME, "checkpoint.pt", "metrics.jsonl"]
     state = ckpt.load(tmp_path / "checkpoint.pt")
     assert state["step"] == 3 and state["algorithm"] == "maltml" and "rng" in state
 

@@ -66,6 +66,18 @@ def test_resume_is_exact(tmp_path, kind, optimizer):
         assert all(json.loads(x)["kl"] <= 0.01 for x in lines)
 
 
+def test_navigation_training_holds_the_run_folder_lock(tmp_path):
+    from fewtask_data import io
+
+    policy = GaussianMLP(2, 2, (8,))
+    config = RLTrainConfig(1, tmp_path, seed=3)
+    sampler = lambda gen: Sampler(lambda goals, n: PointEnv(goals, n, 6), policy, RLSettings(trajectories=3), gen)  # noqa: E731
+    with io.exclusive(tmp_path):
+        with pytest.raises(FewtaskError, match="another process is training in"):
+            train_policy(policy.init(torch.Generator().manual_seed(0)), tiny_objective("maml"), sampler, config, "maml")
+    assert train_policy(policy.init(torch.Generator().manual_seed(0)), tiny_objective("maml"), sampler, config, "maml")[1] == 1
+
+
 def test_navigation_maml_writes_results(tmp_path):
     r = runner.invoke(app, ["navigation-maml", "--out", str(tmp_path), "--tasks", "2", "--test-goals", "3", *TINY])
     assert r.exit_code == 0, r.output

@@ -67,7 +67,14 @@ def signature_of(params: Params) -> dict[str, list[int]]:
 
 def train_policy(theta: Params, objective: Objective, make_sampler: Callable[[torch.Generator], Sampler],
                  config: RLTrainConfig, label: str, progress: Callable[[int, dict], None] | None = None) -> tuple[Params, int]:  # fmt: skip
-    """Train (or resume) ``theta``; returns the final parameters and the iteration reached."""
+    """Train (or resume) ``theta``, holding the run folder's lock; returns the final
+    parameters and the iteration reached."""
+    with io.exclusive(io.ensure_writable(config.out)):
+        return _train_policy(theta, objective, make_sampler, config, label, progress)
+
+
+def _train_policy(theta: Params, objective: Objective, make_sampler: Callable[[torch.Generator], Sampler],
+                  config: RLTrainConfig, label: str, progress: Callable[[int, dict], None] | None = None) -> tuple[Params, int]:  # fmt: skip
     out = io.ensure_writable(config.out)
     path, log_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
     theta = {k: v.detach().clone() for k, v in theta.items()}
