@@ -167,3 +167,14 @@ def test_navigation_eval_mean_action_leaves_the_sampled_scores_unchanged(tmp_pat
     assert len(gain["mean"]) == 3 and "mean action:" in r.output
     assert set(quiet["paired_mean_action"]) == {"maltml_minus_maml", "maltml_with_minus_maml_without"}
     assert quiet["paired"]["maltml_with_minus_maml_without"]["mean"] != quiet["paired"]["maltml_minus_maml"]["with"]["mean"]
+
+
+def test_the_returns_plot_leaves_out_wrecked_curves_and_says_so():
+    from trainer.commands.navigation import on_scale_curves
+
+    row = lambda means: {"mean": means, "ci95": [0.0] * len(means)}  # noqa: E731
+    results = {"maml": {"with_meta_update": row([-30.0, -12.0]), "without_meta_update": row([-33.0, -11.0])},
+               "oracle": {"with_meta_update": row([-552.0, float("nan")]), "without_meta_update": row([-0.3, -650.0])}}
+    shown, off = on_scale_curves(results)
+    assert set(shown) == {"maml (meta-update)", "maml (none)"}
+    assert off == ["oracle (meta-update)", "oracle (none)"]

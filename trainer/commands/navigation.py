@@ -288,6 +288,18 @@ def family_objective(method: str, c: NavigationConfig, crops: torch.Tensor):
     return objective
 
 
+OFF_SCALE = -200.0  # a curve with a mean below this (a wrecked policy) would flatten the others in the plot
+
+
+def on_scale_curves(results: dict) -> tuple[dict, list[str]]:
+    """The with/without-meta-update curves of every method that stay above OFF_SCALE and
+    finite (to plot), and the names of the rest (to say they were left out)."""
+    curves = {f"{m} ({label})": r[key] for m, r in results.items()
+              for label, key in (("meta-update", "with_meta_update"), ("none", "without_meta_update"))}  # fmt: skip
+    keep = {k: c for k, c in curves.items() if all(v == v and v > OFF_SCALE for v in c["mean"])}
+    return keep, [k for k in curves if k not in keep]
+
+
 def family_tables(pooled: dict[str, dict[str, torch.Tensor]]) -> tuple[dict, dict]:
     """Per method the summaries with and without the meta-update and its paired gain; the
     paired method differences (same families, goals and seeds) under both protocols."""
@@ -374,8 +386,12 @@ def run_navigation(c: NavigationConfig) -> None:
                     "diverged: families with a non-finite return, finite_*: the summary without them",
     }  # fmt: skip
     io.write_json(out / "results.json", report)
-    plots.curve_figure(out / "returns_vs_steps.png", {m: r["with_meta_update"] for m, r in results.items()},
-                       "held-out crop families, with meta-update", "policy-gradient steps on the goal task", "mean return")  # fmt: skip
+    curves_shown, off_scale = on_scale_curves(results)
+    plots.curve_figure(out / "returns_vs_steps.png", curves_shown,
+                       "held-out crop families" + (f" ({len(off_scale)} curves below {OFF_SCALE:.0f} left out)" if off_scale else ""),
+                       "policy-gradient steps on the goal task", "mean return")  # fmt: skip
+    if off_scale:
+        typer.echo(f"returns_vs_steps.png leaves out (a mean below {OFF_SCALE:.0f} or diverged): {', '.join(off_scale)}")
     learning_figure(out / "learning_curves.png", budgets, "crop families: training")
     crop = test[0].tolist()
     for method, paths in figures.items():
