@@ -66,7 +66,7 @@ LOCK_NAME = ".training.lock"
 
 
 @contextmanager
-def exclusive(folder: Path, what: str = "training") -> Iterator[None]:
+def exclusive(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (an OS lock on a file in it, released when the
     holder exits, even by a crash): two processes training into the same run folder would
     overwrite each other's checkpoints and logs, so the second gets a one-line error."""
@@ -80,7 +80,7 @@ def exclusive(folder: Path, what: str = "training") -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise FewtaskError(f"another process is {what} in {folder}; wait for it to finish or use another --out "
+            raise FewtaskError(f"another process is training in {folder}; wait for it to finish or use another --out "
                                "(or another --seeds / --methods)") from None  # fmt: skip
         yield
     finally:

@@ -127,21 +127,11 @@ def train(
     """
     out = io.ensure_writable(config.out)
     with io.exclusive(out) if is_main else contextlib.nullcontext():
-        return _train(model, algorithm, make_batches, config, transform, after_backward, is_main, agree)
+        return _train(out, model, algorithm, make_batches, config, transform, after_backward, is_main, agree)
 
 
-def _train(
-    model: torch.nn.Module,
-    algorithm: Algorithm,
-    make_batches: Callable[[int], Iterator[FamilyBatch]],
-    config: TrainConfig,
-    transform: Callable[[FamilyBatch], FamilyBatch] | None = None,
-    after_backward: Callable[[list[torch.Tensor]], None] | None = None,
-    is_main: bool = True,
-    agree: Callable[[bool], bool] = bool,
-) -> TrainResult:
-    """The body of `train`, run while the lock is held."""
-    out = io.ensure_writable(config.out)
+def _train(out: Path, model, algorithm, make_batches, config, transform, after_backward, is_main, agree) -> TrainResult:
+    """The body of `train` (same arguments, ``out`` its writable run folder), run while the lock is held."""
     ckpt_path, metrics_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())

@@ -16,6 +16,7 @@ the meta-update.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -296,8 +297,13 @@ def on_scale_curves(results: dict) -> tuple[dict, list[str]]:
     finite (to plot), and the names of the rest (to say they were left out)."""
     curves = {f"{m} ({label})": r[key] for m, r in results.items()
               for label, key in (("meta-update", "with_meta_update"), ("none", "without_meta_update"))}  # fmt: skip
-    keep = {k: c for k, c in curves.items() if all(v == v and v > OFF_SCALE for v in c["mean"])}
+    keep = {k: c for k, c in curves.items() if all(not math.isnan(v) and v > OFF_SCALE for v in c["mean"])}
     return keep, [k for k in curves if k not in keep]
+
+
+def pool_seeds(curves: dict[str, dict[str, list[torch.Tensor]]]) -> dict[str, dict[str, torch.Tensor]]:
+    """Per method and protocol, the seeds' per-family curves stacked into one tensor."""
+    return {m: {p: torch.cat(v) for p, v in pc.items()} for m, pc in curves.items()}
 
 
 def family_tables(pooled: dict[str, dict[str, torch.Tensor]]) -> tuple[dict, dict]:
@@ -373,10 +379,9 @@ def run_navigation(c: NavigationConfig) -> None:
                 figures[method] = paths
             typer.echo(f"{method} seed {seed}: return with / without meta-update after 0..{c.eval_steps} steps: "
                        f"{describe(curves[method]['with'][-1])} | {describe(curves[method]['without'][-1])}")  # fmt: skip
-    pooled = {m: {p: torch.cat(v) for p, v in pc.items()} for m, pc in curves.items()}
-    results, comparisons = family_tables(pooled)
+    results, comparisons = family_tables(pool_seeds(curves))
     if c.eval_mean_action:
-        results_quiet, comparisons_quiet = family_tables({m: {p: torch.cat(v) for p, v in pc.items()} for m, pc in quiet.items()})
+        results_quiet, comparisons_quiet = family_tables(pool_seeds(quiet))
     report = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(c).items()},
         "families": str(source), "test_families": len(test), "steps": list(range(c.eval_steps + 1)),

@@ -69,13 +69,13 @@ def train_policy(theta: Params, objective: Objective, make_sampler: Callable[[to
                  config: RLTrainConfig, label: str, progress: Callable[[int, dict], None] | None = None) -> tuple[Params, int]:  # fmt: skip
     """Train (or resume) ``theta``, holding the run folder's lock; returns the final
     parameters and the iteration reached."""
-    with io.exclusive(io.ensure_writable(config.out)):
-        return _train_policy(theta, objective, make_sampler, config, label, progress)
-
-
-def _train_policy(theta: Params, objective: Objective, make_sampler: Callable[[torch.Generator], Sampler],
-                  config: RLTrainConfig, label: str, progress: Callable[[int, dict], None] | None = None) -> tuple[Params, int]:  # fmt: skip
     out = io.ensure_writable(config.out)
+    with io.exclusive(out):
+        return _train_policy(out, theta, objective, make_sampler, config, label, progress)
+
+
+def _train_policy(out: Path, theta, objective, make_sampler, config, label, progress) -> tuple[Params, int]:
+    """The body of `train_policy` (same arguments, ``out`` its writable run folder), run while the lock is held."""
     path, log_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
     theta = {k: v.detach().clone() for k, v in theta.items()}
     adam = _adam(theta, config.lr) if config.optimizer == "adam" else None
