@@ -43,12 +43,12 @@ _EXPORTS = {
     "fewtask_data.stream": ["FamilyStream", "FlatStream", "family_loader", "batches", "first_episodes"],
     "fewtask_data.sources": ["SourceClass"],
     "fewtask_data.families.definitions": ["list_definitions", "load_definitions"],
-    "fewtask_data.build.plan": ["BuildOptions"],
-    "fewtask_data.build.finalize": ["BuildReport"],
-    "fewtask_data.build.core": ["build_dataset"],
-    "fewtask_data.build.omniglot": ["build_omniglot_families"],
-    "fewtask_data.build.imagenet": ["build_imagenet_families"],
-    "fewtask_data.build.unsupervised": ["build_unsupervised_families"],
+    "fewtask_data.builders.plan": ["BuildOptions"],
+    "fewtask_data.builders.finalize": ["BuildReport"],
+    "fewtask_data.builders.core": ["build_dataset"],
+    "fewtask_data.builders.omniglot": ["build_omniglot_families"],
+    "fewtask_data.builders.imagenet": ["build_imagenet_families"],
+    "fewtask_data.builders.unsupervised": ["build_unsupervised_families"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -3,7 +3,7 @@ points = 400 online steps, RLN 6 + PLN 2 layers of 300, second order through the
 steps) per continual problem, three ways in one process so the ratios share the load:
 
     loop     plain-loop reference: a Python loop over problems, the whole network at every
-             online step, torch.autograd.grad(create_graph=True)   (trainer/continual/reference.py)
+             online step, torch.autograd.grad(create_graph=True)   (trainer/domains/continual/reference.py)
     vmap     torch.func: RLN features once per problem, written-out online gradients of the
              PLN, torch.func.vmap over the problems, one torch.func.grad   (oml.problems_loss_vmap)
     batched  the trainer's path: the same math with the problems on a leading axis of
@@ -25,8 +25,8 @@ import torch
 from torch.func import grad
 
 from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, sample_problems
-from trainer.continual.net import build_net
-from trainer.continual.oml import OML, problems_loss_vmap
+from trainer.domains.continual.net import build_net
+from trainer.domains.continual.oml import OML, problems_loss_vmap
 from bench_args import parse_with_threads  # scripts/ is on sys.path when a script runs
 
 

@@ -26,9 +26,9 @@ import time
 import numpy as np
 import torch
 
-from trainer.rl.env import PointEnv
-from trainer.rl.methods import RLSettings, Sampler, maml
-from trainer.rl.policy import GaussianMLP
+from trainer.domains.rl.env import PointEnv
+from trainer.domains.rl.methods import RLSettings, Sampler, maml
+from trainer.domains.rl.policy import GaussianMLP
 
 
 class GymPointEnv:
@@ -79,7 +79,7 @@ def vector_steps_per_second(goals: torch.Tensor, trajectories: int, horizon: int
 
 
 def meta_iteration(tasks: int, trajectories: int, repeats: int) -> dict:
-    from trainer.rl.loop import RLTrainConfig, train_policy
+    from trainer.training.policy_loop import RLTrainConfig, train_policy
     import tempfile
 
     policy = GaussianMLP(2, 2)

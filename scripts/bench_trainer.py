@@ -24,9 +24,9 @@ import time
 from fewtask_data import EpisodeShape
 from fewtask_data.sources import sinusoid
 from trainer.algorithms import make_algorithm
-from trainer.checkpoint import seed_everything
-from trainer.loop import TrainConfig, train
 from trainer.models import build_model
+from trainer.training.checkpoint import seed_everything
+from trainer.training.loop import TrainConfig, train
 from bench_args import parse_with_threads  # scripts/ is on sys.path when a script runs
 
 PAPER_SHAPE = EpisodeShape(ways=1, shots=5, queries=5, val=5, meta_tasks=5, goal_tasks=2)

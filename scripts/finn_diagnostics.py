@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 from fewtask_data import FewtaskError, io
-from trainer import checkpoint as ckpt
 from trainer.algorithms import make_algorithm
-from trainer.commands.sinusoid import FINN_TABLE, draw_summary, finn_eval_tasks, support_draw_curves
+from trainer.experiments.sinusoid import FINN_TABLE, draw_summary, finn_eval_tasks, support_draw_curves
 from trainer.models import build_model, signature
+from trainer.training import checkpoint as ckpt
 
 VARIANTS = {"as run": (torch.float32, None), "float64": (torch.float64, None), "10 shots": (torch.float32, 10)}
 

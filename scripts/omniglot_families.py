@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from trainer.commands.demo import OMNIGLOT_BETA, OMNIGLOT_GAMMA, build_data, omniglot_families_config, run_demo, train_one
+from trainer.experiments.demo import OMNIGLOT_BETA, OMNIGLOT_GAMMA, build_data, omniglot_families_config, run_demo, train_one
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from fewtask_data import BuildOptions, EpisodeShape, build_omniglot_families, write_episodes
-from trainer.commands.eval import evaluate_checkpoint
-from trainer.fit import FitConfig, fit, open_stream
+from trainer.experiments.eval import evaluate_checkpoint
+from trainer.experiments.fit import FitConfig, fit, open_stream
 
 FINN_1SHOT = {"accuracy": 98.7, "ci95": 0.4}
 

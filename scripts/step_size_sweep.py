@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from fewtask_data import io
-from trainer.commands.demo import DemoConfig, build_data, omniglot_families_config, run_demo
+from trainer.experiments.demo import DemoConfig, build_data, omniglot_families_config, run_demo
 
 
 def preset(name: str, root: str | None, steps: int | None) -> DemoConfig:

@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # fewtask_data's layers, bottom to top: a module imports from its own layer or lower ones.
-LAYERS = ["errors", "io", "episode", "formats", "augment", "sampling", "stream", "sources", "families", "build", "cli"]
+LAYERS = ["errors", "io", "episode", "formats", "augment", "sampling", "stream", "sources", "families", "builders", "cli"]
 
 
 def modules(package: str) -> dict[str, Path]:
@@ -103,15 +103,27 @@ def test_the_cycle_finder_finds_cycles_through_deferred_imports(tmp_path):
     assert imported("fewtask_data.x", source, modules("fewtask_data")) == {"fewtask_data.stream"}
 
 
-def layer(module: str) -> int:
+# trainer's layers, bottom to top (docs/ARCHITECTURE.md).
+TRAINER_LAYERS = ["core", "models", "algorithms", "domains", "training", "evaluation", "experiments", "cli"]
+
+
+def layer(module: str, layers: list[str] = LAYERS) -> int:
     parts = module.split(".")
-    return LAYERS.index(parts[1]) if len(parts) > 1 else len(LAYERS)  # the package itself sits on top
+    return layers.index(parts[1]) if len(parts) > 1 else len(layers)  # the package itself sits on top
 
 
 def test_fewtask_data_imports_only_point_down():
     edges = graph("fewtask_data")
     assert set(LAYERS) == {name.split(".")[1] for name in edges if "." in name}, "every module belongs to a layer"
     upward = [f"{a} -> {b}" for a, targets in edges.items() for b in targets if layer(b) > layer(a)]
+    assert not upward, "imports pointing up: " + "; ".join(sorted(upward))
+
+
+def test_trainer_imports_only_point_down():
+    edges = graph("trainer")
+    assert set(TRAINER_LAYERS) == {name.split(".")[1] for name in edges if "." in name}, "every module belongs to a layer"
+    upward = [f"{a} -> {b}" for a, targets in edges.items() for b in targets
+              if layer(b, TRAINER_LAYERS) > layer(a, TRAINER_LAYERS)]  # fmt: skip
     assert not upward, "imports pointing up: " + "; ".join(sorted(upward))
 
 

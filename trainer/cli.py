@@ -1,6 +1,6 @@
 """`fewtask-train`: MALTML and its baselines on family episodes.
 
-Each command lives in trainer/commands/; this file only wires them up.
+Each command lives in trainer/experiments/; this file only wires them up.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from fewtask_data.cli.common import make_app, run
 
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 
-from trainer.commands.continual import continual_command, continual_oml_command  # noqa: E402
-from trainer.commands.demo import demo_command  # noqa: E402
-from trainer.commands.eval import eval_command  # noqa: E402
-from trainer.commands.fit import fit_command  # noqa: E402
-from trainer.commands.navigation import navigation_command, navigation_maml_command  # noqa: E402
-from trainer.commands.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
+from trainer.experiments.continual import continual_command, continual_oml_command  # noqa: E402
+from trainer.experiments.demo import demo_command  # noqa: E402
+from trainer.experiments.eval import eval_command  # noqa: E402
+from trainer.experiments.fit import fit_command  # noqa: E402
+from trainer.experiments.navigation import navigation_command, navigation_maml_command  # noqa: E402
+from trainer.experiments.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
 
 app.command("fit")(fit_command)
 app.command("eval")(eval_command)

@@ -1,6 +1,6 @@
 """`fewtask-data build omniglot-families | imagenet-families | unsupervised-families | navigation-families`.
 
-Each command parses its options and calls its builder (``fewtask_data.build.*``),
+Each command parses its options and calls its builder (``fewtask_data.builders.*``),
 imported when the command runs, so `--help` and option errors need no image code.
 """
 
@@ -39,8 +39,8 @@ def omniglot_families_command(
     strict: bool = build_option("strict"),
 ) -> None:
     """Build Omniglot alphabet families, augmentation-parameterized, into class-contiguous shards."""
-    from fewtask_data.build.omniglot import BUILDER, build_omniglot_families
-    from fewtask_data.build.plan import BuildOptions
+    from fewtask_data.builders.omniglot import BUILDER, build_omniglot_families
+    from fewtask_data.builders.plan import BuildOptions
 
     options = BuildOptions(encoding="png", shard_size=shard_size, seed=seed, workers=workers, strict=strict)
     with BuildProgress(BUILDER) as progress:
@@ -78,8 +78,8 @@ def imagenet_families_command(
     wordnet_dir: str = typer.Option(None, help="WordNet 3.0 database folder (else $FEWTASK_WORDNET_DIR, nltk's corpus, /usr/share/wordnet)"),
 ) -> None:
     """Build ImageNet families from the WordNet hierarchy into class-contiguous shards."""
-    from fewtask_data.build.imagenet import build_imagenet_families, parse_roots, read_class_file
-    from fewtask_data.build.plan import BuildOptions
+    from fewtask_data.builders.imagenet import build_imagenet_families, parse_roots, read_class_file
+    from fewtask_data.builders.plan import BuildOptions
     from fewtask_data.families import hierarchy as fw
 
     if preset and definitions:
@@ -136,8 +136,8 @@ def unsupervised_families_command(
 
       fewtask-train eval --checkpoint runs/uns --episodes omni-test.h5
     """
-    from fewtask_data.build.plan import BuildOptions
-    from fewtask_data.build.unsupervised import BUILDER, EVALUATION_NOTE, build_unsupervised_families
+    from fewtask_data.builders.plan import BuildOptions
+    from fewtask_data.builders.unsupervised import BUILDER, EVALUATION_NOTE, build_unsupervised_families
 
     options = BuildOptions(shard_size=shard_size, seed=seed, workers=workers, strict=strict, quality=quality)
     with BuildProgress(BUILDER) as progress:
@@ -172,7 +172,7 @@ def navigation_families_command(
 ) -> None:
     """Write 2D navigation families (crops of MAML's goal square; tasks = goals inside; MALTML
     section 4.2): a manifest with no shards, `inspect`-able, for `fewtask-train navigation --families DIR`."""
-    from fewtask_data.build.navigation import build_navigation_families
+    from fewtask_data.builders.navigation import build_navigation_families
 
     low, high = parse_float_pair(crop_size, "--crop-size")
     counts = {"train": train_families, "val": val_families, "test": test_families}
@@ -196,7 +196,7 @@ def continual_sine_families_command(
     """Write continual sine family definitions (incremental sine problems, one frequency per
     family; MALTML section 4.2): a manifest with no shards, `inspect`-able, for
     `fewtask-train continual --families DIR`."""
-    from fewtask_data.build.continual_sines import build_continual_families
+    from fewtask_data.builders.continual_sines import build_continual_families
     from fewtask_data.sources.continual_sines import ContinualSpec
 
     low, high = parse_float_pair(frequency_range, "--frequency-range")

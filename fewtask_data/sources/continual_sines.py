@@ -25,7 +25,7 @@ from fewtask_data.errors import FewtaskError
 from fewtask_data.sources.sinusoid import step_generator
 
 POOLS = {"train": 0, "eval": 1}  # pool name -> its stream offset in the seed
-BUILDER, BUILDER_VERSION = "continual-sine-families", "1"  # family definitions (fewtask_data/build/continual_sines.py)
+BUILDER, BUILDER_VERSION = "continual-sine-families", "1"  # family definitions (fewtask_data/builders/continual_sines.py)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ crops are bounded by 25% to 75% of the original unit length."
 The unit square is MAML's goal square [-0.5, 0.5]^2. A family is an axis-aligned crop
 (x0, y0, width, height): width and height ~ U[low, high] (default [0.25, 0.75]) and the
 crop placed uniformly inside the square; its tasks are goals uniform in the crop.
-Families are written by `fewtask_data.build.navigation` as a procedural manifest (no
+Families are written by `fewtask_data.builders.navigation` as a procedural manifest (no
 shards) and read back here with `load_navigation_families`, which checks the builder and
 its version, so every project evaluates on exactly the same held-out crops.
 """

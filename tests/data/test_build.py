@@ -15,7 +15,7 @@ import pytest
 
 import toydata
 from fewtask_data import BuildOptions, FewtaskError, SourceClass, build_dataset, load_manifest, read_shard, verify
-from fewtask_data.build.plan import shuffled_items
+from fewtask_data.builders.plan import shuffled_items
 
 TESTS = Path(__file__).resolve().parents[1]  # where toydata.py lives
 

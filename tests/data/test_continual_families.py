@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
-from fewtask_data.build.continual_sines import build_continual_families
+from fewtask_data.builders.continual_sines import build_continual_families
 from fewtask_data.cli import app
 from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, load_family_definitions
 

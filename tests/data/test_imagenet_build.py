@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from fewtask_data import BuildOptions, EpisodeShape, FamilyStream, FewtaskError, build_imagenet_families
-from fewtask_data.build.imagenet import parse_roots, read_class_file
+from fewtask_data.builders.imagenet import parse_roots, read_class_file
 from fewtask_data.families.hierarchy import FamilyRule
 from fewtask_data.sources import imagenet as src
 

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
-from fewtask_data.build.navigation import build_navigation_families
+from fewtask_data.builders.navigation import build_navigation_families
 from fewtask_data.cli import app
 from fewtask_data.sources.navigation import goals_in, load_navigation_families, sample_crops
 

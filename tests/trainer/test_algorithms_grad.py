@@ -10,10 +10,10 @@ import torch
 
 from fewtask_data import EpisodeShape
 from fewtask_data.sources.sinusoid import sample_batch, step_generator
-from trainer import functional as fn
 from trainer.algorithms import batch_parts, make_algorithm
+from trainer.core import functional as fn
+from trainer.core.step_sizes import level_lrs
 from trainer.models import MLP
-from trainer.step_sizes import level_lrs
 
 torch.set_num_threads(1)
 

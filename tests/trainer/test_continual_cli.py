@@ -12,13 +12,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, problem_batches
 from fewtask_data import FewtaskError
+from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, problem_batches
 from trainer.cli import app
-from trainer.commands.continual import ContinualOMLConfig, continual_oml
-from trainer.continual.net import ContinualNet
-from trainer.continual.oml import OML
-from trainer.loop import TrainConfig, train
+from trainer.domains.continual.net import ContinualNet
+from trainer.domains.continual.oml import OML
+from trainer.experiments.continual import ContinualOMLConfig, continual_oml
+from trainer.training.loop import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -116,7 +116,7 @@ def test_bad_settings_raise_before_any_work(tmp_path, kwargs, message):
 
 
 def test_continual_families_compares_maltml_and_oml_with_and_without_meta_finetuning(tmp_path):
-    from fewtask_data.build.continual_sines import build_continual_families
+    from fewtask_data.builders.continual_sines import build_continual_families
 
     build_continual_families(tmp_path / "fams", families=4, test_families=2,
                              spec=ContinualSpec(functions=2, steps_per_function=2, batch=3, train_pool=20, eval_pool=20))  # fmt: skip

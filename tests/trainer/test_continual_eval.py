@@ -1,4 +1,4 @@
-"""Javed & White's evaluation (`trainer.continual.evaluation.function_mse`, batched over
+"""Javed & White's evaluation (`trainer.evaluation.continual.function_mse`, batched over
 problems) against an obvious loop: per problem, online SGD step by step with autograd on
 the layers from ``split`` on, then each function's MSE."""
 
@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, sample_problems
-from trainer.continual import evaluation
-from trainer.continual.net import ContinualNet, layer_of, run_layers
+from trainer.domains.continual.net import ContinualNet, layer_of, run_layers
+from trainer.evaluation import continual as evaluation
 
 SPEC = ContinualSpec(functions=3, steps_per_function=2, batch=4, rand_points=3)
 

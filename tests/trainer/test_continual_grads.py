@@ -10,9 +10,9 @@ from torch.func import grad
 
 from fewtask_data import FewtaskError
 from fewtask_data.sources.continual_sines import ContinualBatch, ContinualSpec, function_pool, sample_families, sample_problems
-from trainer import functional as fn
-from trainer.continual.net import ContinualNet, mse_grads, online_names, run_layers
-from trainer.continual.oml import OML, MALTMLContinual
+from trainer.core import functional as fn
+from trainer.domains.continual.net import ContinualNet, mse_grads, online_names, run_layers
+from trainer.domains.continual.oml import OML, MALTMLContinual
 
 SPEC = ContinualSpec(functions=3, steps_per_function=2, batch=4, rand_points=3)
 
@@ -64,7 +64,7 @@ def test_written_out_mse_gradient_is_torch_func_grad_per_problem(per_problem):
 
 
 def test_batched_problems_equal_torch_func_vmap_over_single_problems():
-    from trainer.continual.oml import problems_loss, problems_loss_vmap
+    from trainer.domains.continual.oml import problems_loss, problems_loss_vmap
 
     net, params, pool = setup()
     batch = sample_problems(torch.Generator().manual_seed(1), pool, 3, SPEC, dtype=torch.float64)

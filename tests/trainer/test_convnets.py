@@ -3,8 +3,8 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from fewtask_data import FewtaskError
-from trainer.convnets import Conv4, ResNet12, build_conv
 from trainer.models import build_model, head_names
+from trainer.models.convnets import Conv4, ResNet12, build_conv
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from trainer.commands.demo import DemoConfig, run_demo
+from trainer.experiments.demo import DemoConfig, run_demo
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from trainer import distributed as D
+from trainer.training import distributed as D
 
 
 def _free_port() -> int:
@@ -19,7 +19,7 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, port: int, out: dict) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from trainer.convnets import Conv4
+    from trainer.models.convnets import Conv4
 
     info = D.init_from_env(torch.device("cpu"))
     torch.manual_seed(100 + rank)  # different initial weights on purpose: broadcast must fix them
@@ -69,7 +69,7 @@ def _fit_worker(rank: int, world: int, port: int, data: str, out: str, result: d
     """Runs the real `fit` on one rank, spying on the batches it trains on and its final parameters."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    import trainer.fit as F
+    import trainer.experiments.fit as F
 
     real_train, seen = F.train, []
 

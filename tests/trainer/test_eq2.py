@@ -14,8 +14,8 @@ import torch
 
 from fewtask_data import EpisodeShape
 from fewtask_data.sources.sinusoid import sample_batch, step_generator
-from trainer import functional as fn
 from trainer.algorithms import batch_parts, make_algorithm
+from trainer.core import functional as fn
 from trainer.models import MLP
 
 torch.set_num_threads(1)
@@ -126,7 +126,7 @@ def test_no_meta_tasks_pass_the_parameters_through():
 def test_fo_maltml_and_the_evaluation_meta_update_sum_too():
     """FO-MALTML's first-order meta step and the evaluation protocol's meta-update follow
     the same switch: sum with beta = mean with L * beta."""
-    from trainer.evaluate import family_curves
+    from trainer.evaluation.protocol import family_curves
 
     model, batch, params = paper_setup(seed=5)
     for name in ("fo-maltml", "maml"):

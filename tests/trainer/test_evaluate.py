@@ -9,11 +9,11 @@ import torch
 
 from fewtask_data import EpisodeShape
 from fewtask_data.sources import sinusoid
-from trainer import functional as fn
 from trainer.algorithms import make_algorithm
-from trainer.evaluate import compare, evaluate, family_curves, paired, summarize
+from trainer.core import functional as fn
+from trainer.core.step_sizes import level_lrs
+from trainer.evaluation.protocol import compare, evaluate, family_curves, paired, summarize
 from trainer.models import MLP
-from trainer.step_sizes import level_lrs
 
 torch.set_num_threads(1)
 SHAPE = EpisodeShape(ways=1, shots=4, queries=4, val=6, meta_tasks=3, goal_tasks=2)

@@ -10,11 +10,11 @@ from torch.func import grad
 
 from fewtask_data import EpisodeShape, FewtaskError
 from fewtask_data.sources import sinusoid
-from trainer import functional as fn
 from trainer.algorithms import batch_parts, make_algorithm
-from trainer.family_oracle import summed_loss, train_family_oracles
+from trainer.core import functional as fn
+from trainer.core.step_sizes import level_lrs
 from trainer.models import MLP
-from trainer.step_sizes import level_lrs
+from trainer.training.family_oracle import summed_loss, train_family_oracles
 
 torch.set_num_threads(1)
 

@@ -12,10 +12,10 @@ import toydata
 from typer.testing import CliRunner
 
 from fewtask_data import EpisodeShape, FamilyStream, FewtaskError, write_episodes
-from trainer import checkpoint as ckpt
 from trainer.cli import app
-from trainer.commands.eval import evaluate_checkpoint
-from trainer.fit import FitConfig, fit
+from trainer.experiments.eval import evaluate_checkpoint
+from trainer.experiments.fit import FitConfig, fit
+from trainer.training import checkpoint as ckpt
 
 torch.set_num_threads(1)
 

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from fewtask_data import EpisodeShape, FamilyBatch
-from trainer import functional as fn
 from trainer.algorithms import make_algorithm
+from trainer.core import functional as fn
 from trainer.models import MLP, build_model
 
 torch.set_num_threads(1)

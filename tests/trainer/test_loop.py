@@ -9,10 +9,10 @@ import torch
 
 from fewtask_data import EpisodeShape, FewtaskError, io
 from fewtask_data.sources import sinusoid
-from trainer import checkpoint as ckpt
 from trainer.algorithms import make_algorithm
-from trainer.loop import TrainConfig, train
 from trainer.models import MLP
+from trainer.training import checkpoint as ckpt
+from trainer.training.loop import TrainConfig, train
 
 torch.set_num_threads(1)
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from fewtask_data import FewtaskError
-from trainer.rl import returns
-from trainer.rl.env import PointEnv
-from trainer.rl.policy import ConstantGaussian, GaussianMLP, kl, log_prob
-from trainer.rl.rollout import rollout
-from trainer.rl.trpo import TrpoSettings, conjugate_gradient, trpo_step
+from trainer.domains.rl import returns
+from trainer.domains.rl.env import PointEnv
+from trainer.domains.rl.policy import ConstantGaussian, GaussianMLP, kl, log_prob
+from trainer.domains.rl.rollout import rollout
+from trainer.training.trpo import TrpoSettings, conjugate_gradient, trpo_step
 
 
 def test_point_env_clips_moves_rewards_distance_and_masks_finished():
@@ -143,7 +143,7 @@ def test_trpo_step_improves_within_the_kl_limit():
 
 
 def test_summary_counts_diverged_adaptations_and_summarizes_the_rest():
-    from trainer.rl.evaluate import describe, paired_summary, summary
+    from trainer.evaluation.rl import describe, paired_summary, summary
 
     returns = torch.tensor([[-40.0, -10.0], [-42.0, float("nan")], [-38.0, -14.0]])
     s = summary(returns)
@@ -157,8 +157,8 @@ def test_summary_counts_diverged_adaptations_and_summarizes_the_rest():
 
 
 def test_finetune_returns_takes_one_step_size_per_step():
-    from trainer.rl.evaluate import finetune_returns
-    from trainer.rl.methods import RLSettings, Sampler
+    from trainer.evaluation.rl import finetune_returns
+    from trainer.domains.rl.methods import RLSettings, Sampler
 
     policy = GaussianMLP(2, 2, (8,))
     theta = policy.init(torch.Generator().manual_seed(0))
@@ -176,8 +176,8 @@ def test_finetune_returns_takes_one_step_size_per_step():
 
 
 def test_mean_action_scoring_keeps_the_adaptation_and_drops_the_noise():
-    from trainer.rl.evaluate import finetune_returns, mean_action_returns
-    from trainer.rl.methods import RLSettings, Sampler
+    from trainer.evaluation.rl import finetune_returns, mean_action_returns
+    from trainer.domains.rl.methods import RLSettings, Sampler
 
     policy = GaussianMLP(2, 2, (8,))
     theta = policy.init(torch.Generator().manual_seed(0))

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.rl import methods
-from trainer.rl.env import QuadraticBandit
-from trainer.rl.methods import RLSettings, Sampler
-from trainer.rl.policy import ConstantGaussian
+from trainer.domains.rl import methods
+from trainer.domains.rl.env import QuadraticBandit
+from trainer.domains.rl.methods import RLSettings, Sampler
+from trainer.domains.rl.policy import ConstantGaussian
 
 MU, LOG_STD, OFFSET = 0.9, 0.0, 1.0
 ALPHA, BETA, GAMMA = 0.05, 0.05, 0.05

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
 from trainer.cli import app
-from trainer.commands.navigation import NavigationMamlConfig, run_navigation_maml
-from trainer.rl.env import PointEnv
-from trainer.rl.loop import RLTrainConfig, train_policy
-from trainer.rl.methods import RLSettings, Sampler, maltml, maml
-from trainer.rl.policy import GaussianMLP
+from trainer.domains.rl.env import PointEnv
+from trainer.domains.rl.methods import RLSettings, Sampler, maltml, maml
+from trainer.domains.rl.policy import GaussianMLP
+from trainer.experiments.navigation import NavigationMamlConfig, run_navigation_maml
+from trainer.training.policy_loop import RLTrainConfig, train_policy
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -112,7 +112,7 @@ def test_user_errors_print_one_line(tmp_path):
 
 
 def test_navigation_on_crop_families_writes_results(tmp_path):
-    from fewtask_data.build.navigation import build_navigation_families
+    from fewtask_data.builders.navigation import build_navigation_families
 
     build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
     args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
@@ -130,8 +130,8 @@ def test_navigation_on_crop_families_writes_results(tmp_path):
 
 
 def test_navigation_refuses_a_family_file_of_another_version(tmp_path):
-    from fewtask_data.build.navigation import build_navigation_families
-    from trainer.commands.navigation import NavigationConfig, run_navigation
+    from fewtask_data.builders.navigation import build_navigation_families
+    from trainer.experiments.navigation import NavigationConfig, run_navigation
 
     build_navigation_families(tmp_path / "fam", counts={"train": 2, "val": 1, "test": 2})
     path = tmp_path / "fam" / "manifest.json"
@@ -152,7 +152,7 @@ def test_navigation_maml_eval_mean_action_and_step_sizes_per_step(tmp_path):
 
 
 def test_navigation_eval_mean_action_leaves_the_sampled_scores_unchanged(tmp_path):
-    from fewtask_data.build.navigation import build_navigation_families
+    from fewtask_data.builders.navigation import build_navigation_families
 
     build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
     args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
@@ -170,7 +170,7 @@ def test_navigation_eval_mean_action_leaves_the_sampled_scores_unchanged(tmp_pat
 
 
 def test_the_returns_plot_leaves_out_wrecked_curves_and_says_so():
-    from trainer.commands.navigation import on_scale_curves
+    from trainer.experiments.navigation import on_scale_curves
 
     row = lambda means: {"mean": means, "ci95": [0.0] * len(means)}  # noqa: E731
     results = {"maml": {"with_meta_update": row([-30.0, -12.0]), "without_meta_update": row([-33.0, -11.0])},

@@ -1,4 +1,4 @@
-"""trainer/seeds.py: results over training seeds, checked against hand computations."""
+"""trainer/evaluation/seeds.py: results over training seeds, checked against hand computations."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 
 from fewtask_data import FewtaskError
-from trainer import seeds
+from trainer.evaluation import seeds
+from trainer.experiments.options import parse_seeds
 
 
 @pytest.mark.parametrize("df,table", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (10, 2.2281)])
@@ -63,8 +64,8 @@ def test_paired_difference_per_seed_and_over_seeds():
 @pytest.mark.parametrize("text", ["", "0,x", "1,1", "-1,2"])
 def test_bad_seed_lists_are_errors(text):
     with pytest.raises(FewtaskError, match="--seeds must be"):
-        seeds.parse_seeds(text)
+        parse_seeds(text)
 
 
 def test_seed_list_parses():
-    assert seeds.parse_seeds(" 0, 1,2 ") == [0, 1, 2]
+    assert parse_seeds(" 0, 1,2 ") == [0, 1, 2]

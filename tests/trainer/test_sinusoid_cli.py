@@ -111,7 +111,7 @@ def test_sinusoid_seeds_trains_each_seed_and_aggregates(tmp_path):
 def test_support_draws_count_diverging_draws():
     import torch
 
-    from trainer.commands.sinusoid import draw_summary
+    from trainer.experiments.sinusoid import draw_summary
 
     # 2 draws x 3 tasks x 2 steps: draw 1 of task 2 blows up (NaN), draw 0 of task 0 exceeds 10 at step 1
     mse = torch.tensor([[[1.0, 11.0], [2.0, 2.0], [3.0, 1.0]],

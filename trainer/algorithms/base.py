@@ -6,12 +6,12 @@ Every algorithm exposes one method the training loop calls::
 
 ``grads`` has one entry per model parameter: a true gradient, or for Reptile and
 FO-MALTML the pseudo-gradient theta - theta', so one Adam loop drives them all.
-``step_sizes`` holds log step sizes (see `trainer.step_sizes`). When step sizes are
+``step_sizes`` holds log step sizes (see `trainer.core.step_sizes`). When step sizes are
 learned their gradients come back in ``step_size_grads``; otherwise that dict is empty.
 
 A subclass defines ``objective`` (the fast torch.func path) and, when it has a
 plain-loop reference, ``loop_objective`` (the same objective with Python loops and
-torch.autograd, built from `trainer.reference`). Its class attributes are the facts
+torch.autograd, built from `trainer.core.reference`). Its class attributes are the facts
 the commands need about it (the traits below), so adding an algorithm touches its
 own module and one registration line in `trainer/algorithms/__init__.py`.
 """
@@ -27,10 +27,10 @@ from torch import nn
 from torch.func import grad
 
 from fewtask_data import FamilyBatch, FewtaskError
-from trainer import functional as fn
-from trainer import reference
+from trainer.core import functional as fn
+from trainer.core import reference
+from trainer.core.step_sizes import init_step_sizes
 from trainer.models import head_names
-from trainer.step_sizes import init_step_sizes
 
 ORDERS = (1, 2, 3)
 ADAPT_CHOICES = ("all", "head", "body")

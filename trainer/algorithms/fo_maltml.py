@@ -6,9 +6,9 @@ from typing import ClassVar
 
 from torch.func import vmap
 
-from trainer import functional as fn
 from trainer.algorithms.base import PseudoGradient
-from trainer.step_sizes import LEVELS, level_lrs
+from trainer.core import functional as fn
+from trainer.core.step_sizes import LEVELS, level_lrs
 
 
 class FOMALTML(PseudoGradient):

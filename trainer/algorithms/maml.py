@@ -8,10 +8,10 @@ from typing import ClassVar
 
 import torch
 
-from trainer import functional as fn
-from trainer import reference as ref
 from trainer.algorithms.base import Algorithm, flat_tasks
-from trainer.step_sizes import level_lrs
+from trainer.core import functional as fn
+from trainer.core import reference as ref
+from trainer.core.step_sizes import level_lrs
 
 
 class MAML(Algorithm):

@@ -1,7 +1,7 @@
 """The pretraining baseline: plain loss on every example, no adaptation. With inputs that
 carry the true task parameters it is the sinusoid oracle; on images `fit` trains it on
 flat labelled batches over all the split's classes (`FlatBatch`) and `eval` gives it a
-fresh N-way head (trainer/pretrain_vision.py)."""
+fresh N-way head (trainer/domains/vision/pretrain.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import ClassVar
 import torch
 from torch.func import grad_and_value
 
-from trainer import functional as fn
 from trainer.algorithms.base import Algorithm, flat_tasks
+from trainer.core import functional as fn
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch.func import vmap
 
-from trainer import functional as fn
 from trainer.algorithms.base import PseudoGradient, flat_tasks
-from trainer.step_sizes import level_lrs
+from trainer.core import functional as fn
+from trainer.core.step_sizes import level_lrs
 
 
 class Reptile(PseudoGradient):

@@ -1,0 +1,182 @@
+"""OML (Javed & White 2019) and MALTML-continual in the functional core.
+
+One continual problem's OML objective: from the parameters theta, learn the problem
+online -- one SGD step of the PLN (size ``lr``) per mini-batch of the trajectory, the
+RLN fixed -- then take the MSE of the learned network on every trajectory point plus
+the problem's random batch (fresh points of all its functions). The outer gradient
+goes through all F*S online steps (second order; ``first_order`` detaches each online
+gradient). The RLN does not change along the trajectory, so its features are
+computed once for all points; the plain-loop reference (`reference.py`) runs the whole
+network at every step and the tests check the two agree. The problems of a batch ride
+a leading axis through batched matmuls, and OML's outer gradient is plain autograd.
+
+MALTML-continual (Devos & Dandi section 4.2): V_beta on the L problems of a family with
+the OML objective as the inner meta-objective (the *sum* of their OML losses, Eq. 2),
+then the goal problem's OML objective from theta'_j, differentiated through both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.func import grad, vmap
+
+from fewtask_data import FewtaskError
+from trainer.core import functional as fn
+from trainer.domains.continual import reference
+from trainer.domains.continual.net import ContinualNet, Params, mse_grads, online_names, run_layers
+
+# derivative order -> first-order flags of (online steps inside V_beta, V_beta's step, the goal's online steps)
+ORDER_FLAGS = {3: (False, False, False), 2: (True, False, False), 1: (True, True, True)}
+
+
+def learn_online(params: Params, h: torch.Tensor, traj_y: torch.Tensor, lr: float, split: int, depth: int,
+                 first_order: bool) -> Params:  # fmt: skip
+    """Each problem's PLN after its online pass: ``h`` [P, steps, b, width] are the RLN
+    features of the problems' trajectories, ``traj_y`` [P, steps, b, 1]. Returns only the
+    PLN's parameters, one set per problem ([P, ...]). The online gradients are
+    `net.mse_grads` (backpropagation written out, checked against torch.func.grad)."""
+    pln = {k: params[k] for k in online_names(params, split)}
+    lrs = {k: lr for k in pln}
+
+    def step_loss(q: Params, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return mse_grads(q, batch[0], batch[1], split, depth)[0].sum()  # problems are independent: sum
+
+    def step_grads(q: Params, batch: tuple[torch.Tensor, torch.Tensor]) -> Params:
+        return mse_grads(q, batch[0], batch[1], split, depth)[1]
+
+    steps_first = (h.transpose(0, 1), traj_y.transpose(0, 1))
+    return fn.descend_online(step_loss, pln, lrs, steps_first, None, first_order, grad_fn=step_grads)
+
+
+def problems_loss(params: Params, tensors, lr: float, split: int, depth: int, first_order: bool = False) -> torch.Tensor:
+    """The OML objective (module doc) of each problem along the leading axis of
+    ``tensors`` (traj_x, traj_y, rand_x, rand_y): [P]. The problems ride that axis through
+    batched matmuls (`net.linear`), which on CPU runs the 400 online steps about twice as
+    fast as `torch.func.vmap` over `problem_loss` (scripts/bench_continual.py)."""
+    traj_x, traj_y, rand_x, rand_y = tensors
+    h = run_layers(params, traj_x, 0, split, depth)
+    pln = learn_online(params, h, traj_y, lr, split, depth, first_order)
+    count = traj_x.shape[0]
+    feats = torch.cat([h.reshape(count, -1, h.shape[-1]), run_layers(params, rand_x, 0, split, depth)], 1)
+    targets = torch.cat([traj_y.reshape(count, -1, 1), rand_y], 1)
+    return (run_layers(pln, feats, split, depth, depth) - targets).pow(2).mean((-2, -1))
+
+
+def problem_loss(params: Params, traj_x, traj_y, rand_x, rand_y, lr: float, split: int, depth: int,
+                 first_order: bool = False) -> torch.Tensor:  # fmt: skip
+    """One problem's OML objective (tensors without the problem axis)."""
+    one = tuple(t.unsqueeze(0) for t in (traj_x, traj_y, rand_x, rand_y))
+    return problems_loss(params, one, lr, split, depth, first_order)[0]
+
+
+def problems_loss_vmap(params: Params, tensors, lr: float, split: int, depth: int, first_order: bool = False) -> torch.Tensor:
+    """`problems_loss` as `torch.func.vmap` over `problem_loss` (the benchmark's torch.func path)."""
+    one = lambda tx, ty, rx, ry: problem_loss(params, tx, ty, rx, ry, lr, split, depth, first_order)  # noqa: E731
+    return vmap(one)(*tensors)
+
+
+def meta_finetune(params: Params, meta_tensors, lr: float, beta: float, meta_steps: int, split: int, depth: int,
+                  task_first_order: bool, meta_first_order: bool, reduction: str = "sum") -> Params:  # fmt: skip
+    """V_beta: ``meta_steps`` steps of size beta on the L problems' OML losses (summed, Eq. 2)."""
+    if meta_tensors[0].shape[0] == 0:
+        return params
+    betas = {k: beta for k in params}
+    losses = lambda p: problems_loss(p, meta_tensors, lr, split, depth, task_first_order)  # noqa: E731
+    return fn.descend_tasks(losses, params, betas, meta_steps, None, meta_first_order, reduction)
+
+
+@dataclass
+class OML:
+    """OML for the training loop (`trainer.training.loop.train`): ``outer_grads`` of the mean OML
+    objective over a batch of problems. ``impl="loop"`` uses the plain-loop reference."""
+
+    learn_step_sizes: ClassVar[bool] = False
+    trains_meta_step: ClassVar[bool] = False
+    # The fast path's outer gradient: plain autograd (no torch.func transform to pay for);
+    # MALTML's objective nests torch.func.grad under vmap over families, so it keeps torch.func.
+    plain_autograd: ClassVar[bool] = True
+
+    model: ContinualNet
+    lr: float = 0.003  # the online (inner) step size
+    first_order: bool = False
+    impl: str = "vmap"
+    name: str = "oml"
+    meta_reduction: str = "sum"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise FewtaskError(f"inner step size must be > 0, got {self.lr!r}; pass e.g. --inner-lr 0.003")
+        if self.impl not in ("vmap", "loop"):
+            raise FewtaskError(f"impl must be vmap or loop, got {self.impl!r}")
+        if self.model.split >= self.model.depth:
+            raise FewtaskError("the RLN takes every layer; leave at least one layer to learn online")
+        self.split, self.depth = self.model.split, self.model.depth
+
+    def init_step_sizes(self, params: Params) -> dict[str, torch.Tensor]:
+        return {}  # fixed step sizes: nothing for the loop to learn or checkpoint
+
+    def objective(self, params: Params, batch) -> torch.Tensor:
+        return problems_loss(params, batch.tensors(), self.lr, self.split, self.depth, self.first_order).mean()
+
+    def loop_objective(self, params: Params, batch) -> torch.Tensor:
+        return reference.loop_oml_loss(params, batch.tensors(), self.lr, self.split, self.depth, self.first_order)
+
+    def outer_grads(self, params: Params, step_sizes, buffers, batch):
+        if self.impl == "loop" or self.plain_autograd:
+            objective = self.loop_objective if self.impl == "loop" else self.objective
+            with torch.enable_grad():
+                p = {k: v.detach().requires_grad_() for k, v in params.items()}
+                loss = objective(p, batch)
+                grads = dict(zip(p, torch.autograd.grad(loss, list(p.values()))))
+        else:
+            grads, loss = grad(lambda p: (self.objective(p, batch),) * 2, has_aux=True)(params)
+        return grads, {}, {"loss": loss.detach()}
+
+
+@dataclass
+class MALTMLContinual(OML):
+    """MALTML with OML as the inner meta-objective: theta -> V_beta on the family's L
+    problems -> the goal problems' OML objective. ``order`` 3 is exact, 2 makes the online
+    steps inside V_beta first order, 1 is fully first order."""
+
+    trains_meta_step: ClassVar[bool] = True
+    plain_autograd: ClassVar[bool] = False
+
+    beta: float = 0.003
+    meta_steps: int = 1
+    order: int = 3
+    name: str = "maltml-continual"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (isinstance(self.beta, (int, float)) and self.beta > 0):
+            raise FewtaskError(f"meta step size beta must be > 0, got {self.beta!r}")
+        if self.order not in ORDER_FLAGS:
+            raise FewtaskError(f"derivative order must be 1, 2 or 3, got {self.order}")
+        if self.meta_steps < 0:
+            raise FewtaskError(f"meta-steps must be >= 0, got {self.meta_steps}")
+        if self.meta_reduction not in fn.REDUCTIONS:
+            raise FewtaskError(f"--meta-reduction must be sum or mean, got {self.meta_reduction!r}")
+
+    def adapted(self, params: Params, meta_tensors, outer: bool = True) -> Params:
+        """theta'_j for one family (``outer=False``: the meta step carries no outer derivative)."""
+        task_fo, meta_fo, _ = ORDER_FLAGS[self.order]
+        return meta_finetune(params, meta_tensors, self.lr, self.beta, self.meta_steps, self.split, self.depth,
+                             task_fo, meta_fo or not outer, self.meta_reduction)  # fmt: skip
+
+    def family_loss(self, params: Params, meta_tensors, goal_tensors) -> torch.Tensor:
+        theta = self.adapted(params, meta_tensors)
+        goal_fo = ORDER_FLAGS[self.order][2]
+        return problems_loss(theta, goal_tensors, self.lr, self.split, self.depth, goal_fo).mean()
+
+    def objective(self, params: Params, batch) -> torch.Tensor:
+        per_family = vmap(lambda m, g: self.family_loss(params, m, g))
+        return per_family(batch.meta.tensors(), batch.goal.tensors()).mean()
+
+    def loop_objective(self, params: Params, batch) -> torch.Tensor:
+        return reference.loop_maltml_loss(params, batch, self.lr, self.beta, self.meta_steps, self.split, self.depth,
+                                          ORDER_FLAGS[self.order], self.meta_reduction)  # fmt: skip

@@ -1,0 +1,155 @@
+"""Every figure the commands write, as PNG (matplotlib, Agg), saved atomically: MALTML's
+Figure 2 panels (`sinusoid`), MSE vs steps (`sinusoid-maml`), accuracy vs finetuning
+steps (`eval`, `demo`). Curves come in the evaluation protocol's schema (trainer/evaluation/protocol.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import torch
+
+from fewtask_data import io
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = {"maltml": "tab:red", "maml": "tab:blue", "oracle": "tab:green", "pretrain": "tab:gray",
+         "fo-maltml": "tab:orange", "reptile": "tab:purple", "fomaml": "tab:cyan", "maml-oracle": "tab:olive"}  # fmt: skip
+
+
+def _save(fig, path: Path, **savefig) -> None:
+    """Write ``fig`` to ``path`` through a temp file and a rename (never half a PNG)."""
+    tmp = io.temp_path(path)
+    fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **({"dpi": 110, "bbox_inches": "tight"} | savefig))
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def predictions_figure(path: Path, title: str, grid, truth, support, preds: dict[str, list]) -> None:
+    """Figure 2a/b: predictions before/after the meta-update and after finetuning vs the true curve.
+    A prediction given as one list per training seed is drawn as the mean over seeds with
+    the seeds' range shaded."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot(grid, truth, color="black", lw=2, label="true goal task")
+    styles = ["--", "-.", "-"]
+    for (label, ys), ls in zip(preds.items(), styles):
+        per_seed = torch.tensor(ys, dtype=torch.float64).reshape(-1, len(grid))
+        name = label.replace("_", " ") + (f" (mean of {len(per_seed)} seeds, range)" if len(per_seed) > 1 else "")
+        (line,) = ax.plot(grid, per_seed.mean(0), ls=ls, lw=1.6, label=name)
+        if len(per_seed) > 1:
+            ax.fill_between(grid, per_seed.min(0).values, per_seed.max(0).values, color=line.get_color(), alpha=0.15)
+    ax.scatter(support[0], support[1], color="black", marker="^", zorder=5, label="goal support (K)")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path)
+
+
+def error_figure(path: Path, results: dict[str, dict], title: str = "held-out families", band: str = "ci95") -> None:
+    """Figure 2c: goal validation MSE vs finetuning steps, 95% bands (``band``: the key of
+    the interval, "ci95" over families or "seed_ci95" over training seeds, which also
+    draws each seed's curve thinly); the marker at step 0 shows each method without the
+    meta-update (the arrow points to with)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, res in results.items():
+        color = STYLE.get(name)
+        with_ = res["with_meta_finetuning"]["loss"]
+        without = res["without_meta_finetuning"]["loss"]
+        steps = list(range(len(with_["mean"])))
+        lo = [m - c for m, c in zip(with_["mean"], with_[band])]
+        hi = [m + c for m, c in zip(with_["mean"], with_[band])]
+        (line,) = ax.plot(steps, with_["mean"], marker="o", ms=3, color=color, label=name)
+        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
+        for curve in with_.get("per_seed", []) if band == "seed_ci95" else []:
+            ax.plot(steps, curve, lw=0.6, alpha=0.5, color=line.get_color())
+        ax.annotate("", xy=(0, with_["mean"][0]), xytext=(0, without["mean"][0]),
+                    arrowprops={"arrowstyle": "->", "color": line.get_color()})  # fmt: skip
+        ax.plot([0], [without["mean"][0]], marker="x", color=line.get_color())
+    # Log scale: MSE spans 1e-3 (oracle) to a method wrecked by the meta-update; curves
+    # more than 10x above the worst no-meta-update start are cut off rather than
+    # flattening every other curve.
+    ceiling = 10 * max(r["without_meta_finetuning"]["loss"]["mean"][0] for r in results.values())
+    ax.set_yscale("log")
+    ax.set_ylim(top=ceiling)
+    ax.set_xlabel("finetuning steps on the goal task")
+    ax.set_ylabel("validation MSE (log scale)")
+    ax.set_title(f"{title} (x: before meta-update)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def curve_figure(path: Path, curves: dict[str, dict], title: str, xlabel: str = "gradient steps",
+                 ylabel: str = "MSE") -> None:  # fmt: skip
+    """MSE (or ``ylabel``) vs adaptation steps with 95% bands (the MAML sinusoid and 2D
+    navigation benchmarks)."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for name, c in curves.items():
+        steps = list(range(len(c["mean"])))
+        (line,) = ax.plot(steps, c["mean"], marker="o", ms=3, label=name)
+        ax.fill_between(steps, [m - h for m, h in zip(c["mean"], c["ci95"])],
+                        [m + h for m, h in zip(c["mean"], c["ci95"])], color=line.get_color(), alpha=0.2)  # fmt: skip
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def accuracy_figure(path: Path, results: dict[str, dict], title: str = "") -> None:
+    """Accuracy vs finetuning steps, with and without meta-finetuning, for each labelled result."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (label, res) in enumerate(results.items()):
+        color = f"C{i}"
+        for key, style, tag in (("without_meta_finetuning", "--", "no meta-ft"), ("with_meta_finetuning", "-", "meta-ft")):
+            acc = res[key]["accuracy"]
+            mean, ci = torch.tensor(acc["mean"]), torch.tensor(acc["ci95"]).nan_to_num(0.0)
+            ax.plot(res["steps"], mean, style, color=color, label=f"{label} ({tag})")
+            ax.fill_between(res["steps"], mean - ci, mean + ci, color=color, alpha=0.15)
+    ax.set_xlabel("finetuning steps on the goal task")
+    ax.set_ylabel("goal validation accuracy")
+    n = next(iter(results.values()))["episodes"]
+    ax.set_title(title or f"held-out family episodes (n={n}, 95% CI)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path, dpi=120, bbox_inches=None)
+
+
+def function_bars_figure(path: Path, results: dict[str, dict], published: dict[str, float], title: str) -> None:
+    """Continual regression: per-function MSE bars (95% bootstrap whiskers) per method, and
+    each method's mean; dashed lines mark the published means (docs/continual.md)."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.0, 3.4), gridspec_kw={"width_ratios": [3, 1]})
+    width = 0.8 / max(len(results), 1)
+    for i, (name, r) in enumerate(results.items()):
+        pf = r["per_function"]
+        xs = [f + i * width for f in range(len(pf["mean"]))]
+        err = [[m - lo for m, (lo, _) in zip(pf["mean"], pf["ci95"])], [hi - m for m, (_, hi) in zip(pf["mean"], pf["ci95"])]]
+        ax.bar(xs, pf["mean"], width, yerr=err, label=name, color=STYLE.get(name), capsize=2)
+        bx.bar(i, r["mean"], yerr=[[r["mean"] - r["ci95"][0]], [r["ci95"][1] - r["mean"]]], color=STYLE.get(name), capsize=3)
+        if name in published:
+            bx.plot([i - 0.4, i + 0.4], [published[name]] * 2, "k--", lw=1)
+    ax.set_xlabel("function (order learned)")
+    ax.set_ylabel("MSE after the online pass")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    bx.set_xticks(range(len(results)), list(results), rotation=30, fontsize=8)
+    bx.set_title("mean (dashed: published)")
+    _save(fig, path)
+
+
+def meta_curve_figure(path: Path, curves: dict[str, list[dict]], published: dict[str, float]) -> None:
+    """Evaluation MSE (95% bootstrap band) against meta-training steps, published means dashed."""
+    fig, ax = plt.subplots(figsize=(5.0, 3.4))
+    for name, points in curves.items():
+        xs = [p["steps"] for p in points]
+        (line,) = ax.plot(xs, [p["mean"] for p in points], marker="o", ms=3, label=name, color=STYLE.get(name))
+        ax.fill_between(xs, [p["ci95"][0] for p in points], [p["ci95"][1] for p in points], color=line.get_color(), alpha=0.2)
+        if name in published:
+            ax.axhline(published[name], color=line.get_color(), ls="--", lw=1)
+    ax.set_xlabel("meta-training steps")
+    ax.set_ylabel("mean MSE after 10 functions")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    _save(fig, path)

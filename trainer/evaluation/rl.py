@@ -1,0 +1,108 @@
+"""Evaluation on held-out goals and families: mean return after 0..S vanilla
+policy-gradient steps (step size of the method's finetuning level, fresh trajectories of
+the current policy at every step), with and without MALTML's meta-update on the family's
+L tasks. Summaries and paired differences use trainer/evaluation/protocol.py's intervals, plus the
+number of adaptations that diverged (a step too large for a near-deterministic policy
+overflows its log-probabilities and returns NaN) and the summary over the others."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from trainer.core.functional import Params
+from trainer.domains.rl.methods import Sampler, adapt, meta_update
+from trainer.domains.rl.rollout import rollout
+from trainer.evaluation.protocol import summarize
+
+
+def _leaves(params: Params) -> Params:
+    return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+
+
+NOISELESS_LOG_STD = -30.0  # exp(-30) ~ 1e-13: the sampled action is the mean action
+
+
+def mean_action_returns(sampler: Sampler, params: Params, goals: torch.Tensor) -> torch.Tensor:
+    """Return per goal of the policy's mean action (no exploration noise), [*lead]."""
+    quiet = {k: v.detach() for k, v in params.items()}
+    quiet["log_std"] = torch.full_like(quiet["log_std"], NOISELESS_LOG_STD)
+    return rollout(sampler.make_env(goals, 1), sampler.policy, quiet, torch.Generator().manual_seed(0)).returns()[..., 0]
+
+
+def finetune_curves(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float], steps: int,
+                    mean_action: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """One sampled adaptation of 0..steps policy-gradient steps, scored per goal by the mean
+    undiscounted return of its sampled trajectories and (``mean_action``) by the policy's
+    mean action: ([*lead, steps+1], the same or None). ``params`` have leading axes that
+    are a prefix of the goals' (or none); ``lr`` is one step size for every step or one per step."""
+    rates = [lr] * steps if isinstance(lr, (int, float)) else list(lr)
+    if len(rates) != steps:
+        raise ValueError(f"{len(rates)} step sizes for {steps} steps")
+    params = _leaves(sampler.policy.broadcast(params, goals.shape[:-1]))
+    sampled, quiet = [], []
+    for rate in rates:
+        drawn: list = []
+        if mean_action:
+            quiet.append(mean_action_returns(sampler, params, goals))
+        params, _ = adapt(sampler, params, goals, rate, 1, goals.new_zeros(goals.shape[:-1]), False, drawn)
+        sampled.append(drawn[0].traj.returns().mean(-1))
+        params = _leaves(params)
+    d, _ = sampler.draw(goals, params, outer=True)
+    sampled.append(d.traj.returns().mean(-1))
+    if mean_action:
+        quiet.append(mean_action_returns(sampler, params, goals))
+    return torch.stack(sampled, -1).detach(), (torch.stack(quiet, -1) if mean_action else None)
+
+
+def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float],
+                     steps: int, mean_action: bool = False) -> torch.Tensor:  # fmt: skip
+    """`finetune_curves`' sampled scores, or with ``mean_action`` its mean-action scores."""
+    sampled, quiet = finetune_curves(sampler, params, goals, lr, steps, mean_action)
+    return quiet if mean_action else sampled
+
+
+def family_curves(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: float,
+                  steps: int, meta: bool, mean_action: bool = False, chunk: int = 10) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Per family [F, steps+1], the mean over its goal tasks of `finetune_curves`' sampled
+    (and with ``mean_action`` mean-action) scores, after (``meta``) or without the
+    meta-update V_beta on the family's L tasks ``meta_goals`` [F, L, 2]; ``chunk``
+    families at a time (the meta-update keeps a second-order graph)."""
+    sampled, quiet = [], []
+    for start in range(0, meta_goals.shape[0], chunk):
+        meta_part, goal_part = meta_goals[start : start + chunk], goal_goals[start : start + chunk]
+        params = theta
+        if meta:
+            params, _ = meta_update(sampler, _leaves(theta), meta_part, True, [])
+            params = {k: v.detach() for k, v in params.items()}
+        drawn, still = finetune_curves(sampler, params, goal_part, lr, steps, mean_action)
+        sampled.append(drawn.mean(-2))
+        if still is not None:
+            quiet.append(still.mean(-2))
+    return torch.cat(sampled), (torch.cat(quiet) if mean_action else None)
+
+
+def summary(values: torch.Tensor) -> dict[str, list]:
+    """`summarize` over the leading (goal or family) axis, NaN where any adaptation
+    diverged, with per step the number diverged and mean/ci95 over the finite rest."""
+    out = summarize(values)
+    finite = torch.isfinite(values)
+    rest = [summarize(col[ok]) if ok.any() else {"mean": float("nan"), "ci95": float("nan")}
+            for col, ok in zip(values.unbind(-1), finite.unbind(-1))]  # fmt: skip
+    out["diverged"] = (~finite).sum(0).tolist()
+    out["finite_mean"] = [r["mean"] for r in rest]
+    out["finite_ci95"] = [r["ci95"] for r in rest]
+    return out
+
+
+def paired_summary(a: torch.Tensor, b: torch.Tensor) -> dict[str, list]:
+    """`summary` of a - b on the same goals or families."""
+    return summary(a.double() - b.double())
+
+
+def describe(values: torch.Tensor) -> str:
+    """Mean returns per step for a log line, with the number of diverged adaptations."""
+    means = " / ".join(f"{v:.1f}" for v in values.mean(0).tolist())
+    bad = (~torch.isfinite(values)).sum(0).tolist()
+    return means + (f" (diverged per step: {bad} of {values.shape[0]})" if any(bad) else "")

@@ -1,0 +1,150 @@
+"""Configs whose fields are also command-line options, declared once.
+
+A field made with `option` carries its default and help text; `typer_command` turns a
+config dataclass into a typer command with one option per such field (same name,
+default and help), so the config, its command and the other code that builds the
+config (the demo, scripts) cannot drift apart. Fields made with plain defaults are
+settings without an option. An option several commands share (seed, resume, the step
+sizes, the episode shape, ...) is declared once below and made by `run_option`,
+`step_size_option`, `shape_option` or `methods_option`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+import typer
+
+from fewtask_data.cli.options import SHAPE_OPTIONS
+from fewtask_data.errors import FewtaskError
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *decls: str, cli_type: type | None = None) -> Any:
+    """A dataclass field that is also an option: ``default`` (none: required), ``help``,
+    typer's parameter declarations (e.g. "--tasks", "-L"), and ``cli_type`` when the
+    command line takes another type than the field (a Path for a str field)."""
+    meta = {"help": help, "decls": decls, "cli_type": cli_type}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+_KEEP = object()
+
+# Options that mean the same in several trainer commands, declared once: name -> (default,
+# help, typer declarations). A command passes its own default or help only where it differs
+# (e.g. a different step count, or what its checkpoints hold).
+RUN_OPTIONS: dict[str, tuple[Any, str, tuple[str, ...]]] = {
+    "steps": (70000, "Outer training steps per method.", ()),
+    "tasks": (5, "Meta-finetuning tasks per family (L).", ("--tasks", "-L")),
+    "shots": (5, "Support examples per task (K).", ("--shots", "-K")),
+    "goal_tasks": (2, "Goal tasks per family (C).", ()),
+    "lr": (0.001, "Adam outer learning rate.", ()),
+    "task_steps": (1, "Task steps r.", ()),
+    "meta_steps": (1, "Meta steps m.", ()),
+    "goal_steps": (1, "Finetuning steps on goal tasks during training.", ()),
+    "order": (3, "MALTML derivative order: 3 exact, 2 first-order task steps, 1 fully first order.", ()),
+    "meta_reduction": ("sum", "Eq. 2's meta-finetuning step over the L task losses: sum (as the paper) or mean.", ()),
+    "learn_step_sizes": (False, "Learn alpha/beta/gamma per parameter tensor (MALTML, MAML).", ()),
+    "impl": ("vmap", "vmap (fast) or loop (plain-loop reference, slow).", ()),
+    "compile": (None, "torch.compile the outer step (default: when steps >= 5000).", ("--compile/--no-compile",)),
+    "seed": (0, "Seed for initialization and training batches.", ()),
+    "eval_seed": (0, "Seed of the held-out evaluation tasks.", ()),
+    "resume": (False, "Continue from checkpoints in --out (exactly).", ()),
+    "eval_only": (False, "Skip training: evaluate the checkpoints in --out.", ()),
+    "log_every": (100, "Write metrics.jsonl every N steps.", ()),
+    "checkpoint_every": (5000, "Checkpoint every N steps.", ()),
+    "threads": (1, "torch intra-op threads.", ()),
+    "progress": (True, "Show progress bars.", ()),
+}
+
+
+def run_option(name: str, default: Any = _KEEP, help: str | None = None) -> Any:
+    """The shared option ``name`` of ``RUN_OPTIONS``, with this command's default or help where given."""
+    shared_default, shared_help, decls = RUN_OPTIONS[name]
+    return option(shared_default if default is _KEEP else default, help or shared_help, *decls)
+
+
+# MALTML's three step sizes, named alike in every command that trains it.
+STEP_SIZES = {"alpha": "Task step size", "beta": "Meta step size", "gamma": "Goal-task step size"}
+
+
+def step_size_option(name: str, default: float, detail: str) -> Any:
+    """MALTML's step size ``name`` (alpha, beta or gamma); ``detail`` says what it steps on in this command."""
+    return option(default, f"{STEP_SIZES[name]} ({detail}).")
+
+
+def shape_option(name: str, default: Any = _KEEP) -> Any:
+    """An episode-shape field: the option of the same name of `fewtask-data episodes` (its
+    help), with this command's default where given."""
+    shared_default, help = SHAPE_OPTIONS[name]
+    return option(shared_default if default is _KEEP else default, help)
+
+
+def methods_option(choices: tuple[str, ...] | dict, default: str | None = None) -> Any:
+    """``--methods``: a comma-separated choice from ``choices`` (default: all of them)."""
+    return option(default or ",".join(choices), f"Comma-separated methods from: {', '.join(choices)}.")
+
+
+def option_fields(config: type) -> list[dataclasses.Field]:
+    """The option fields, the config's own first (what its command is about), then those
+    it inherits, each group in declaration order."""
+    own = config.__dict__.get("__annotations__", {})
+    fields = [f for f in dataclasses.fields(config) if "help" in f.metadata]
+    return [f for f in fields if f.name in own] + [f for f in fields if f.name not in own]
+
+
+def typer_command(config: type, run: Callable[[Any], None], doc: str) -> Callable[..., None]:
+    """A typer command with one option per option field of ``config``; it calls
+    ``run(config(**values))``. ``doc`` is the command's help."""
+    hints = typing.get_type_hints(config)
+    params, annotations = [], {}
+    for f in option_fields(config):
+        kind = f.metadata["cli_type"] or hints[f.name]
+        default = ... if f.default is dataclasses.MISSING else f.default
+        default = kind(default) if f.metadata["cli_type"] and default is not ... else default
+        info = typer.Option(default, *f.metadata["decls"], help=f.metadata["help"])
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=kind))
+        annotations[f.name] = kind
+
+    def command(**values: Any) -> None:
+        run(config(**{k: str(v) if isinstance(v, Path) and hints[k] is str else v for k, v in values.items()}))
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = annotations
+    command.__doc__ = doc
+    return command
+
+
+def parse_names(text: str, allowed: tuple[str, ...], what: str = "method") -> list[str]:
+    """A comma-separated choice such as ``--methods maml,pretrain``, each from ``allowed``."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in names if m not in allowed]
+    if bad or not names:
+        raise FewtaskError(f"unknown {what} {', '.join(bad) or repr(text)}; choose from {', '.join(allowed)}")
+    return names
+
+
+def parse_ints(text: str, option: str) -> list[int]:
+    """A comma-separated list of non-negative integers such as ``--seeds 0,1,2``."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise FewtaskError(f"{option} must be non-negative integers separated by commas, got {text!r}")
+    return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]; a one-line error for anything else."""
+    try:
+        seeds = parse_ints(text, "--seeds")
+    except FewtaskError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise FewtaskError(f"--seeds must be distinct non-negative integers separated by commas, got {text!r}; "
+                           "e.g. --seeds 0,1,2")  # fmt: skip
+    return seeds

@@ -1,0 +1,149 @@
+"""The RL meta-training loop: per iteration, draw tasks, sample the objective's
+trajectories, and take a TRPO (or Adam) step on the policy's parameters.
+
+Every iteration's randomness (tasks and action noise) comes from its own generator seeded
+with (seed, iteration), so a run resumed from a checkpoint continues exactly as the
+uninterrupted run would (tests/trainer/test_rl_train.py). trainer/training/loop.py's Adam loop
+takes one gradient per batch; TRPO needs the objective re-evaluated on the same samples,
+hence this loop; it reuses the checkpoint machinery (atomic, model signature checked).
+
+Output folder: ``checkpoint.pt`` and ``metrics.jsonl`` (one line per logged iteration:
+mean return before and after adaptation, KL, whether the step was accepted, seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from fewtask_data import FewtaskError, io
+from trainer.core.functional import Params
+from trainer.domains.rl.methods import Outcome, Sampler
+from trainer.training import checkpoint as ckpt
+from trainer.training.trpo import TrpoSettings, trpo_step
+
+OPTIMIZERS = ("trpo", "adam")
+
+# objective(sampler, params, generator, graph) -> Outcome; the generator draws the tasks;
+# graph=False: values only (the inner steps build no graph for outer derivatives)
+Objective = Callable[[Sampler, Params, torch.Generator, bool], Outcome]
+
+
+@dataclass
+class RLTrainConfig:
+    iterations: int
+    out: Path
+    seed: int = 0
+    optimizer: str = "trpo"
+    max_kl: float = 0.01
+    lr: float = 1e-3  # Adam's step, with --optimizer adam
+    checkpoint_every: int = 10
+    resume: bool = False
+    max_seconds: float = 0.0  # stop (and checkpoint) after this much training time; 0 = all iterations
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise FewtaskError(f"iterations must be >= 0, got {self.iterations}")
+        if self.optimizer not in OPTIMIZERS:
+            raise FewtaskError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if not self.max_kl > 0 or not self.lr > 0:
+            raise FewtaskError("--max-kl and --lr must be positive")
+        self.out = Path(self.out)
+
+
+def iteration_generator(seed: int, iteration: int, stream: int = 0) -> torch.Generator:
+    """The generator of one iteration's action noise (stream 0) or tasks (stream 1)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + iteration) * 2 + stream)
+
+
+def signature_of(params: Params) -> dict[str, list[int]]:
+    return {k: list(v.shape) for k, v in params.items()}
+
+
+def train_policy(theta: Params, objective: Objective, make_sampler: Callable[[torch.Generator], Sampler],
+                 config: RLTrainConfig, label: str, progress: Callable[[int, dict], None] | None = None) -> tuple[Params, int]:  # fmt: skip
+    """Train (or resume) ``theta``, holding the run folder's lock; returns the final
+    parameters and the iteration reached."""
+    out = io.ensure_writable(config.out)
+    with io.exclusive(out):
+        return _train_policy(out, theta, objective, make_sampler, config, label, progress)
+
+
+def _train_policy(out: Path, theta, objective, make_sampler, config, label, progress) -> tuple[Params, int]:
+    """The body of `train_policy` (same arguments, ``out`` its writable run folder), run while the lock is held."""
+    path, log_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
+    theta = {k: v.detach().clone() for k, v in theta.items()}
+    adam = _adam(theta, config.lr) if config.optimizer == "adam" else None
+    start, prior = 0, 0.0
+    if config.resume and path.exists():
+        state = ckpt.load(path, signature_of(theta))
+        if state.get("algorithm") != label:
+            raise FewtaskError(f"checkpoint {path} was trained with {state.get('algorithm')}, not {label}; use a fresh --out")
+        theta = {k: v.clone() for k, v in state["model"].items()}
+        if adam is not None:
+            adam = _adam(theta, config.lr)
+            adam[1].load_state_dict(state["optimizer"])
+        start, prior = state["step"], state.get("seconds", 0.0)
+        lines = log_path.read_text().splitlines() if log_path.exists() else []
+        log_path.write_text("".join(line + "\n" for line in lines if json.loads(line)["iteration"] <= start))
+    else:
+        log_path.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+
+    def save(iteration: int) -> None:
+        ckpt.save(path, {"model": theta, "optimizer": adam[1].state_dict() if adam else None, "step": iteration,
+                         "seconds": prior + time.perf_counter() - t0, "config": {**asdict(config), "out": str(config.out)},
+                         "algorithm": label, "signature": signature_of(theta)})  # fmt: skip
+
+    iteration = start
+    with open(log_path, "a") as log:
+        for iteration in range(start + 1, config.iterations + 1):
+            gen = iteration_generator(config.seed, iteration)
+            sampler = make_sampler(gen)
+            record: dict = {}
+
+            def evaluate(params: Params, differentiate: bool = True):
+                outcome = objective(sampler, params, iteration_generator(config.seed, iteration, 1), differentiate)
+                sampler.rewind()
+                if not record:
+                    record.update(returns_before=float(outcome.first_returns.mean()), returns_after=float(outcome.returns.mean()))
+                return -outcome.objective.mean(), outcome.kl
+
+            if adam is None:
+                theta, stats = trpo_step(theta, evaluate, TrpoSettings(max_kl=config.max_kl))
+            else:
+                stats = _adam_step(adam, evaluate)
+                theta = {k: v.detach() for k, v in adam[0].items()}
+            elapsed = prior + time.perf_counter() - t0
+            line = {"iteration": iteration, **record, **{k: round(v, 6) for k, v in stats.items()}, "elapsed_s": round(elapsed, 2)}
+            log.write(json.dumps(line) + "\n")
+            log.flush()
+            if progress is not None:
+                progress(iteration, line)
+            stop = config.max_seconds > 0 and time.perf_counter() - t0 >= config.max_seconds
+            if iteration % config.checkpoint_every == 0 or iteration == config.iterations or stop:
+                save(iteration)
+            if stop:
+                break
+    if config.iterations == start and not path.exists():
+        save(start)
+    return theta, iteration
+
+
+def _adam(theta: Params, lr: float):
+    leaves = {k: v.detach().clone().requires_grad_() for k, v in theta.items()}
+    return leaves, torch.optim.Adam(list(leaves.values()), lr=lr)
+
+
+def _adam_step(adam, evaluate) -> dict[str, float]:
+    leaves, opt = adam
+    loss, divergence = evaluate(leaves)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return {"loss_before": float(loss.detach()), "kl": float(divergence.detach())}
