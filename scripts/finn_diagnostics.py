@@ -24,7 +24,9 @@ import torch
 
 from fewtask_data import FewtaskError, io
 from trainer.algorithms import make_algorithm
-from trainer.experiments.sinusoid import FINN_TABLE, draw_summary, finn_eval_tasks, support_draw_curves
+from trainer.domains.regression.sinusoid import finn_eval_tasks
+from trainer.evaluation.draws import draw_summary, support_draw_curves
+from trainer.experiments.sinusoid_maml import FINN_TABLE
 from trainer.models import build_model, signature
 from trainer.training import checkpoint as ckpt
 
@@ -43,7 +45,7 @@ def diagnose(run: Path, draws: int) -> dict:
         params = {k: v.detach().to(dtype) for k, v in model.named_parameters()}
         sizes = {k: v.to(dtype) for k, v in state["step_sizes"].items()}
         tasks = finn_eval_tasks(config.get("eval_seed", config["seed"]), config["eval_tasks"],
-                                shots or config["eval_shots"], config["eval_val_points"], dtype)  # fmt: skip
+                                shots or config["eval_shots"], config["eval_val"], dtype)  # fmt: skip
         mse = support_draw_curves(algo, params, sizes, tasks, max(FINN_TABLE), draws, config.get("eval_seed", 0))
         out["variants"][name] = draw_summary(mse)
     return out

@@ -86,14 +86,15 @@ def main() -> None:
     log(f"trained {record['result']['step']} steps in {record['result']['seconds']:.0f} s; evaluating")
     t_eval = time.perf_counter()
     res = evaluate_checkpoint(work / "maml", test, steps=args.eval_steps, batch_size=50, device=args.device)  # impl: auto
-    acc, ci = res["without_meta_finetuning"]["accuracy"]["mean"], res["without_meta_finetuning"]["accuracy"]["ci95"]
+    plain = res["methods"]["maml"]["without_meta_update"]["accuracy"]
+    acc, ci = plain["mean"], plain["ci95"]
     summary = {
         "task": "Omniglot 5-way 1-shot, Vinyals split, 28x28, MAML (alpha 0.4, 1 inner step, 32 tasks/step)",
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu",
         "trained_steps": record["result"]["step"],
         "train_seconds": record["result"]["seconds"],
         "tasks_per_step": args.families * (args.meta_tasks + 1),
-        "test_episodes": res["episodes"],
+        "test_episodes": res["extra"]["episodes"],
         "accuracy_pct_by_finetune_steps": {s: round(100 * a, 2) for s, a in zip(res["steps"], acc)},
         "ci95_pct_by_finetune_steps": {s: round(100 * c, 2) for s, c in zip(res["steps"], ci)},
         "finn_et_al_2017": FINN_1SHOT,

@@ -13,10 +13,10 @@ SEEDS=${SEEDS:-0,1,2}
 FINN_SEEDS=${FINN_SEEDS:-0 1 2 3}
 PY=${PYTHON:-.venv/bin/python}
 mkdir -p "$OUT" "$OUT-maml"
-$PY -m trainer.experiments.sinusoid sinusoid --seeds "$SEEDS" --out "$OUT" --steps "$STEPS" --resume --no-progress \
+$PY -m trainer.cli sinusoid --seeds "$SEEDS" --out "$OUT" --steps "$STEPS" --resume --no-progress \
   2>&1 | tee "$OUT/log.txt"
 for s in $FINN_SEEDS; do
-  $PY -m trainer.experiments.sinusoid sinusoid-maml --seed "$s" --out "$OUT-maml/seed-$s" --steps "$STEPS" --resume \
+  $PY -m trainer.cli sinusoid-maml --seed "$s" --out "$OUT-maml/seed-$s" --steps "$STEPS" --resume \
     --no-progress 2>&1 | tee "$OUT-maml/seed-$s.log"
   $PY scripts/finn_diagnostics.py "$OUT-maml/seed-$s" --json "$OUT-maml/seed-$s/diagnostics.json"
 done

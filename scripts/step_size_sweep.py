@@ -62,12 +62,11 @@ def main() -> None:
     for gamma in args.gammas or [base.gamma]:
         for beta in args.betas:
             out = work / f"{args.algorithm}-beta{beta:g}-gamma{gamma:g}"
-            res = run_demo(out, replace(base, beta=beta, gamma=gamma))[args.algorithm]
+            res = run_demo(out, replace(base, beta=beta, gamma=gamma))["methods"][args.algorithm]
             at = lambda protocol: {k: v[1] for k, v in res[protocol]["accuracy"].items()}  # noqa: E731
-            rows.append({"beta": beta, "gamma": gamma, "run": str(out), "with_meta_finetuning": at("with_meta_finetuning"),
-                         "without_meta_finetuning": at("without_meta_finetuning"),
-                         "meta_finetuning_gain": at("meta_finetuning_gain")})  # fmt: skip
-    best = max(rows, key=lambda r: r["with_meta_finetuning"]["mean"])
+            rows.append({"beta": beta, "gamma": gamma, "run": str(out),
+                         **{key: at(key) for key in ("with_meta_update", "without_meta_update", "meta_update_gain")}})
+    best = max(rows, key=lambda r: r["with_meta_update"]["mean"])
     record = {"preset": args.preset, "algorithm": args.algorithm, "steps": base.steps, "meta_reduction": base.meta_reduction,
               "meta_tasks": base.meta_tasks, "val_episodes": args.val_episodes, "split": "val", "runs": rows,
               "chosen": {"beta": best["beta"], "gamma": best["gamma"]}}  # fmt: skip
@@ -81,8 +80,8 @@ def main() -> None:
         "",
         "| beta | gamma | meta-ft, 1 step | no meta-ft, 1 step | paired gain |",
         "|---|---|---|---|---|",
-        *(f"| {r['beta']:g} | {r['gamma']:g} | {cell(r['with_meta_finetuning'])} | {cell(r['without_meta_finetuning'])} "
-          f"| {cell(r['meta_finetuning_gain'])} |" for r in rows),  # fmt: skip
+        *(f"| {r['beta']:g} | {r['gamma']:g} | {cell(r['with_meta_update'])} | {cell(r['without_meta_update'])} "
+          f"| {cell(r['meta_update_gain'])} |" for r in rows),  # fmt: skip
         "",
         f"Chosen (highest validation accuracy with meta-finetuning): beta = {best['beta']:g}, gamma = {best['gamma']:g}.",
         "",

@@ -9,12 +9,15 @@ from fewtask_data.cli.common import make_app, run
 
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 
-from trainer.experiments.continual import continual_command, continual_oml_command  # noqa: E402
+from trainer.experiments.continual import continual_command  # noqa: E402
+from trainer.experiments.continual_oml import continual_oml_command  # noqa: E402
 from trainer.experiments.demo import demo_command  # noqa: E402
 from trainer.experiments.eval import eval_command  # noqa: E402
 from trainer.experiments.fit import fit_command  # noqa: E402
-from trainer.experiments.navigation import navigation_command, navigation_maml_command  # noqa: E402
-from trainer.experiments.sinusoid import sinusoid_command, sinusoid_maml_command  # noqa: E402
+from trainer.experiments.navigation import navigation_command  # noqa: E402
+from trainer.experiments.navigation_maml import navigation_maml_command  # noqa: E402
+from trainer.experiments.sinusoid import sinusoid_command  # noqa: E402
+from trainer.experiments.sinusoid_maml import sinusoid_maml_command  # noqa: E402
 
 app.command("fit")(fit_command)
 app.command("eval")(eval_command)

@@ -17,7 +17,8 @@ from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, p
 from trainer.cli import app
 from trainer.domains.continual.net import ContinualNet
 from trainer.domains.continual.oml import OML
-from trainer.experiments.continual import ContinualOMLConfig, continual_oml
+from results_schema import check_results
+from trainer.experiments.continual_oml import ContinualOMLConfig, continual_oml
 from trainer.training.loop import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,14 +36,16 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_continual_oml_writes_results_curves_and_figures(tmp_path):
     r = runner.invoke(app, ["continual-oml", "--out", str(tmp_path), "--curve", "1,2", "--pretrain-steps", "2", *TINY])
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "results.json").read_text())
-    assert set(report["methods"]) == {"oml", "oracle", "pretrain", "scratch"}
-    oml = report["methods"]["oml"]
-    assert oml["problems"] == 4 and len(oml["per_function"]["mean"]) == 3 and oml["split"] == 6
-    assert oml["ci95"][0] <= oml["mean"] <= oml["ci95"][1]
-    assert [p["steps"] for p in report["curves"]["oml"]] == [1, 2]
-    assert report["methods"]["scratch"]["split"] == 0
-    assert report["methods"]["pretrain"]["split"] in (0, 2, 4, 6, 7)
+    report = check_results(tmp_path / "results.json")
+    assert set(report["methods"]) == {"oml", "oracle", "pretrain", "scratch"} and report["steps"] is None
+    oml, details = report["methods"]["oml"]["without_meta_update"]["mse"], report["extra"]["methods"]
+    assert len(details["oml"]["per_function"]["mean"]) == 3 and details["oml"]["split"] == 6
+    assert oml["ci95"] > 0 and oml["mean"] == pytest.approx(sum(details["oml"]["per_function"]["mean"]) / 3, rel=1e-6)
+    assert [p["steps"] for p in report["extra"]["learning_curves"]["oml"]] == [1, 2]
+    assert details["scratch"]["split"] == 0
+    assert details["pretrain"]["split"] in (0, 2, 4, 6, 7)
+    pair = report["comparisons"]["oml_minus_pretrain"]["without_meta_update"]["mse"]
+    assert pair["mean"] == pytest.approx(oml["mean"] - report["methods"]["pretrain"]["without_meta_update"]["mse"]["mean"], rel=1e-6)
     for name in ("per_function.png", "learning_curve.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
@@ -54,7 +57,7 @@ def test_max_seconds_budgets_the_whole_curve_not_each_stage(tmp_path):
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "results.json").read_text())
-    assert [p["steps"] for p in report["curves"]["oml"]] == [1]
+    assert [p["steps"] for p in report["extra"]["learning_curves"]["oml"]] == [1]
 
 
 def test_oml_training_resumes_exactly(tmp_path):
@@ -90,7 +93,7 @@ def test_a_second_training_into_the_same_folder_is_refused(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--functions", "0"], "functions must be a positive integer"),
+        (["--functions", "0"], "--functions must be >= 1"),
         (["--inner-lr", "0"], "--inner-lr must be > 0"),
         (["--curve", "5,2"], "--curve needs increasing step counts"),
     ],
@@ -124,12 +127,12 @@ def test_continual_families_compares_maltml_and_oml_with_and_without_meta_finetu
             "--eval-problems", "3", "--val-problems", "1", "--test-points", "10", "--lr-grid", "0.01,0.1", "--no-progress"]  # fmt: skip
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(report["methods"]) == {"maltml", "oml"} and len(report["test_frequencies"]) == 2
+    report = check_results(tmp_path / "run" / "results.json")
+    assert set(report["methods"]) == {"maltml", "oml"} and len(report["extra"]["test_frequencies"]) == 2
     for m in ("maltml", "oml"):
-        e = report["methods"][m]
-        assert e["with_meta_finetuning"]["problems"] == 6 and len(e["without_meta_finetuning"]["per_function"]["mean"]) == 2
-        gain = e["meta_finetuning_gain"]["mean"]
-        assert gain == pytest.approx(e["with_meta_finetuning"]["mean"] - e["without_meta_finetuning"]["mean"], rel=1e-5)
-    assert set(report["maltml_minus_oml"]) == {"with_meta_finetuning", "without_meta_finetuning"}
+        e, d = report["methods"][m], report["extra"]["methods"][m]
+        assert len(d["without_meta_update"]["per_function"]["mean"]) == 2
+        gain = e["meta_update_gain"]["mse"]["mean"]
+        assert gain == pytest.approx(e["with_meta_update"]["mse"]["mean"] - e["without_meta_update"]["mse"]["mean"], rel=1e-5)
+    assert set(report["comparisons"]["maltml_minus_oml"]) == {"with_meta_update", "without_meta_update", "with_minus_without"}
     assert (tmp_path / "run" / "per_function.png").read_bytes()[:4] == b"\x89PNG"

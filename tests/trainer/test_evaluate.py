@@ -12,7 +12,7 @@ from fewtask_data.sources import sinusoid
 from trainer.algorithms import make_algorithm
 from trainer.core import functional as fn
 from trainer.core.step_sizes import level_lrs
-from trainer.evaluation.protocol import compare, evaluate, family_curves, paired, summarize
+from trainer.evaluation.protocol import episode_curves, evaluate, family_curves
 from trainer.models import MLP
 
 torch.set_num_threads(1)
@@ -92,21 +92,37 @@ def test_curves_without_meta_update_start_from_theta_and_have_intervals():
     params = {k: v.detach() for k, v in model.named_parameters()}
     batches = [sinusoid.sample_batch(torch.Generator().manual_seed(i), 5, SHAPE) for i in range(2)]
     res, curves = evaluate(algo, params, algo.init_step_sizes(params), {}, batches, steps=3)
-    assert res["episodes"] == 10 and res["steps"] == [0, 1, 2, 3]
+    assert curves["without_meta_update"]["loss"].shape == (10, 4)
     x, y = batches[0].goal_val()
     direct = torch.stack([fn.loss_on(algo.forward, params, {}, x[0, c], y[0, c]) for c in range(2)]).mean()
-    assert float(curves["without_meta_finetuning"]["loss"][0, 0]) == pytest.approx(float(direct), rel=1e-5)
-    w = res["with_meta_finetuning"]["loss"]
-    assert len(w["mean"]) == 4 and all(c > 0 for c in w["ci95"])
-    gain = res["meta_finetuning_gain"]["loss"]["mean"]
-    assert gain[2] == pytest.approx(w["mean"][2] - res["without_meta_finetuning"]["loss"]["mean"][2], abs=1e-9)
+    assert float(curves["without_meta_update"]["loss"][0, 0]) == pytest.approx(float(direct), rel=1e-5)
+    w = res["with_meta_update"]["loss"]
+    assert len(w["mean"]) == 4 and all(c > 0 for c in w["ci95"]) and w["diverged"] == [0, 0, 0, 0]
+    gain = res["meta_update_gain"]["loss"]["mean"]
+    assert gain[2] == pytest.approx(w["mean"][2] - res["without_meta_update"]["loss"]["mean"][2], abs=1e-9)
 
 
-def test_summaries():
-    s = summarize(torch.tensor([[1.0], [3.0]]))
-    assert s["mean"] == [2.0] and s["ci95"][0] == pytest.approx(1.96 * math.sqrt(2) / math.sqrt(2))
-    d = paired(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([[0.5], [1.5], [2.5]]))
-    assert d["mean"] == [pytest.approx(0.5)] and d["ci95"] == [pytest.approx(0.0)]
+@pytest.mark.parametrize("name, level", [("maml", "alpha"), ("maltml", "gamma")])
+def test_each_method_finetunes_with_its_own_learned_step_sizes(name, level):
+    """Issue 24: a MAML trained with learned step sizes is scored with its learned alpha
+    (the level it finetunes with), not with an untrained gamma; MALTML with its gamma."""
+    torch.manual_seed(2)
+    model = MLP(1, (8,), 1)
+    algo = make_algorithm(name, model, alpha=0.001, gamma=0.001, learn_step_sizes=True)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    sizes = algo.init_step_sizes(params)
+    learned = {k: (torch.tensor(math.log(0.3)) if k.startswith(level + ":") else v) for k, v in sizes.items()}
+    batch = sinusoid.sample_batch(torch.Generator().manual_seed(3), 4, SHAPE)
+    curves = episode_curves(algo, params, learned, {}, [batch], steps=1, protocols=("without_meta_update",))
+    sx, sy = batch.goal_support()
+    vx, vy = batch.goal_val()
+    lrs = level_lrs(learned, level)
+    want = torch.stack([torch.stack([fn.loss_on(algo.forward, fn.adapt(algo.forward, params, {}, sx[f, c], sy[f, c], lrs, 1),
+                                                {}, vx[f, c], vy[f, c]) for c in range(SHAPE.goal_tasks)]).mean()
+                        for f in range(4)])  # fmt: skip
+    torch.testing.assert_close(curves["without_meta_update"]["loss"][:, 1], want)
+    untrained = episode_curves(algo, params, sizes, {}, [batch], steps=1, protocols=("without_meta_update",))
+    assert not torch.allclose(untrained["without_meta_update"]["loss"][:, 1], want)  # the learned step matters
 
 
 def test_progress_bar_counts_episodes_on_stderr_only_when_asked(capsys):
@@ -122,15 +138,3 @@ def test_progress_bar_counts_episodes_on_stderr_only_when_asked(capsys):
     captured = capsys.readouterr()
     assert "evaluating" in captured.err and "6/6" in captured.err and captured.out == ""
     assert shown == quiet  # the bar changes nothing else
-
-
-def test_compare_pairs_every_protocol_of_two_methods():
-    a = {"without_meta_finetuning": {"accuracy": torch.tensor([[0.2], [0.4]])},
-         "with_meta_finetuning": {"accuracy": torch.tensor([[0.6], [0.8]])}}  # fmt: skip
-    b = {"without_meta_finetuning": {"accuracy": torch.tensor([[0.3], [0.3]])},
-         "with_meta_finetuning": {"accuracy": torch.tensor([[0.1], [0.5]])}}  # fmt: skip
-    d = compare(a, b)
-    assert set(d) == {"without_minus_without", "without_minus_with", "with_minus_without", "with_minus_with"}
-    assert d["with_minus_without"]["accuracy"]["mean"] == [pytest.approx(0.4)]
-    assert d["without_minus_with"]["accuracy"]["mean"] == [pytest.approx(0.0, abs=1e-6)]
-    assert d["with_minus_with"]["accuracy"]["mean"] == [pytest.approx(0.4)] and d["with_minus_with"]["accuracy"]["ci95"][0] > 0

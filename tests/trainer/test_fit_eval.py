@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import toydata
+from results_schema import check_results
 from typer.testing import CliRunner
 
 from fewtask_data import EpisodeShape, FamilyStream, FewtaskError, write_episodes
@@ -70,21 +71,22 @@ def test_resume_is_exact(toy, tmp_path, workers):
 
 def test_eval_is_deterministic_and_reports_both_protocols(toy, test_h5, tmp_path):
     fit(config(toy, tmp_path / "run", algo="maml"))
-    first = evaluate_checkpoint(tmp_path / "run", test_h5, steps=3, batch_size=5)
-    second = evaluate_checkpoint(tmp_path / "run" / "checkpoint.pt", test_h5, steps=3, batch_size=5)
-    for key in ("without_meta_finetuning", "with_meta_finetuning"):
+    report = check_results(evaluate_checkpoint(tmp_path / "run", test_h5, steps=3, batch_size=5))
+    first, extra = report["methods"]["maml"], report["extra"]
+    second = evaluate_checkpoint(tmp_path / "run" / "checkpoint.pt", test_h5, steps=3, batch_size=5)["methods"]["maml"]
+    for key in ("without_meta_update", "with_meta_update"):
         assert first[key] == second[key]
         assert len(first[key]["accuracy"]["mean"]) == 4 and all(0 <= a <= 1 for a in first[key]["accuracy"]["mean"])
-    assert first["episodes"] == 12 and first["batch_norm"] == "task" and first["finetune_level"] == "alpha"
+    assert extra["episodes"] == 12 and extra["batch_norm"] == "task" and extra["finetune_level"] == "alpha"
     # 0 finetuning steps without meta-finetuning is the plain model: both sides agree there only if L=0
-    assert first["steps"] == [0, 1, 2, 3]
-    assert first["impl"] == "loop"  # auto on CPU
-    gain = first["meta_finetuning_gain"]["accuracy"]["mean"]
+    assert report["steps"] == [0, 1, 2, 3]
+    assert extra["impl"] == "loop"  # auto on CPU
+    gain = first["meta_update_gain"]["accuracy"]["mean"]
     for i in range(4):
-        diff = first["with_meta_finetuning"]["accuracy"]["mean"][i] - first["without_meta_finetuning"]["accuracy"]["mean"][i]
+        diff = first["with_meta_update"]["accuracy"]["mean"][i] - first["without_meta_update"]["accuracy"]["mean"][i]
         assert gain[i] == pytest.approx(diff, abs=1e-9)
-    batched = evaluate_checkpoint(tmp_path / "run", test_h5, steps=3, batch_size=5, impl="vmap")
-    for key in ("without_meta_finetuning", "with_meta_finetuning"):
+    batched = evaluate_checkpoint(tmp_path / "run", test_h5, steps=3, batch_size=5, impl="vmap")["methods"]["maml"]
+    for key in ("without_meta_update", "with_meta_update"):
         assert batched[key]["accuracy"]["mean"] == pytest.approx(first[key]["accuracy"]["mean"], abs=1e-6)
         assert batched[key]["loss"]["mean"] == pytest.approx(first[key]["loss"]["mean"], rel=1e-4)
 
@@ -94,7 +96,7 @@ def test_eval_cli_writes_json_and_plot(toy, test_h5, tmp_path):
     result = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path / "run"), "--episodes", str(test_h5), "--steps", "2"])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "run" / "eval.json").read_text())
-    assert data["finetune_level"] == "gamma" and (tmp_path / "run" / "eval.png").stat().st_size > 0
+    assert data["extra"]["finetune_level"] == "gamma" and (tmp_path / "run" / "eval.png").stat().st_size > 0
     # A progress bar over the 12 episodes on stderr by default; --no-progress: none, same results.
     assert "evaluating" in result.stderr and "12/12" in result.stderr and "evaluating" not in result.stdout
     quiet = CliRunner().invoke(app, ["eval", "--checkpoint", str(tmp_path / "run"), "--episodes", str(test_h5), "--steps", "2",
@@ -190,10 +192,10 @@ def test_pretrain_baseline_trains_flat_and_evaluates_with_a_fresh_head(toy, test
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == 3 and lines[-1]["episodes_per_s"] > 0
     res = evaluate_checkpoint(tmp_path / "run", test_h5, steps=2)
-    assert res["model"]["ways"] == 3 and res["model"]["pretrained_classes"] == 12
+    assert res["extra"]["model"]["ways"] == 3 and res["extra"]["model"]["pretrained_classes"] == 12
     # A zero head scores every class alike: argmax picks label 0, a third of each 3-way set.
-    assert res["without_meta_finetuning"]["accuracy"]["mean"][0] == pytest.approx(1 / 3)
-    assert res["finetune_level"] == "alpha"
+    assert res["methods"]["pretrain"]["without_meta_update"]["accuracy"]["mean"][0] == pytest.approx(1 / 3)
+    assert res["extra"]["finetune_level"] == "alpha"
 
 
 def test_impl_auto_picks_loops_on_cpu_only_where_they_exist():
@@ -213,9 +215,10 @@ def test_meta_reduction_is_recorded_and_evaluated_as_trained(toy, test_h5, tmp_p
     assert ckpt.load(tmp_path / "mean" / "checkpoint.pt")["meta_reduction"] == "mean"
     as_trained = evaluate_checkpoint(tmp_path / "mean", test_h5, steps=1)
     told = evaluate_checkpoint(tmp_path / "mean", test_h5, steps=1, meta_reduction="sum")
-    assert (as_trained["meta_reduction"], told["meta_reduction"]) == ("mean", "sum")
-    assert told["without_meta_finetuning"] == as_trained["without_meta_finetuning"]
-    assert told["with_meta_finetuning"]["loss"] != as_trained["with_meta_finetuning"]["loss"]
+    assert (as_trained["extra"]["meta_reduction"], told["extra"]["meta_reduction"]) == ("mean", "sum")
+    told, as_trained = told["methods"]["maltml"], as_trained["methods"]["maltml"]
+    assert told["without_meta_update"] == as_trained["without_meta_update"]
+    assert told["with_meta_update"]["loss"] != as_trained["with_meta_update"]["loss"]
     with pytest.raises(FewtaskError, match="trained with --meta-reduction mean, not sum"):
         fit(config(toy, tmp_path / "mean", steps=3, resume=True))  # the default is sum
     # A checkpoint from before the option (no field anywhere) was trained with the mean.
@@ -224,4 +227,4 @@ def test_meta_reduction_is_recorded_and_evaluated_as_trained(toy, test_h5, tmp_p
     state = ckpt.load(path)
     del state["meta_reduction"], state["config"]["extra"]["algorithm"]["meta_reduction"]
     ckpt.save(path, state)
-    assert evaluate_checkpoint(tmp_path / "old", test_h5, steps=1)["meta_reduction"] == "mean"
+    assert evaluate_checkpoint(tmp_path / "old", test_h5, steps=1)["extra"]["meta_reduction"] == "mean"

@@ -143,7 +143,9 @@ def test_trpo_step_improves_within_the_kl_limit():
 
 
 def test_summary_counts_diverged_adaptations_and_summarizes_the_rest():
-    from trainer.evaluation.rl import describe, paired_summary, summary
+    from trainer.evaluation.rl import describe
+    from trainer.evaluation.stats import paired as paired_summary
+    from trainer.evaluation.stats import summarize as summary
 
     returns = torch.tensor([[-40.0, -10.0], [-42.0, float("nan")], [-38.0, -14.0]])
     s = summary(returns)

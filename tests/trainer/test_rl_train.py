@@ -14,11 +14,12 @@ import torch
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
+from results_schema import check_results
 from trainer.cli import app
 from trainer.domains.rl.env import PointEnv
 from trainer.domains.rl.methods import RLSettings, Sampler, maltml, maml
 from trainer.domains.rl.policy import GaussianMLP
-from trainer.experiments.navigation import NavigationMamlConfig, run_navigation_maml
+from trainer.experiments.navigation_maml import NavigationMamlConfig, run_navigation_maml
 from trainer.training.policy_loop import RLTrainConfig, train_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,18 +82,20 @@ def test_navigation_training_holds_the_run_folder_lock(tmp_path):
 def test_navigation_maml_writes_results(tmp_path):
     r = runner.invoke(app, ["navigation-maml", "--out", str(tmp_path), "--tasks", "2", "--test-goals", "3", *TINY])
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "results.json").read_text())
-    assert set(report["returns"]) == {"maml", "pretrain", "random", "oracle"}
-    assert len(report["returns"]["maml"]["mean"]) == 3 and report["training"]["maml"][0]["iterations"] == 2
-    assert len(report["training"]["maml"][0]["learning_curve"]) == 2
+    report = check_results(tmp_path / "results.json")
+    returns = {m: r["without_meta_update"]["return"] for m, r in report["methods"].items()}
+    assert set(returns) == {"maml", "pretrain", "random", "oracle"}
+    assert len(returns["maml"]["mean"]) == 3 and report["methods"]["maml"]["train"][0]["iterations"] == 2
+    assert len(report["methods"]["maml"]["train"][0]["learning_curve"]) == 2
     assert (tmp_path / "returns_vs_steps.png").stat().st_size > 0 and (tmp_path / "learning_curves.png").exists()
-    assert report["returns_mean_action"] == {}  # only with --eval-mean-action
+    assert "return_mean_action" not in report["methods"]["maml"]["without_meta_update"]  # only with --eval-mean-action
+    assert set(report["comparisons"]) == {"maml_minus_pretrain", "random_minus_pretrain", "oracle_minus_pretrain"}
     # returns are minus distances: negative, at most horizon * sqrt(2) in size
-    assert all(-6 * 1.5 < v < 0 for v in report["returns"]["random"]["mean"])
+    assert all(-6 * 1.5 < v < 0 for v in returns["random"]["mean"])
 
 
 @pytest.mark.parametrize("args,message", [
-    ({"horizon": 0}, "horizon must be >= 1"),
+    ({"horizon": 0}, "--horizon must be >= 1"),
     ({"methods": "maml,bogus"}, "unknown method bogus"),
     ({"estimator": "magic"}, "unknown estimator"),
     ({"seeds": "a,b"}, "--seeds must be"),
@@ -100,6 +103,8 @@ def test_navigation_maml_writes_results(tmp_path):
     ({"eval_alphas": "0.5,0.25"}, "--eval-alphas needs 3 positive"),
     ({"eval_alphas": "0.5,x,1"}, "--eval-alphas needs 3 positive"),
     ({"eval_trajectories": -1}, "--eval-trajectories must be >= 0"),
+    ({"max_kl": 0.0}, "--max-kl must be > 0"),
+    ({"tasks": 0}, "--tasks must be >= 1"),
 ])  # fmt: skip
 def test_bad_input_is_a_user_error(tmp_path, args, message):
     with pytest.raises(FewtaskError, match=message):
@@ -108,7 +113,7 @@ def test_bad_input_is_a_user_error(tmp_path, args, message):
 
 def test_user_errors_print_one_line(tmp_path):
     r = cli("navigation-maml", "--out", str(tmp_path), "--horizon", "0")
-    assert r.returncode == 2 and "error: horizon must be >= 1" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 2 and "error: --horizon must be >= 1" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_navigation_on_crop_families_writes_results(tmp_path):
@@ -119,13 +124,13 @@ def test_navigation_on_crop_families_writes_results(tmp_path):
             "--tasks", "2", "--goal-tasks", "1", "--maml-tasks", "3", "--methods", "maltml,fo-maltml,maml", *TINY]  # fmt: skip
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert report["test_families"] == 3 and set(report["returns"]) == {"maltml", "fo-maltml", "maml"}
-    m = report["returns"]["maltml"]
+    report = check_results(tmp_path / "run" / "results.json")
+    assert report["extra"]["test_families"] == 3 and set(report["methods"]) == {"maltml", "fo-maltml", "maml"}
+    m = {p: s["return"] for p, s in report["methods"]["maltml"].items() if p != "train"}
     assert len(m["with_meta_update"]["mean"]) == 3
     gain = [a - b for a, b in zip(m["with_meta_update"]["mean"], m["without_meta_update"]["mean"])]
     assert gain == pytest.approx(m["meta_update_gain"]["mean"], abs=1e-6)
-    assert "maltml_minus_maml" in report["paired"]
+    assert set(report["comparisons"]) == {"maltml_minus_maml", "fo-maltml_minus_maml", "maltml_minus_fo-maltml"}
     assert (tmp_path / "run" / "trajectories_maltml.png").stat().st_size > 0
 
 
@@ -145,10 +150,11 @@ def test_navigation_maml_eval_mean_action_and_step_sizes_per_step(tmp_path):
             "--eval-mean-action", "--eval-alphas", "0.1,0.05", "--eval-trajectories", "4", *TINY]  # fmt: skip
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "results.json").read_text())
-    assert set(report["returns_mean_action"]) == {"maml", "random"}
-    assert len(report["returns_mean_action"]["maml"]["mean"]) == 3 and "mean action:" in r.output
-    assert report["settings"]["eval_alphas"] == "0.1,0.05" and report["settings"]["eval_trajectories"] == 4
+    report = check_results(tmp_path / "results.json")
+    quiet = {m: r["without_meta_update"]["return_mean_action"] for m, r in report["methods"].items()}
+    assert set(quiet) == {"maml", "random"}
+    assert len(quiet["maml"]["mean"]) == 3 and "mean action:" in r.output
+    assert report["config"]["eval_alphas"] == "0.1,0.05" and report["config"]["eval_trajectories"] == 4
 
 
 def test_navigation_eval_mean_action_leaves_the_sampled_scores_unchanged(tmp_path):
@@ -162,17 +168,21 @@ def test_navigation_eval_mean_action_leaves_the_sampled_scores_unchanged(tmp_pat
     r = runner.invoke(app, [*args, "--eval-only", "--eval-mean-action"])
     assert r.exit_code == 0, r.output
     quiet = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert quiet["returns"] == plain["returns"] and "returns_mean_action" not in plain
-    gain = quiet["returns_mean_action"]["maltml"]["meta_update_gain"]
+    for m in ("maltml", "maml"):
+        for p in ("with_meta_update", "without_meta_update"):
+            assert quiet["methods"][m][p]["return"] == plain["methods"][m][p]["return"]
+            assert "return_mean_action" not in plain["methods"][m][p]
+    gain = quiet["methods"]["maltml"]["meta_update_gain"]["return_mean_action"]
     assert len(gain["mean"]) == 3 and "mean action:" in r.output
-    assert set(quiet["paired_mean_action"]) == {"maltml_minus_maml", "maltml_with_minus_maml_without"}
-    assert quiet["paired"]["maltml_with_minus_maml_without"]["mean"] != quiet["paired"]["maltml_minus_maml"]["with"]["mean"]
+    pair = quiet["comparisons"]["maltml_minus_maml"]
+    assert set(pair) == {"with_meta_update", "without_meta_update", "with_minus_without"}
+    assert pair["with_minus_without"]["return_mean_action"]["mean"] != pair["with_meta_update"]["return_mean_action"]["mean"]
 
 
 def test_the_returns_plot_leaves_out_wrecked_curves_and_says_so():
     from trainer.experiments.navigation import on_scale_curves
 
-    row = lambda means: {"mean": means, "ci95": [0.0] * len(means)}  # noqa: E731
+    row = lambda means: {"return": {"mean": means, "ci95": [0.0] * len(means)}}  # noqa: E731
     results = {"maml": {"with_meta_update": row([-30.0, -12.0]), "without_meta_update": row([-33.0, -11.0])},
                "oracle": {"with_meta_update": row([-552.0, float("nan")]), "without_meta_update": row([-0.3, -650.0])}}
     shown, off = on_scale_curves(results)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from results_schema import check_results
 from trainer.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,16 +30,19 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 def test_sinusoid_writes_results_and_figures(tmp_path):
     r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--oracle-steps", "3", *TINY])
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "results.json").read_text())
+    report = check_results(tmp_path / "results.json")
     assert set(report["methods"]) == {"maltml", "maml", "oracle", "pretrain", "maml-oracle"}
-    assert report["methods"]["maml-oracle"]["train"]["families"] == 6
+    assert report["methods"]["maml-oracle"]["train"][0]["families"] == 6
     m = report["methods"]["maltml"]
-    assert m["episodes"] == 6 and len(m["with_meta_finetuning"]["loss"]["mean"]) == 4
-    assert len(m["without_meta_finetuning"]["loss"]["ci95"]) == 4 and m["train"]["steps"] == 6
-    assert "accuracy" not in m["with_meta_finetuning"]  # regression
-    diff = report["comparisons"]["maltml_minus_maml"]["with_meta_finetuning"]["loss"]["mean"]
-    maml = report["methods"]["maml"]["with_meta_finetuning"]["loss"]["mean"]
-    assert diff[0] == pytest.approx(m["with_meta_finetuning"]["loss"]["mean"][0] - maml[0], abs=1e-9)
+    assert report["seeds"] == [0] and report["steps"] == [0, 1, 2, 3] and len(m["with_meta_update"]["loss"]["mean"]) == 4
+    assert len(m["without_meta_update"]["loss"]["ci95"]) == 4 and m["train"][0]["steps"] == 6
+    assert "accuracy" not in m["with_meta_update"]  # regression
+    diff = report["comparisons"]["maltml_minus_maml"]["with_meta_update"]["loss"]["mean"]
+    maml = report["methods"]["maml"]["with_meta_update"]["loss"]["mean"]
+    assert diff[0] == pytest.approx(m["with_meta_update"]["loss"]["mean"][0] - maml[0], abs=1e-9)
+    as_meant = report["comparisons"]["maltml_minus_maml"]["with_minus_without"]["loss"]["mean"]
+    assert as_meant[1] == pytest.approx(m["with_meta_update"]["loss"]["mean"][1] - report["methods"]["maml"]["without_meta_update"]["loss"]["mean"][1], abs=1e-9)
+    assert m["train"][0]["step_sizes"]["finetune_level"] == "gamma" and report["methods"]["maml"]["train"][0]["step_sizes"]["finetune_level"] == "alpha"
     for name in ("fig2a_maltml.png", "fig2b_maml.png", "fig2c_error.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "maltml" / "checkpoint.pt").exists()
@@ -46,23 +50,25 @@ def test_sinusoid_writes_results_and_figures(tmp_path):
     r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml", "--eval-only", *TINY])
     assert r.exit_code == 0, r.output
     again = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
-    assert again["with_meta_finetuning"] == m["with_meta_finetuning"]
+    assert again["with_meta_update"] == m["with_meta_update"]
     oracle = report["methods"]["maml-oracle"]
     r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maml-oracle", "--eval-only", *TINY])
     assert r.exit_code == 0, r.output
     again = json.loads((tmp_path / "results.json").read_text())["methods"]["maml-oracle"]
-    assert again["without_meta_finetuning"] == oracle["without_meta_finetuning"] and again["train"]["evaluated_from_checkpoint"]
+    assert again["without_meta_update"] == oracle["without_meta_update"] and again["train"][0]["evaluated_from_checkpoint"]
 
 
 def test_sinusoid_maml_benchmark_runs(tmp_path):
     args = ["sinusoid-maml", "--out", str(tmp_path), "--steps", "5", "--eval-tasks", "8", "--eval-val", "10", "--no-progress"]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "results.json").read_text())
+    results = check_results(tmp_path / "results.json")
+    report = results["extra"]
     assert set(report["comparison_to_paper"]) == {"1", "5", "10"}
     assert len(report["mse_vs_steps"]["mean"]) == 11 and len(report["median_mse_vs_steps"]) == 11
     assert report["draws"] == 10 and report["tasks"] == 8  # 10 support draws by default
     assert all(0 <= n <= 80 for n in report["diverging_draws"])
+    assert results["methods"]["maml"]["without_meta_update"]["loss"]["mean"] == pytest.approx(report["mse_vs_steps"]["mean"])
     assert (tmp_path / "mse_vs_steps.png").exists()
     # scripts/finn_diagnostics.py re-evaluates the checkpoint: as run it reproduces the command's numbers.
     script = subprocess.run([sys.executable, "scripts/finn_diagnostics.py", str(tmp_path), "--draws", "10", "--json",
@@ -79,23 +85,25 @@ def test_sinusoid_seeds_trains_each_seed_and_aggregates(tmp_path):
     args = ["sinusoid", "--algorithms", "maltml,maml", *TINY]
     r = runner.invoke(app, [*args, "--out", str(tmp_path / "s"), "--seeds", "0,1"])
     assert r.exit_code == 0, r.output
-    report = json.loads((tmp_path / "s" / "results.json").read_text())
-    assert report["config"]["seeds"] == [0, 1] and set(report["seeds"]) == {"0", "1"}
+    report = check_results(tmp_path / "s" / "results.json")
+    assert report["config"]["seeds"] == [0, 1] and report["seeds"] == [0, 1] and set(report["per_seed"]) == {"0", "1"}
     for seed in (0, 1):
         assert (tmp_path / "s" / f"seed-{seed}" / "maltml" / "checkpoint.pt").exists()
-    per_seed = [report["seeds"][k]["methods"]["maltml"]["with_meta_finetuning"]["loss"] for k in ("0", "1")]
-    over = report["over_seeds"]["methods"]["maltml"]["with_meta_finetuning"]["loss"]
+    per_seed = [report["per_seed"][k]["methods"]["maltml"]["with_meta_update"]["loss"] for k in ("0", "1")]
+    over = report["methods"]["maltml"]["with_meta_update"]["loss"]
     assert over["mean"][0] == pytest.approx((per_seed[0]["mean"][0] + per_seed[1]["mean"][0]) / 2)
-    assert over["family_ci95"][0] == pytest.approx((per_seed[0]["ci95"][0] + per_seed[1]["ci95"][0]) / 2)
+    assert over["unit_ci95"][0] == pytest.approx((per_seed[0]["ci95"][0] + per_seed[1]["ci95"][0]) / 2)
+    assert over["per_seed"] == [per_seed[0]["mean"], per_seed[1]["mean"]]
     assert per_seed[0]["mean"] != per_seed[1]["mean"]  # different training seeds, different models
-    pair = report["over_seeds"]["maltml_minus_maml_after_meta_update_0_steps"]
-    assert [row["seed"] for row in pair["per_seed"]] == [0, 1]
+    pair = report["comparisons"]["maltml_minus_maml"]["with_meta_update"]["loss"]
+    assert len(pair["per_seed"]) == 2 and pair["ci95"][0] > 0  # t interval over the two seeds
     # The training seed does not move the held-out families: one seed alone, as --seed, gives seed 1's numbers.
     r = runner.invoke(app, [*args, "--out", str(tmp_path / "one"), "--seeds", "1"])
     assert r.exit_code == 0, r.output
-    alone = json.loads((tmp_path / "one" / "results.json").read_text())
-    assert alone["methods"]["maltml"]["with_meta_finetuning"]["loss"] == per_seed[1]
-    assert alone["config"]["seed"] == 1 and alone["config"]["eval_seed"] == 0
+    alone = check_results(tmp_path / "one" / "results.json")
+    assert alone["per_seed"]["1"]["methods"]["maltml"]["with_meta_update"]["loss"] == per_seed[1]
+    assert alone["methods"]["maltml"]["with_meta_update"]["loss"]["ci95"] == per_seed[1]["ci95"]  # one seed: over families
+    assert alone["config"]["seeds"] == [1] and alone["config"]["eval_seed"] == 0
     for name in ("fig2a_maltml.png", "fig2c_error.png"):
         assert (tmp_path / "s" / name).read_bytes()[:4] == b"\x89PNG"
     # Resume per seed: finished checkpoints are only re-evaluated, to the same numbers.
@@ -103,15 +111,15 @@ def test_sinusoid_seeds_trains_each_seed_and_aggregates(tmp_path):
     assert r.exit_code == 0, r.output
     again = json.loads((tmp_path / "s" / "results.json").read_text())
     for method in ("maltml", "maml"):
-        for protocol in ("with_meta_finetuning", "without_meta_finetuning"):
-            assert again["over_seeds"]["methods"][method][protocol] == report["over_seeds"]["methods"][method][protocol]
-        assert again["seeds"]["1"]["methods"][method]["train"]["evaluated_from_checkpoint"]
+        for protocol in ("with_meta_update", "without_meta_update"):
+            assert again["methods"][method][protocol] == report["methods"][method][protocol]
+        assert again["methods"][method]["train"][1]["evaluated_from_checkpoint"]
 
 
 def test_support_draws_count_diverging_draws():
     import torch
 
-    from trainer.experiments.sinusoid import draw_summary
+    from trainer.evaluation.draws import draw_summary
 
     # 2 draws x 3 tasks x 2 steps: draw 1 of task 2 blows up (NaN), draw 0 of task 0 exceeds 10 at step 1
     mse = torch.tensor([[[1.0, 11.0], [2.0, 2.0], [3.0, 1.0]],
@@ -145,8 +153,8 @@ def test_redrawn_support_keeps_the_task_and_its_validation_points():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["--shots", "0"], "shots must be an integer >= 1"),
-        (["--beta", "-0.01"], "--beta must be a positive number"),
+        (["--shots", "0"], "--shots must be >= 1"),
+        (["--beta", "-0.01"], "--beta must be > 0"),
         (["--algorithms", "maltml,mamlz"], "unknown algorithm mamlz"),
         (["--out", "/proc/fewtask-cannot-write"], "cannot write to output folder"),
         (["--meta-reduction", "median"], "--meta-reduction must be sum or mean"),
@@ -166,16 +174,16 @@ def test_meta_reduction_is_recorded_and_finished_checkpoints_keep_theirs(tmp_pat
     r = runner.invoke(app, [*args, "--meta-reduction", "mean"])
     assert r.exit_code == 0, r.output
     first = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
-    assert first["train"]["meta_reduction"] == "mean"
+    assert first["train"][0]["meta_reduction"] == "mean"
     r = runner.invoke(app, [*args, "--eval-only"])  # not told otherwise: evaluated as trained
     again = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
-    assert r.exit_code == 0 and again["train"]["meta_reduction"] == "mean"
-    assert again["with_meta_finetuning"] == first["with_meta_finetuning"]
+    assert r.exit_code == 0 and again["train"][0]["meta_reduction"] == "mean"
+    assert again["with_meta_update"] == first["with_meta_update"]
     r = runner.invoke(app, [*args, "--eval-only", "--meta-reduction", "sum"])
     summed = json.loads((tmp_path / "results.json").read_text())["methods"]["maltml"]
-    assert r.exit_code == 0 and summed["train"]["meta_reduction"] == "sum"
-    assert summed["with_meta_finetuning"] != first["with_meta_finetuning"]
-    assert summed["without_meta_finetuning"] == first["without_meta_finetuning"]
+    assert r.exit_code == 0 and summed["train"][0]["meta_reduction"] == "sum"
+    assert summed["with_meta_update"] != first["with_meta_update"]
+    assert summed["without_meta_update"] == first["without_meta_update"]
 
 
 def test_checkpoint_from_a_different_model_is_one_line_error(tmp_path):

@@ -3,9 +3,9 @@
 For each evaluation problem (functions of the evaluation pool): one online pass over
 its trajectory -- the layers from ``split`` on learned by SGD, one step per mini-batch --
 then the MSE on fresh points of each of its F functions. The inner step is the one of
-a grid with the lowest mean MSE on separate validation problems. Summaries give each
-function position's mean MSE (bars) and the mean over functions, each with a 95%
-percentile-bootstrap interval over problems.
+a grid with the lowest mean MSE on separate validation problems. A problem's score is its
+mean MSE over the functions (the unit of `trainer.evaluation.stats`' intervals);
+`per_function` summarizes each function position (the bars of the figures).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from fewtask_data.sources.continual_sines import ContinualBatch, ContinualSpec, function_points
 from trainer.domains.continual.net import Params, run_layers
 from trainer.domains.continual.oml import learn_online
+from trainer.evaluation.stats import summarize
 
 LR_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
 
@@ -47,28 +48,11 @@ def choose(params: Params, batch: ContinualBatch, test, depth: int, lrs: Sequenc
     return lr, split, {f"lr={k[0]},split={k[1]}": v for k, v in scores.items()}
 
 
-def bootstrap(values: torch.Tensor, reps: int = 2000, seed: int = 0) -> list[float]:
-    """95% percentile-bootstrap interval of the mean of ``values`` [n]."""
-    gen = torch.Generator().manual_seed(seed)
-    v = values.double()
-    idx = torch.randint(v.shape[0], (reps, v.shape[0]), generator=gen)
-    means = v[idx].mean(1)
-    return [float(means.quantile(0.025)), float(means.quantile(0.975))]
+def problem_mse(mse: torch.Tensor) -> torch.Tensor:
+    """[P, F] -> [P]: each problem's mean MSE over its functions."""
+    return mse.cpu().double().mean(1)
 
 
-def summarize(mse: torch.Tensor) -> dict:
-    """Per-function and overall mean MSE with bootstrap intervals, from [P, F]."""
-    mse = mse.cpu()
-    per_problem = mse.mean(1)
-    return {
-        "problems": mse.shape[0],
-        "mean": float(per_problem.mean()),
-        "ci95": bootstrap(per_problem),
-        "per_function": {"mean": mse.mean(0).tolist(), "ci95": [bootstrap(mse[:, f], seed=f + 1) for f in range(mse.shape[1])]},
-    }
-
-
-def paired_gain(a: torch.Tensor, b: torch.Tensor) -> dict:
-    """Mean of a - b per problem (same problems) with its bootstrap interval."""
-    d = a.cpu().mean(1) - b.cpu().mean(1)
-    return {"mean": float(d.mean()), "ci95": bootstrap(d)}
+def per_function(mse: torch.Tensor) -> dict:
+    """Each function position's mean MSE and 95% interval over problems, from [P, F]."""
+    return summarize(mse.cpu().double())

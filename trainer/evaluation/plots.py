@@ -1,6 +1,7 @@
 """Every figure the commands write, as PNG (matplotlib, Agg), saved atomically: MALTML's
 Figure 2 panels (`sinusoid`), MSE vs steps (`sinusoid-maml`), accuracy vs finetuning
-steps (`eval`, `demo`). Curves come in the evaluation protocol's schema (trainer/evaluation/protocol.py)."""
+steps (`eval`, `demo`), returns and continual MSE. Results come in the one report schema
+(trainer/evaluation/report.py): ``methods[name][protocol][metric]`` summaries."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import matplotlib
 import torch
 
 from fewtask_data import io
+from trainer.evaluation.report import WITH, WITHOUT
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -47,22 +49,17 @@ def predictions_figure(path: Path, title: str, grid, truth, support, preds: dict
     _save(fig, path)
 
 
-def error_figure(path: Path, results: dict[str, dict], title: str = "held-out families", band: str = "ci95") -> None:
-    """Figure 2c: goal validation MSE vs finetuning steps, 95% bands (``band``: the key of
-    the interval, "ci95" over families or "seed_ci95" over training seeds, which also
-    draws each seed's curve thinly); the marker at step 0 shows each method without the
-    meta-update (the arrow points to with)."""
+def error_figure(path: Path, methods: dict[str, dict], title: str = "held-out families") -> None:
+    """Figure 2c: goal validation MSE vs finetuning steps after the meta-update, with 95%
+    bands (over seeds when there are several: each seed's curve is drawn thinly); the x at
+    step 0 is each method without the meta-update (the arrow points to with)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, res in results.items():
-        color = STYLE.get(name)
-        with_ = res["with_meta_finetuning"]["loss"]
-        without = res["without_meta_finetuning"]["loss"]
+    for name, res in methods.items():
+        with_, without = res[WITH]["loss"], res[WITHOUT]["loss"]
         steps = list(range(len(with_["mean"])))
-        lo = [m - c for m, c in zip(with_["mean"], with_[band])]
-        hi = [m + c for m, c in zip(with_["mean"], with_[band])]
-        (line,) = ax.plot(steps, with_["mean"], marker="o", ms=3, color=color, label=name)
-        ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.2)
-        for curve in with_.get("per_seed", []) if band == "seed_ci95" else []:
+        (line,) = ax.plot(steps, with_["mean"], marker="o", ms=3, color=STYLE.get(name), label=name)
+        _band(ax, steps, with_, line.get_color())
+        for curve in with_["per_seed"] if len(with_["per_seed"]) > 1 else []:
             ax.plot(steps, curve, lw=0.6, alpha=0.5, color=line.get_color())
         ax.annotate("", xy=(0, with_["mean"][0]), xytext=(0, without["mean"][0]),
                     arrowprops={"arrowstyle": "->", "color": line.get_color()})  # fmt: skip
@@ -70,7 +67,7 @@ def error_figure(path: Path, results: dict[str, dict], title: str = "held-out fa
     # Log scale: MSE spans 1e-3 (oracle) to a method wrecked by the meta-update; curves
     # more than 10x above the worst no-meta-update start are cut off rather than
     # flattening every other curve.
-    ceiling = 10 * max(r["without_meta_finetuning"]["loss"]["mean"][0] for r in results.values())
+    ceiling = 10 * max(r[WITHOUT]["loss"]["mean"][0] for r in methods.values())
     ax.set_yscale("log")
     ax.set_ylim(top=ceiling)
     ax.set_xlabel("finetuning steps on the goal task")
@@ -78,6 +75,12 @@ def error_figure(path: Path, results: dict[str, dict], title: str = "held-out fa
     ax.set_title(f"{title} (x: before meta-update)")
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def _band(ax, xs, summary: dict, color) -> None:
+    """A summary's 95% interval (mean ± ci95) as a shaded band."""
+    mean, half = torch.tensor(summary["mean"], dtype=torch.float64), torch.tensor(summary["ci95"], dtype=torch.float64)
+    ax.fill_between(xs, (mean - half).tolist(), (mean + half).tolist(), color=color, alpha=0.2)
 
 
 def curve_figure(path: Path, curves: dict[str, dict], title: str, xlabel: str = "gradient steps",
@@ -88,8 +91,7 @@ def curve_figure(path: Path, curves: dict[str, dict], title: str, xlabel: str = 
     for name, c in curves.items():
         steps = list(range(len(c["mean"])))
         (line,) = ax.plot(steps, c["mean"], marker="o", ms=3, label=name)
-        ax.fill_between(steps, [m - h for m, h in zip(c["mean"], c["ci95"])],
-                        [m + h for m, h in zip(c["mean"], c["ci95"])], color=line.get_color(), alpha=0.2)  # fmt: skip
+        _band(ax, steps, c, line.get_color())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -97,20 +99,19 @@ def curve_figure(path: Path, curves: dict[str, dict], title: str, xlabel: str = 
     _save(fig, path)
 
 
-def accuracy_figure(path: Path, results: dict[str, dict], title: str = "") -> None:
-    """Accuracy vs finetuning steps, with and without meta-finetuning, for each labelled result."""
+def accuracy_figure(path: Path, methods: dict[str, dict], steps: list[int], units: int, title: str = "") -> None:
+    """Accuracy vs finetuning steps, with and without the meta-update, for each method."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (label, res) in enumerate(results.items()):
+    for i, (label, res) in enumerate(methods.items()):
         color = f"C{i}"
-        for key, style, tag in (("without_meta_finetuning", "--", "no meta-ft"), ("with_meta_finetuning", "-", "meta-ft")):
+        for key, style, tag in ((WITHOUT, "--", "no meta-update"), (WITH, "-", "meta-update")):
             acc = res[key]["accuracy"]
             mean, ci = torch.tensor(acc["mean"]), torch.tensor(acc["ci95"]).nan_to_num(0.0)
-            ax.plot(res["steps"], mean, style, color=color, label=f"{label} ({tag})")
-            ax.fill_between(res["steps"], mean - ci, mean + ci, color=color, alpha=0.15)
+            ax.plot(steps, mean, style, color=color, label=f"{label} ({tag})")
+            ax.fill_between(steps, mean - ci, mean + ci, color=color, alpha=0.15)
     ax.set_xlabel("finetuning steps on the goal task")
     ax.set_ylabel("goal validation accuracy")
-    n = next(iter(results.values()))["episodes"]
-    ax.set_title(title or f"held-out family episodes (n={n}, 95% CI)")
+    ax.set_title(title or f"held-out family episodes (n={units}, 95% CI)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -118,16 +119,16 @@ def accuracy_figure(path: Path, results: dict[str, dict], title: str = "") -> No
 
 
 def function_bars_figure(path: Path, results: dict[str, dict], published: dict[str, float], title: str) -> None:
-    """Continual regression: per-function MSE bars (95% bootstrap whiskers) per method, and
-    each method's mean; dashed lines mark the published means (docs/continual.md)."""
+    """Continual regression: per-function MSE bars (95% whiskers) per method (``results[name]``
+    holds summaries ``per_function`` and ``mse``), and each method's mean; dashed lines mark
+    the published means (docs/continual.md)."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(10.0, 3.4), gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / max(len(results), 1)
     for i, (name, r) in enumerate(results.items()):
         pf = r["per_function"]
         xs = [f + i * width for f in range(len(pf["mean"]))]
-        err = [[m - lo for m, (lo, _) in zip(pf["mean"], pf["ci95"])], [hi - m for m, (_, hi) in zip(pf["mean"], pf["ci95"])]]
-        ax.bar(xs, pf["mean"], width, yerr=err, label=name, color=STYLE.get(name), capsize=2)
-        bx.bar(i, r["mean"], yerr=[[r["mean"] - r["ci95"][0]], [r["ci95"][1] - r["mean"]]], color=STYLE.get(name), capsize=3)
+        ax.bar(xs, pf["mean"], width, yerr=pf["ci95"], label=name, color=STYLE.get(name), capsize=2)
+        bx.bar(i, r["mse"]["mean"], yerr=r["mse"]["ci95"], color=STYLE.get(name), capsize=3)
         if name in published:
             bx.plot([i - 0.4, i + 0.4], [published[name]] * 2, "k--", lw=1)
     ax.set_xlabel("function (order learned)")
@@ -140,12 +141,12 @@ def function_bars_figure(path: Path, results: dict[str, dict], published: dict[s
 
 
 def meta_curve_figure(path: Path, curves: dict[str, list[dict]], published: dict[str, float]) -> None:
-    """Evaluation MSE (95% bootstrap band) against meta-training steps, published means dashed."""
+    """Evaluation MSE (95% band) against meta-training steps, published means dashed."""
     fig, ax = plt.subplots(figsize=(5.0, 3.4))
     for name, points in curves.items():
         xs = [p["steps"] for p in points]
         (line,) = ax.plot(xs, [p["mean"] for p in points], marker="o", ms=3, label=name, color=STYLE.get(name))
-        ax.fill_between(xs, [p["ci95"][0] for p in points], [p["ci95"][1] for p in points], color=line.get_color(), alpha=0.2)
+        _band(ax, xs, {"mean": [p["mean"] for p in points], "ci95": [p["ci95"] for p in points]}, line.get_color())
         if name in published:
             ax.axhline(published[name], color=line.get_color(), ls="--", lw=1)
     ax.set_xlabel("meta-training steps")
@@ -153,3 +154,11 @@ def meta_curve_figure(path: Path, curves: dict[str, list[dict]], published: dict
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def learning_figure(path: Path, budgets: dict[str, list[dict]], title: str) -> None:
+    """Mean post-update training return per iteration (first seed of each trained method)."""
+    curves = {m: {"mean": b[0]["learning_curve"], "ci95": [0.0] * len(b[0]["learning_curve"])}
+              for m, b in budgets.items() if b and b[0].get("learning_curve")}  # fmt: skip
+    if curves:
+        curve_figure(path, curves, title, "meta-iteration", "training return after adaptation")

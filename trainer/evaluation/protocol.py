@@ -1,28 +1,22 @@
-"""The paper's evaluation protocol, one for every command (`sinusoid`, `eval`, `demo`).
+"""The paper's evaluation protocol, one for every experiment on parameters and examples
+(sinusoid, `eval`, the demo; RL and continual have their domain's version beside it).
 
-For each held-out family episode: meta-finetune from theta on its L tasks (V_beta,
-K support + Q query examples each, the method's own alpha, beta, task/meta steps,
+For each held-out family episode: meta-update from theta on its L tasks (V_beta, K
+support + Q query examples each, the method's own alpha, beta, task/meta steps,
 task-step derivative order and Eq. 2 reduction: the sum of the L task losses by
-default), then finetune on each goal task's K support
-examples with step size gamma, recording the goal validation loss (and accuracy
-for labels) after 0..S steps. Done both with and without the meta-update (the
-arrows at 0 steps of Figure 2c). Per episode the goal tasks are averaged.
+default), then finetune on each goal task's K support examples with the method's OWN
+finetuning step sizes (`own_step_sizes`: gamma for MALTML, alpha for the MAML family,
+trained or learned as they are in its checkpoint), recording the goal validation loss
+(and accuracy for labels) after 0..S steps. Done both with and without the meta-update
+(the arrows at 0 steps of Figure 2c). Per episode the goal tasks are averaged.
 
-Results, one schema (`summarize_curves`)::
-
-    {"episodes": n, "steps": [0..S],
-     "without_meta_finetuning": {"loss": {"mean": [..], "ci95": [..]}, "accuracy": {...}},
-     "with_meta_finetuning":    {...},
-     "meta_finetuning_gain":    {...}}     # paired: with - without on the same episodes
-
-"accuracy" appears for classification only; every interval is 1.96 standard errors
-over episodes (`summarize`). `paired` compares two methods on the same episodes.
-With ``progress`` a bar on stderr counts the episodes (an evaluation can take minutes).
+`episode_curves` returns ``{protocol: {metric: [episodes, S+1]}}`` with the protocols of
+`trainer.evaluation.report` (``without_meta_update``, ``with_meta_update``), which turns
+them into the one results schema. With ``progress`` a bar on stderr counts the episodes.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
@@ -32,9 +26,14 @@ from fewtask_data import FamilyBatch
 from trainer.algorithms import Algorithm, batch_parts
 from trainer.core import functional as fn
 from trainer.core import reference
-from trainer.core.step_sizes import LEVELS, level_lrs
+from trainer.core.step_sizes import LEVELS, finetune_sizes, level_lrs
+from trainer.evaluation.report import PROTOCOLS, WITH, method_summary
 
-PROTOCOLS = ("without_meta_finetuning", "with_meta_finetuning")
+
+def own_step_sizes(algo: Algorithm, step_sizes: dict, finetune_lr: float | None = None) -> dict:
+    """The log step sizes the protocol uses for ``algo``: its gamma level replaced by the level
+    it finetunes goal tasks with (``algo.finetune_level``), or by ``finetune_lr`` when given."""
+    return finetune_sizes(step_sizes, algo.finetune_level, finetune_lr)
 
 
 def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch, steps: int, meta_update: bool,
@@ -86,11 +85,14 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
 
 def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int,
                    impl: str = "vmap", per_family_params: bool = False, progress: bool = False,
-                   total: int | None = None, protocols: tuple[str, ...] = PROTOCOLS) -> dict[str, dict[str, torch.Tensor]]:
+                   total: int | None = None, protocols: tuple[str, ...] = PROTOCOLS,
+                   finetune_lr: float | None = None) -> dict[str, dict[str, torch.Tensor]]:  # fmt: skip
     """The protocols' curves (both by default) over every episode of ``batches``:
     ``{protocol: {"loss": [episodes, steps+1], "accuracy": ...}}`` on the CPU ("accuracy"
-    for labels only). ``per_family_params``: ``params`` hold one model per episode, in order.
+    for labels only), finetuning with the method's own step sizes (`own_step_sizes`).
+    ``per_family_params``: ``params`` hold one model per episode, in order.
     ``progress``: a bar on stderr over the episodes (``total`` of them, when known)."""
+    step_sizes = own_step_sizes(algo, step_sizes, finetune_lr)
     parts: dict[str, dict[str, list[torch.Tensor]]] = {p: {"loss": [], "accuracy": []} for p in protocols}
     start, labels = 0, False
     bar = tqdm(total=total, desc="evaluating", unit="episode", disable=not progress, mininterval=1.0)
@@ -100,7 +102,7 @@ def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterab
         labels = batch.goal_y.dtype == torch.int64
         for protocol in protocols:
             loss, acc = family_curves(algo, theta, step_sizes, buffers, batch, steps,
-                                      protocol == "with_meta_finetuning", impl, per_family_params)  # fmt: skip
+                                      protocol == WITH, impl, per_family_params)  # fmt: skip
             parts[protocol]["loss"].append(loss.cpu())
             parts[protocol]["accuracy"].append(acc.cpu())
         bar.update(len(batch))
@@ -109,51 +111,20 @@ def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterab
     return {p: {m: torch.cat(parts[p][m]) for m in metrics} for p in protocols}
 
 
-def summarize(values: torch.Tensor) -> dict[str, list[float]]:
-    """Mean and 95% normal-approximation half-width over the leading (episode) axis."""
-    n = values.shape[0]
-    mean = values.double().mean(0)
-    half = 1.96 * values.double().std(0, unbiased=True) / math.sqrt(n) if n > 1 else torch.zeros_like(mean)
-    return {"mean": mean.tolist(), "ci95": half.tolist()}
-
-
-def paired(a: torch.Tensor, b: torch.Tensor) -> dict[str, list[float]]:
-    """`summarize` of a - b over the same episodes: tighter than comparing two intervals."""
-    return summarize(a.double() - b.double())
-
-
-def compare(a: dict[str, dict[str, torch.Tensor]], b: dict[str, dict[str, torch.Tensor]]) -> dict:
-    """Paired differences a - b (two methods' `episode_curves` on the same episodes) for
-    each pair of protocols, e.g. ``"with_minus_without"``: a meta-finetunes, b does not."""
-    short = {"without_meta_finetuning": "without", "with_meta_finetuning": "with"}
-    return {f"{short[pa]}_minus_{short[pb]}": {m: paired(a[pa][m], b[pb][m]) for m in a[pa]}
-            for pa in PROTOCOLS for pb in PROTOCOLS}  # fmt: skip
-
-
-def summarize_curves(curves: dict[str, dict[str, torch.Tensor]]) -> dict:
-    """The protocol's result schema (module doc) from `episode_curves`."""
-    with_, without = curves["with_meta_finetuning"], curves["without_meta_finetuning"]
-    loss = without["loss"]
-    out: dict = {"episodes": loss.shape[0], "steps": list(range(loss.shape[1]))}
-    for protocol in PROTOCOLS:
-        out[protocol] = {m: summarize(v) for m, v in curves[protocol].items()}
-    out["meta_finetuning_gain"] = {m: paired(with_[m], without[m]) for m in without}
-    return out
-
-
 def evaluate(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int = 10,
              impl: str = "vmap", per_family_params: bool = False, progress: bool = False,
-             total: int | None = None) -> tuple[dict, dict]:
-    """(summary, curves): `summarize_curves` of `episode_curves`; keep the curves for
+             total: int | None = None, finetune_lr: float | None = None) -> tuple[dict, dict]:
+    """(summary, curves): `report.method_summary` of `episode_curves`; keep the curves for
     paired comparisons between methods evaluated on the same episodes."""
-    curves = episode_curves(algo, params, step_sizes, buffers, batches, steps, impl, per_family_params, progress, total)
-    return summarize_curves(curves), curves
+    curves = episode_curves(algo, params, step_sizes, buffers, batches, steps, impl, per_family_params, progress, total,
+                            finetune_lr=finetune_lr)  # fmt: skip
+    return method_summary(curves), curves
 
 
 def predictions(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch, grid: torch.Tensor, steps: int) -> dict:
     """For the first family and its first goal task: predictions on ``grid`` before the
     meta-update, after it, and after ``steps`` finetuning steps (Figure 2a/b)."""
-    a, b, g = (level_lrs(step_sizes, lv) for lv in LEVELS)
+    a, b, g = (level_lrs(own_step_sizes(algo, step_sizes), lv) for lv in LEVELS)
     msx, msy, mqx, mqy, gsx, gsy, _, _ = (t[0] for t in batch_parts(batch))
     forward = algo.forward
     with torch.no_grad():

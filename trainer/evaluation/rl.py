@@ -1,9 +1,9 @@
 """Evaluation on held-out goals and families: mean return after 0..S vanilla
 policy-gradient steps (step size of the method's finetuning level, fresh trajectories of
 the current policy at every step), with and without MALTML's meta-update on the family's
-L tasks. Summaries and paired differences use trainer/evaluation/protocol.py's intervals, plus the
-number of adaptations that diverged (a step too large for a near-deterministic policy
-overflows its log-probabilities and returns NaN) and the summary over the others."""
+L tasks. Summaries are `trainer.evaluation.stats`' (with the number of adaptations that
+diverged: a step too large for a near-deterministic policy overflows its log-probabilities
+and returns NaN, and the summary over the others)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import torch
 from trainer.core.functional import Params
 from trainer.domains.rl.methods import Sampler, adapt, meta_update
 from trainer.domains.rl.rollout import rollout
-from trainer.evaluation.protocol import summarize
 
 
 def _leaves(params: Params) -> Params:
@@ -81,24 +80,6 @@ def family_curves(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goa
         if still is not None:
             quiet.append(still.mean(-2))
     return torch.cat(sampled), (torch.cat(quiet) if mean_action else None)
-
-
-def summary(values: torch.Tensor) -> dict[str, list]:
-    """`summarize` over the leading (goal or family) axis, NaN where any adaptation
-    diverged, with per step the number diverged and mean/ci95 over the finite rest."""
-    out = summarize(values)
-    finite = torch.isfinite(values)
-    rest = [summarize(col[ok]) if ok.any() else {"mean": float("nan"), "ci95": float("nan")}
-            for col, ok in zip(values.unbind(-1), finite.unbind(-1))]  # fmt: skip
-    out["diverged"] = (~finite).sum(0).tolist()
-    out["finite_mean"] = [r["mean"] for r in rest]
-    out["finite_ci95"] = [r["ci95"] for r in rest]
-    return out
-
-
-def paired_summary(a: torch.Tensor, b: torch.Tensor) -> dict[str, list]:
-    """`summary` of a - b on the same goals or families."""
-    return summary(a.double() - b.double())
 
 
 def describe(values: torch.Tensor) -> str:

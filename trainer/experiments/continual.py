@@ -1,18 +1,16 @@
-"""`fewtask-train continual-oml` and `continual`. continual-oml: OML on incremental sines beside its baselines (Javed &
-White 2019, their Figure: pretraining ~1.45, SR-NN ~0.86, OML ~0.35, oracle ~0.07 mean
-MSE after 10 functions); docs/continual.md.
+"""`fewtask-train continual`: MALTML (OML as the inner meta-objective) against OML across
+held-out frequency families of incremental sines (paper section 4.2; docs/continual.md).
 
-Defaults are the paper's: 10 functions, 40 mini-batches of 8 points each, pools of 400
-meta-training and 500 evaluation functions, RLN 6 + PLN 2 layers of 300, online step
-0.003, Adam 1e-4, second order through the 400 online steps. Training runs in stages
-(``--curve``): after each stage every method is evaluated, so a run that cannot afford
-the paper's step count still reports where it is on its learning curve.
+A family is a frequency w of the sines (`fewtask-data build continual-sine-families`);
+MALTML meta-updates on L problems of the family (V_beta on the sum of their OML losses,
+Eq. 2) before the goal problem. Both methods are scored per held-out evaluation problem
+(its mean MSE over the F functions after one online pass) with and without that
+meta-update, in the one results schema. `ContinualProblems` and `ContinualTraining` hold
+the options shared with `continual-oml`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,25 +18,26 @@ import torch
 
 from fewtask_data import FewtaskError, io
 from fewtask_data.sources.continual_sines import (
-    ContinualSpec, family_batches, function_pool, load_family_definitions, problem_batches, sample_problems,
+    ContinualSpec, family_batches, load_family_definitions, problem_batches, sample_problems,
 )  # fmt: skip
-from trainer.domains.continual.baselines import IIDRegression
 from trainer.domains.continual.net import ARCHES, build_net
 from trainer.domains.continual.oml import OML, MALTMLContinual
 from trainer.evaluation import continual as evaluation
-from trainer.evaluation import plots
-from trainer.experiments.options import methods_option, option, parse_names, run_option, step_size_option, typer_command
+from trainer.evaluation import plots, report
+from trainer.experiments.options import (
+    Config, methods_option, option, parse_names, run_option, step_size_option, typer_command,
+)  # fmt: skip
 from trainer.training import checkpoint as ckpt
 from trainer.training.checkpoint import seed_everything
 from trainer.training.loop import TrainConfig, train
 
-METHODS = ("oml", "oracle", "pretrain", "scratch")
-PUBLISHED = {"pretrain": 1.45, "sr-nn": 0.86, "oml": 0.35, "oracle": 0.07}  # read off the OML repository's plot
+EXPERIMENT = "MALTML vs OML on held-out frequency families of incremental sines (Devos & Dandi, section 4.2)"
+FAMILY_METHODS = ("maltml", "oml")
 EVAL_SEED, VAL_SEED, TEST_SEED = 7_919_001, 7_919_002, 7_919_003  # streams training never uses
 
 
 @dataclass(kw_only=True)
-class ContinualProblems:
+class ContinualProblems(Config):
     """The incremental-sine problems of `continual-oml` (`continual` reads them from its family file)."""
 
     functions: int = option(10, "Functions per continual problem (F), learned one after the other.")
@@ -55,7 +54,7 @@ class ContinualProblems:
 
 
 @dataclass(kw_only=True)
-class ContinualTraining:
+class ContinualTraining(Config):
     """The network, OML's settings and the evaluation: shared by both continual commands."""
 
     arch: str = option("paper", f"Network: {', '.join(f'{k} (RLN {v[0]} + PLN {v[1]} layers of {v[2]})' for k, v in ARCHES.items())}.")
@@ -88,12 +87,6 @@ class ContinualTraining:
         self.grid()
         if self.arch not in ARCHES:
             raise FewtaskError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHES)}")
-        if not self.inner_lr > 0:
-            raise FewtaskError(f"--inner-lr must be > 0, got {self.inner_lr}; the paper uses 0.003")
-        if self.problems < 1 or self.eval_problems < 2 or self.val_problems < 1:
-            raise FewtaskError("need --problems >= 1, --eval-problems >= 2 and --val-problems >= 1")
-        if self.threads < 1:
-            raise FewtaskError(f"--threads must be >= 1, got {self.threads}")
         try:
             device = torch.device(self.device)
         except RuntimeError:
@@ -108,31 +101,6 @@ class ContinualTraining:
     def on_device(self, make_batches):
         """``make_batches(start)`` with every batch moved to --device (sampled on the CPU)."""
         return lambda start: (b.to(self.device) for b in make_batches(start))
-
-
-@dataclass(kw_only=True)
-class ContinualOMLConfig(ContinualTraining, ContinualProblems):
-    """`fewtask-train continual-oml`'s options."""
-
-    out: Path = option(Path("runs/continual-oml"), "Output folder: one subfolder per method, results.json, figures.")
-    methods: str = methods_option(METHODS)
-    curve: str = option("500,1000,2000", "Meta-training steps at which every method is evaluated (the last is the total).")
-    pretrain_steps: int = option(2000, "i.i.d. regression steps of the pretraining baseline.")
-    pretrain_lr: float = option(1e-3, "Adam learning rate of the pretraining baseline.")
-    pretrain_points: int = option(32, "Pretraining: i.i.d. points per function of each problem per step.")
-    max_seconds: float = option(0.0, "Stop each method's training after this many seconds over the whole --curve (0: no "
-                                     "limit); the curve stops there.")  # fmt: skip
-
-    def stages(self) -> list[int]:
-        try:
-            values = [int(v) for v in self.curve.split(",") if v.strip()]
-        except ValueError:
-            raise FewtaskError(f"--curve must be comma-separated step counts, got {self.curve!r}") from None
-        if not values or values != sorted(set(values)) or values[0] < 0:
-            raise FewtaskError(f"--curve needs increasing step counts >= 0, got {self.curve!r}")
-        return values
-
-
 
 
 def eval_sets(c: ContinualTraining, spec: ContinualSpec, pool: torch.Tensor, frequency: float | None = None, offset: int = 0):
@@ -158,92 +126,16 @@ def train_to(c: ContinualTraining, method: str, model, algo, batches, steps: int
     with torch.no_grad():
         for k, p in model.named_parameters():
             p.copy_(result.params[k])
-    return {"steps": result.step, "seconds": round(result.seconds, 1), "final_metrics": result.last_metrics}
+    return {"seed": c.seed, "steps": result.step, "seconds": round(result.seconds, 1), "final_metrics": result.last_metrics}
 
 
-def evaluate_method(params, depth: int, splits: list[int], grid: list[float], sets) -> dict:
-    problems, test, val, val_test = sets
-    lr, split, scores = evaluation.choose(params, val, val_test, depth, grid, splits)
-    mse = evaluation.function_mse(params, problems, test, lr, split, depth)
-    return {"inner_lr": lr, "split": split, "validation": scores, **evaluation.summarize(mse)}, mse
-
-
-def continual_oml(c: ContinualOMLConfig) -> dict:
-    c.check()
-    c.spec()
-    methods = parse_names(c.methods, METHODS)
-    stages, spec, grid = c.stages(), c.spec(), c.grid()
-    torch.set_num_threads(c.threads)
+def fresh_run(c, methods: list[str]) -> Path:
+    """The writable output folder; without --resume, earlier checkpoints of ``methods`` are dropped."""
     out = io.ensure_writable(c.out)
     if not c.resume:
         for m in methods:
             (out / m / ckpt.CHECKPOINT_NAME).unlink(missing_ok=True)
-    train_pool, eval_pool = function_pool(c.data_seed, "train", spec), function_pool(c.data_seed, "eval", spec)
-    sets = eval_sets(c, spec, eval_pool)
-    results: dict = {"config": {k: str(v) for k, v in vars(c).items()}, "published": PUBLISHED, "methods": {}}
-    curves: dict[str, list] = {}
-    mses: dict[str, torch.Tensor] = {}
-    for method in methods:
-        model = c.net(spec)
-        depth, split = model.depth, model.split
-        if method == "scratch":
-            params = {k: v.detach() for k, v in model.named_parameters()}
-            results["methods"][method], mses[method] = evaluate_method(params, depth, [0], grid, sets)
-            io.write_json(out / "results.json", {**results, "curves": curves})
-            continue
-        if method == "pretrain":
-            algo = IIDRegression(model)
-            iid = dataclasses.replace(spec, rand_points=c.pretrain_points)
-            batches = lambda start: problem_batches(c.seed, train_pool, c.problems, iid, start)  # noqa: E731
-            summary = train_to(c, method, model, algo, batches, c.pretrain_steps, c.pretrain_lr)
-            params = {k: v.detach() for k, v in model.named_parameters()}
-            splits = sorted({0, *range(2, depth, 2), depth - 1})
-            results["methods"][method], mses[method] = evaluate_method(params, depth, splits, grid, sets)
-            results["methods"][method]["training"] = summary
-            io.write_json(out / "results.json", {**results, "curves": curves})
-            continue
-        pool = train_pool if method == "oml" else eval_pool  # the oracle meta-trains on the evaluation pool
-        algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
-        batches = lambda start, pool=pool: problem_batches(c.seed, pool, c.problems, spec, start)  # noqa: E731
-        curves[method] = []
-        spent = 0.0  # --max-seconds budgets the whole curve, not each stage
-        for steps in stages:
-            started = time.perf_counter()
-            summary = train_to(c, method, model, algo, batches, steps, c.lr, c.max_seconds and c.max_seconds - spent)
-            spent += time.perf_counter() - started
-            params = {k: v.detach() for k, v in model.named_parameters()}
-            result, mses[method] = evaluate_method(params, depth, [split], grid, sets)
-            curves[method].append({"steps": summary["steps"], "mean": result["mean"], "ci95": result["ci95"],
-                                   "seconds": summary["seconds"]})  # fmt: skip
-            results["methods"][method] = {**result, "training": summary}
-            io.write_json(out / "results.json", {**results, "curves": curves})
-            if summary["steps"] < steps or (c.max_seconds and spent >= c.max_seconds):  # --max-seconds ran out
-                break
-    results["curves"] = curves
-    if "oml" in mses and "pretrain" in mses:
-        results["oml_minus_pretrain"] = evaluation.paired_gain(mses["oml"], mses["pretrain"])
-    io.write_json(out / "results.json", results)
-    plots.function_bars_figure(out / "per_function.png", results["methods"], PUBLISHED, "incremental sines: MSE after one online pass")
-    if curves:
-        plots.meta_curve_figure(out / "learning_curve.png", curves, {k: v for k, v in PUBLISHED.items() if k in curves})
-    return results
-
-
-def _run(c: ContinualOMLConfig) -> None:
-    results = continual_oml(c)
-    for m, r in results["methods"].items():
-        print(f"{m:9s} mean MSE {r['mean']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  (lr {r['inner_lr']}, split {r['split']})")
-    print(f"wrote {c.out / 'results.json'}")
-
-
-continual_oml_command = typer_command(
-    ContinualOMLConfig, _run, "OML on incremental sines beside scratch, pretraining and the oracle (Javed & White 2019)."
-)
-
-
-# ---------------------------------------------------------------- MALTML vs OML across frequency families
-
-FAMILY_METHODS = ("maltml", "oml")
+    return out
 
 
 @dataclass(kw_only=True)
@@ -265,9 +157,9 @@ class ContinualFamiliesConfig(ContinualTraining):
 
 
 def family_evaluation(c: ContinualFamiliesConfig, algo: MALTMLContinual, params, spec, pool, freqs, grid) -> dict:
-    """Per protocol (without / with meta-finetuning on the family's L problems): MSE
-    [families * eval problems, F]; the online step is chosen per protocol on the families'
-    validation problems."""
+    """Per protocol (without / with the meta-update on the family's L problems): (the online
+    step chosen on the families' validation problems, every candidate's score, MSE
+    [families * eval problems, F])."""
     per_family = []
     for j, w in enumerate(freqs):
         sets = eval_sets(c, spec, pool, w, offset=1_000 * (j + 1))
@@ -275,9 +167,9 @@ def family_evaluation(c: ContinualFamiliesConfig, algo: MALTMLContinual, params,
         meta = sample_problems(gen, pool, c.meta_problems, spec, [w] * c.meta_problems).to(c.device) if c.meta_problems else None
         with torch.no_grad():
             tuned = algo.adapted(params, meta.tensors(), outer=False) if meta is not None else params
-        per_family.append({"without_meta_finetuning": (params, sets), "with_meta_finetuning": (tuned, sets)})
+        per_family.append({report.WITHOUT: (params, sets), report.WITH: (tuned, sets)})
     out = {}
-    for protocol in ("without_meta_finetuning", "with_meta_finetuning"):
+    for protocol in report.PROTOCOLS:
         runs = [f[protocol] for f in per_family]
 
         def score(lr: float) -> float:
@@ -290,49 +182,47 @@ def family_evaluation(c: ContinualFamiliesConfig, algo: MALTMLContinual, params,
     return out
 
 
+def family_method(c: ContinualFamiliesConfig, method: str, defs, grid) -> tuple[dict, dict, dict]:
+    """Train one method and score it on the held-out families: (curves, training record, extra)."""
+    spec = defs.spec
+    train_pool, train_freqs = defs.pools["train"], defs.frequencies["train"]
+    model = c.net(spec)
+    maltml = MALTMLContinual(model, lr=c.inner_lr, beta=c.beta, meta_steps=c.meta_steps, order=c.order, impl=c.impl,
+                             name=method, meta_reduction=c.meta_reduction)  # fmt: skip
+    if method == "maltml":
+        algo = maltml
+        batches = lambda start: family_batches(c.seed, train_pool, train_freqs, c.families_per_step, c.meta_problems,  # noqa: E731
+                                               c.goal_problems, spec, start)  # fmt: skip
+    else:  # OML on problems of the training families (as many problems per step as MALTML's goal problems)
+        algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
+        batches = lambda start: problem_batches(c.seed, train_pool, c.problems, spec, start, train_freqs)  # noqa: E731
+    record = train_to(c, method, model, algo, batches, c.steps, c.lr)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    evaluated = family_evaluation(c, maltml, params, spec, defs.pools["test"], defs.frequencies["test"], grid)
+    curves = {p: {"mse": evaluation.problem_mse(e[2])} for p, e in evaluated.items()}
+    extra = {p: {"inner_lr": lr, "validation": {str(k): v for k, v in scores.items()},
+                 "per_function": evaluation.per_function(mse)} for p, (lr, scores, mse) in evaluated.items()}  # fmt: skip
+    return curves, record, extra
+
+
 def continual_families(c: ContinualFamiliesConfig) -> dict:
     c.check()
     methods = parse_names(c.methods, FAMILY_METHODS)
     defs = load_family_definitions(c.families)
-    spec, grid = defs.spec, c.grid()
-    if c.steps < 0 or c.families_per_step < 1 or c.meta_problems < 0 or c.goal_problems < 1:
-        raise FewtaskError("need --steps >= 0, --families-per-step >= 1, --meta-problems >= 0 and --goal-problems >= 1")
+    grid = c.grid()
     torch.set_num_threads(c.threads)
-    out = io.ensure_writable(c.out)
-    if not c.resume:
-        for m in methods:
-            (out / m / ckpt.CHECKPOINT_NAME).unlink(missing_ok=True)
-    train_pool, test_pool = defs.pools["train"], defs.pools["test"]
-    train_freqs, test_freqs = defs.frequencies["train"], defs.frequencies["test"]
-    results: dict = {"config": {k: str(v) for k, v in vars(c).items()}, "family_build_id": defs.build_id,
-                     "train_frequencies": train_freqs, "test_frequencies": test_freqs, "methods": {}}  # fmt: skip
-    mses: dict[str, dict[str, torch.Tensor]] = {}
+    out = fresh_run(c, methods)
+    curves, records, per_method = {}, {}, {}
     for method in methods:
-        model = c.net(spec)
-        maltml = MALTMLContinual(model, lr=c.inner_lr, beta=c.beta, meta_steps=c.meta_steps, order=c.order, impl=c.impl,
-                                 name=method, meta_reduction=c.meta_reduction)  # fmt: skip
-        if method == "maltml":
-            algo = maltml
-            batches = lambda start: family_batches(c.seed, train_pool, train_freqs, c.families_per_step, c.meta_problems,  # noqa: E731
-                                                   c.goal_problems, spec, start)  # fmt: skip
-        else:  # OML on problems of the training families (as many problems per step as MALTML's goal problems)
-            algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
-            batches = lambda start: problem_batches(c.seed, train_pool, c.problems, spec, start, train_freqs)  # noqa: E731
-        summary = train_to(c, method, model, algo, batches, c.steps, c.lr)
-        params = {k: v.detach() for k, v in model.named_parameters()}
-        evaluated = family_evaluation(c, maltml, params, spec, test_pool, test_freqs, grid)
-        mses[method] = {p: e[2] for p, e in evaluated.items()}
-        entry: dict = {"training": summary}
-        for protocol, (lr, scores, mse) in evaluated.items():
-            entry[protocol] = {"inner_lr": lr, "validation": {str(k): v for k, v in scores.items()}, **evaluation.summarize(mse)}
-        entry["meta_finetuning_gain"] = evaluation.paired_gain(mses[method]["with_meta_finetuning"], mses[method]["without_meta_finetuning"])
-        results["methods"][method] = entry
-        io.write_json(out / "results.json", results)
-    if set(mses) == set(FAMILY_METHODS):
-        results["maltml_minus_oml"] = {p: evaluation.paired_gain(mses["maltml"][p], mses["oml"][p]) for p in mses["oml"]}
+        curves[method], record, per_method[method] = family_method(c, method, defs, grid)
+        records[method] = [record]
+    extra = {"family_build_id": defs.build_id, "train_frequencies": defs.frequencies["train"],
+             "test_frequencies": defs.frequencies["test"], "methods": per_method}  # fmt: skip
+    results = report.results(EXPERIMENT, c, "held-out evaluation problem", {c.seed: curves}, None, records, extra=extra)
     io.write_json(out / "results.json", results)
-    bars = {f"{m} ({'with' if p.startswith('with_') else 'without'})": r[p] for m, r in results["methods"].items()
-            for p in ("without_meta_finetuning", "with_meta_finetuning")}  # fmt: skip
+    bars = {f"{m} ({'with' if p == report.WITH else 'without'})": {"mse": results["methods"][m][p]["mse"],
+                                                                   "per_function": per_method[m][p]["per_function"]}
+            for m in methods for p in report.PROTOCOLS}  # fmt: skip
     plots.function_bars_figure(out / "per_function.png", bars, {}, "held-out frequency families")
     return results
 
@@ -340,11 +230,11 @@ def continual_families(c: ContinualFamiliesConfig) -> dict:
 def _run_families(c: ContinualFamiliesConfig) -> None:
     results = continual_families(c)
     for m, r in results["methods"].items():
-        for p in ("without_meta_finetuning", "with_meta_finetuning"):
-            e = r[p]
-            print(f"{m:7s} {p:24s} mean MSE {e['mean']:.3f} [{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]  (lr {e['inner_lr']})")
-    for p, g in results.get("maltml_minus_oml", {}).items():
-        print(f"maltml - oml, {p}: {g['mean']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]")
+        for p in report.PROTOCOLS:
+            lr = results["extra"]["methods"][m][p]["inner_lr"]
+            print(f"{m:7s} {p:20s} mean MSE {report.cell(r[p]['mse'])}  (lr {lr})")
+    for p, g in results["comparisons"].get("maltml_minus_oml", {}).items():
+        print(f"maltml - oml, {p}: {report.cell(g['mse'])}")
     print(f"wrote {c.out / 'results.json'}")
 
 

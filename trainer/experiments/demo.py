@@ -28,8 +28,7 @@ import typer
 from tqdm import tqdm
 
 from fewtask_data import BuildOptions, EpisodeShape, FamilyStream, build_omniglot_families, io, write_episodes
-from trainer.evaluation import plots
-from trainer.evaluation.protocol import compare
+from trainer.evaluation import plots, report
 from trainer.experiments.eval import evaluate_checkpoint
 from trainer.experiments.fit import FitConfig, TrainSettings, fit
 
@@ -37,7 +36,8 @@ from trainer.experiments.fit import FitConfig, TrainSettings, fit
 # Step sizes of Eq. 2 (summed over the L tasks) chosen on VALIDATION families with
 # scripts/step_size_sweep.py; the sweeps and the reasons are in docs/results/.
 DEMO_BETA = 0.005  # docs/results/demo-step-sizes: best of 0.005 / 0.017 / 0.05 on validation families
-OMNIGLOT_BETA, OMNIGLOT_GAMMA = 0.002, 0.4  # docs/results/omniglot-step-sizes: best of 0.002 / 0.01 / 0.05 on validation families
+OMNIGLOT_BETA, OMNIGLOT_GAMMA = 0.002, 0.4
+EXPERIMENT = "MALTML vs MAML on held-out augmented glyph families (the demo)"  # docs/results/omniglot-step-sizes: best of 0.002 / 0.01 / 0.05 on validation families
 
 
 @dataclass(kw_only=True)
@@ -139,10 +139,13 @@ def train_one(algo: str, data: Path, out: Path, cfg: DemoConfig) -> dict:
     return record["result"]
 
 
-def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: dict[str, dict], pairs: dict[str, dict],
-                 seconds: float) -> Path:
+def write_report(out: Path, cfg: DemoConfig, combined: dict, trained: dict[str, dict], seconds: float) -> Path:
+    """report.md from the demo's results.json (``combined``) and the training records."""
+    results, pairs = combined["methods"], combined["comparisons"]
     kind = "Omniglot" if cfg.root else "SYNTHETIC glyph"
-    plots.accuracy_figure(out / "accuracy.png", results, title=f"{kind} families: {cfg.ways}-way {cfg.shots}-shot, held-out")
+    units = combined["extra"]["episodes"]
+    plots.accuracy_figure(out / "accuracy.png", results, combined["steps"], units,
+                          title=f"{kind} families: {cfg.ways}-way {cfg.shots}-shot, held-out")  # fmt: skip
     n = cfg.eval_steps
     source = (
         f"real Omniglot ({cfg.root})" if cfg.root
@@ -158,7 +161,7 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         f"alpha={cfg.alpha}, beta={cfg.beta} (Eq. 2: {cfg.meta_reduction} of the L task losses), gamma={cfg.gamma}; "
         f"Adam lr {cfg.lr}; {cfg.steps} outer steps x "
         f"{cfg.batch} families (MAML trains on all L+C tasks of each family as plain tasks).",
-        f"Evaluation: {next(iter(results.values()))['episodes']} fixed {cfg.eval_split}-split family episodes (`{cfg.eval_split}.h5`, "
+        f"Evaluation: {units} fixed {cfg.eval_split}-split family episodes (`{cfg.eval_split}.h5`, "
         f"{cfg.eval_goal_tasks} goal task each), mean accuracy on the goal task's validation set with 95% intervals.",
         "",
         f"| algorithm | steps | train s | ep/s | no meta-ft, 1 step | no meta-ft, {n} steps | meta-ft, 1 step | meta-ft, {n} steps "
@@ -166,8 +169,8 @@ def write_report(out: Path, cfg: DemoConfig, results: dict[str, dict], trained: 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, res in results.items():
-        plain, meta, gain = res["without_meta_finetuning"], res["with_meta_finetuning"], res["meta_finetuning_gain"]
-        cell = lambda r, i: f"{100 * r['accuracy']['mean'][i]:.1f} ± {100 * r['accuracy']['ci95'][i]:.1f}"  # noqa: E731
+        plain, meta, gain = res[report.WITHOUT], res[report.WITH], res[report.GAIN]
+        cell = lambda r, i: report.cell(r["accuracy"], i, 100, 1)  # noqa: E731
         t = trained[name]
         lines.append(
             f"| {name} | {t.get('step', 0)} | {t.get('seconds', 0):.0f} | {t.get('episodes_per_s', 0):.1f} | {cell(plain, min(1, n))} | {cell(plain, n)} "
@@ -202,6 +205,7 @@ def comparison_lines(pairs: dict[str, dict], step: int) -> list[str]:
     if not pairs:
         return []
     cell = lambda d: f"{100 * d['accuracy']['mean'][step]:+.1f} ± {100 * d['accuracy']['ci95'][step]:.1f}"  # noqa: E731
+    keys = (report.WITHOUT, report.WITH, report.AS_MEANT)
     lines = [
         f"Paired differences on the same episodes, accuracy after {step} step (percentage points, 95% intervals):",
         "",
@@ -210,7 +214,7 @@ def comparison_lines(pairs: dict[str, dict], step: int) -> list[str]:
     ]
     for name, d in pairs.items():
         label = name.replace("_minus_", " − ").upper()
-        lines.append(f"| {label} | {cell(d['without_minus_without'])} | {cell(d['with_minus_with'])} | {cell(d['with_minus_without'])} |")
+        lines.append(f"| {label} | " + " | ".join(cell(d[k]) for k in keys) + " |")
     return lines
 
 
@@ -220,12 +224,12 @@ def evaluate_once(run: Path, test: Path, cfg: DemoConfig, trained_step: int) -> 
     cached, curves = eval_paths(run, cfg)
     if cached.exists() and curves.exists():
         res = json.loads(cached.read_text())
-        same = (res.get("trained_steps"), res.get("episodes_file"), len(res.get("steps", []))) == (trained_step, str(test), cfg.eval_steps + 1)
-        current = isinstance(res.get("meta_finetuning_gain", {}).get("accuracy"), dict)  # older schemas: recomputed
-        same = same and res.get("meta_reduction") == cfg.meta_reduction
-        if same and current:
-            _log(f"reusing {cached}")
-            return res
+        if res.get("schema_version") == report.SCHEMA_VERSION:  # older schemas: recomputed
+            extra = res["extra"]
+            same = (extra["trained_steps"], extra["episodes_file"], len(res["steps"]), extra["meta_reduction"])
+            if same == (trained_step, str(test), cfg.eval_steps + 1, cfg.meta_reduction):
+                _log(f"reusing {cached}")
+                return res
     _log(f"evaluating {run.name} on {test.name}")
     res = evaluate_checkpoint(run, test, steps=cfg.eval_steps, batch_size=cfg.eval_batch, impl=cfg.eval_impl,
                               progress=cfg.progress, curves_out=curves)  # fmt: skip
@@ -233,14 +237,19 @@ def evaluate_once(run: Path, test: Path, cfg: DemoConfig, trained_step: int) -> 
     return res
 
 
-def method_comparisons(out: Path, cfg: DemoConfig) -> dict[str, dict]:
-    """Paired differences of the first algorithm against each other one on the same episodes
-    (evaluate.compare); also written to OUT/comparisons[-<split>].json."""
-    first, *others = cfg.algorithms
-    load = lambda algo: torch.load(eval_paths(out / algo, cfg)[1], weights_only=True)  # noqa: E731
-    pairs = {f"{first}_minus_{other}": compare(load(first), load(other)) for other in others}
-    io.write_json(out / ("comparisons.json" if cfg.eval_split == "test" else f"comparisons-{cfg.eval_split}.json"), pairs)
-    return pairs
+def combined_results(out: Path, cfg: DemoConfig, evals: dict[str, dict], trained: dict[str, dict]) -> dict:
+    """One report over the demo's algorithms from their per-episode curves (the same
+    episodes, so every comparison is paired); written to OUT/results.json (results-<split>.json
+    for another split than test)."""
+    curves = {algo: torch.load(eval_paths(out / algo, cfg)[1], weights_only=True) for algo in cfg.algorithms}
+    first = next(iter(evals.values()))["extra"]
+    extra = {k: first[k] for k in ("episodes", "episodes_file", "episode_shape")}
+    records = {a: [{"seed": cfg.seed, **trained[a]}] for a in cfg.algorithms}
+    config = {k: v for k, v in asdict(cfg).items()}
+    combined = report.results(EXPERIMENT, config, "held-out family episode", {cfg.seed: curves}, range(cfg.eval_steps + 1),
+                              records, extra=extra)  # fmt: skip
+    io.write_json(out / ("results.json" if cfg.eval_split == "test" else f"results-{cfg.eval_split}.json"), combined)
+    return combined
 
 
 def run_demo(out: Path, cfg: DemoConfig) -> dict[str, dict]:
@@ -248,15 +257,15 @@ def run_demo(out: Path, cfg: DemoConfig) -> dict[str, dict]:
     out = io.ensure_writable(out)
     data = build_data(out, cfg)
     test = write_eval_episodes(data, out, cfg)
-    results, trained = {}, {}
+    evals, trained = {}, {}
     for algo in cfg.algorithms:
         trained[algo] = train_one(algo, data, out, cfg)
-        results[algo] = evaluate_once(out / algo, test, cfg, trained[algo]["step"])
+        evals[algo] = evaluate_once(out / algo, test, cfg, trained[algo]["step"])
     io.write_json(out / "demo_config.json", asdict(cfg))
-    pairs = method_comparisons(out, cfg)
-    report = write_report(out, cfg, results, trained, pairs, time.perf_counter() - t0)
-    _log(f"report: {report}")
-    return results
+    combined = combined_results(out, cfg, evals, trained)
+    path = write_report(out, cfg, combined, trained, time.perf_counter() - t0)
+    _log(f"report: {path}")
+    return combined
 
 
 def demo_command(

@@ -7,8 +7,8 @@ then finetuning on the goal tasks with the method's finetuning step size (gamma 
 MALTML, alpha for the MAML family: ``Algorithm.finetune_level``). The meta-update sums
 (or averages) the L task losses as the checkpoint was trained; checkpoints from before
 `--meta-reduction` existed were trained with the mean and evaluate with it. Episodes are fixed
-files and nothing is random, so two runs give identical numbers. eval.json holds the
-protocol's result schema plus what was evaluated.
+files and nothing is random, so two runs give identical numbers. eval.json is the one
+results schema (trainer/evaluation/report.py), with what was evaluated under "extra".
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ import typer
 
 from fewtask_data import EpisodeStore, FewtaskError, io
 from trainer.algorithms import algorithm_class, make_algorithm, resolve_impl
-from trainer.core.step_sizes import finetune_sizes, level_lrs
+from trainer.core.step_sizes import level_lrs
 from trainer.domains.vision.pretrain import with_fresh_head
-from trainer.evaluation import plots
-from trainer.evaluation.protocol import evaluate
+from trainer.evaluation import plots, report
+from trainer.evaluation.protocol import episode_curves, own_step_sizes
 from trainer.models import build_from_spec, signature
 from trainer.training import checkpoint as ckpt
 from trainer.training.distributed import device_for
+
+EXPERIMENT = "fewtask-train eval: a fit checkpoint on fixed held-out family episodes"
 
 
 def load_trained(checkpoint: Path, device: torch.device, ways: int | None = None) -> tuple[torch.nn.Module, dict, dict, dict]:
@@ -88,32 +90,31 @@ def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch
     algo = make_algorithm(record["algorithm"]["name"], model, **hp)
     if finetune_lr is not None and not finetune_lr > 0:
         raise FewtaskError(f"--finetune-lr must be positive, got {finetune_lr}")
-    sizes = finetune_sizes({k: v.to(dev) for k, v in sizes.items()}, algo.finetune_level, finetune_lr)
+    sizes = {k: v.to(dev) for k, v in sizes.items()}
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = dict(model.named_buffers())
     with EpisodeStore(Path(episodes)) as store:
         check_episodes_fit(store, record["model"])
         batches = (batch.to(dev) for batch in store.batches(batch_size))
-        summary, curves = evaluate(algo, params, sizes, buffers, batches, steps, impl, progress=progress, total=len(store))
-        store_info, shape = store.info, store.shape.as_dict()
+        curves = episode_curves(algo, params, sizes, buffers, batches, steps, impl, progress=progress, total=len(store),
+                                finetune_lr=finetune_lr)  # fmt: skip
+        store_info, shape, count = store.info, store.shape.as_dict(), len(store)
     if curves_out is not None:
         ckpt.save(Path(curves_out), curves)  # atomic torch.save
-    ft_lrs = level_lrs(sizes, "gamma")
-    return {
-        "checkpoint": str(checkpoint),
-        "episodes_file": str(episodes),
-        "episode_shape": shape,
-        "episodes_info": store_info,
-        "algorithm": record["algorithm"],
-        "model": record["model"],
-        "batch_norm": record["model"].get("bn"),
-        "trained_steps": payload["step"],
-        "finetune_level": algo.finetune_level,
-        "impl": impl,
-        "meta_reduction": algo.meta_reduction,
+    ft_lrs = level_lrs(own_step_sizes(algo, sizes, finetune_lr), "gamma")
+    name = record["algorithm"]["name"]
+    seed = record.get("fit", {}).get("seed", 0)
+    extra = {
+        "checkpoint": str(checkpoint), "episodes_file": str(episodes), "episodes": count, "episode_shape": shape,
+        "episodes_info": store_info, "algorithm": record["algorithm"], "model": record["model"],
+        "batch_norm": record["model"].get("bn"), "trained_steps": payload["step"], "finetune_level": algo.finetune_level,
+        "impl": impl, "meta_reduction": algo.meta_reduction,
         "finetune_lr_mean": float(torch.stack(list(ft_lrs.values())).mean()),
-        **summary,
-    }
+    }  # fmt: skip
+    config = {"steps": steps, "batch_size": batch_size, "device": device, "finetune_lr": finetune_lr, "impl": impl,
+              "meta_reduction": meta_reduction}  # fmt: skip
+    return report.results(EXPERIMENT, config, "held-out family episode", {seed: {name: curves}}, range(steps + 1),
+                          {name: [{"seed": seed, "steps": payload["step"]}]}, extra=extra)  # fmt: skip
 
 
 def eval_command(
@@ -134,11 +135,11 @@ def eval_command(
     folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     folder.mkdir(parents=True, exist_ok=True)
     io.write_json(folder / "eval.json", results)
-    plots.accuracy_figure(folder / "eval.png", {results["algorithm"]["name"]: results})
-    for key in ("without_meta_finetuning", "with_meta_finetuning"):
-        acc = results[key]["accuracy"]
-        typer.echo(
-            f"{key.replace('_', ' ')}: {acc['mean'][0]:.4f} ± {acc['ci95'][0]:.4f} at 0 steps, "
-            f"{acc['mean'][-1]:.4f} ± {acc['ci95'][-1]:.4f} at {steps} steps"
-        )
-    typer.echo(f"{results['episodes']} episodes; results in {folder / 'eval.json'} and {folder / 'eval.png'}")
+    count = results["extra"]["episodes"]
+    plots.accuracy_figure(folder / "eval.png", results["methods"], results["steps"], count)
+    res = next(iter(results["methods"].values()))
+    for key in report.PROTOCOLS:
+        acc = res[key]["accuracy"]
+        typer.echo(f"{key.replace('_', ' ')}: {report.cell(acc, 0, digits=4)} at 0 steps, "
+                   f"{report.cell(acc, steps, digits=4)} at {steps} steps")  # fmt: skip
+    typer.echo(f"{count} episodes; results in {folder / 'eval.json'} and {folder / 'eval.png'}")

@@ -32,7 +32,7 @@ from fewtask_data import (
 )
 from trainer.algorithms import ALGORITHMS, algorithm_class, make_algorithm, resolve_impl
 from trainer.domains.vision.pretrain import flat_batch_source
-from trainer.experiments.options import option, run_option, shape_option, typer_command
+from trainer.experiments.options import Config, option, run_option, shape_option, typer_command
 from trainer.models import build_from_spec, image_geometry, model_spec
 from trainer.training import distributed as dist_util
 from trainer.training.checkpoint import seed_everything
@@ -42,7 +42,7 @@ CONFIG_NAME = "config.json"
 
 
 @dataclass(kw_only=True)
-class TrainSettings:
+class TrainSettings(Config):
     """How `fit` trains, with its defaults and help: the options of `fewtask-train fit`
     after --data, --out and --algo, shared by the demo (`DemoConfig`)."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import typing
 from pathlib import Path
 from typing import Any, Callable
@@ -23,12 +24,68 @@ from fewtask_data.cli.options import SHAPE_OPTIONS
 from fewtask_data.errors import FewtaskError
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *decls: str, cli_type: type | None = None) -> Any:
+def option(default: Any = dataclasses.MISSING, help: str = "", *decls: str, cli_type: type | None = None,
+           low: float | None = None) -> Any:  # fmt: skip
     """A dataclass field that is also an option: ``default`` (none: required), ``help``,
-    typer's parameter declarations (e.g. "--tasks", "-L"), and ``cli_type`` when the
-    command line takes another type than the field (a Path for a str field)."""
-    meta = {"help": help, "decls": decls, "cli_type": cli_type}
+    typer's parameter declarations (e.g. "--tasks", "-L"), ``cli_type`` when the
+    command line takes another type than the field (a Path for a str field), and ``low``,
+    its smallest allowed value where it differs from `bounds`' rule."""
+    meta = {"help": help, "decls": decls, "cli_type": cli_type, "low": low}
     return dataclasses.field(default=default, metadata=meta)
+
+
+# Smallest allowed values of numeric options, by name (an option means the same in every
+# command; a field overrides it with ``option(low=...)``). Otherwise an int must be >= 0
+# and a float > 0 (step sizes, learning rates, KL limits); budgets may be 0 (no limit).
+AT_LEAST: dict[str, float] = {
+    **dict.fromkeys(("max_minutes", "max_seconds"), 0.0),
+    **dict.fromkeys(("eval_families", "eval_tasks", "test_goals", "eval_problems", "ways"), 2),
+    **dict.fromkeys((
+        "families", "shots", "queries", "val", "goal_tasks", "oracle_tasks", "eval_val", "log_every", "checkpoint_every",
+        "threads", "meta_batch", "eval_shots", "support_draws", "trajectories", "horizon", "batch_families", "maml_tasks",
+        "functions", "steps_per_function", "batch", "rand_points", "train_pool", "eval_pool", "problems", "val_problems",
+        "test_points", "pretrain_points", "families_per_step", "goal_problems", "hidden", "episodes_per_visit",
+        "flat_batch", "order", "tasks",
+    ), 1),
+}  # fmt: skip
+AT_MOST: dict[str, float] = {"order": 3}
+
+
+def bounds(field: dataclasses.Field, kind: type) -> tuple[float, bool, float | None]:
+    """(lowest value, whether it is excluded, highest value) of a numeric option field."""
+    low = field.metadata.get("low")
+    if low is None:
+        low = AT_LEAST.get(field.name, 0.0 if kind is float else 0)
+        strict = kind is float and field.name not in AT_LEAST
+    else:
+        strict = False
+    return low, strict, AT_MOST.get(field.name)
+
+
+def check_numbers(config: Any) -> None:
+    """A one-line error for the first numeric option of ``config`` outside its bounds
+    (or not finite), naming the option."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        kind = hints[f.name]
+        kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # Optional[int] -> int
+        value = getattr(config, f.name)
+        if "help" not in f.metadata or kind not in (int, float) or value is None or isinstance(value, bool):
+            continue
+        low, strict, high = bounds(f, kind)
+        flag = "--" + f.name.replace("_", "-")
+        if not math.isfinite(value) or value < low or (strict and value == low) or (high is not None and value > high):
+            rule = f"> {low}" if strict else f">= {low}" + (f" and <= {high}" if high is not None else "")
+            raise FewtaskError(f"{flag} must be {rule}, got {value}; see --help for its meaning")
+
+
+class Config:
+    """The base of every experiment config: construction validates every numeric option
+    (`check_numbers`), so a command, a script and a test building the config all get the
+    same one-line error. A subclass with its own ``__post_init__`` calls this one."""
+
+    def __post_init__(self) -> None:
+        check_numbers(self)
 
 
 _KEEP = object()

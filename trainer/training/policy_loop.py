@@ -147,3 +147,29 @@ def _adam_step(adam, evaluate) -> dict[str, float]:
     loss.backward()
     opt.step()
     return {"loss_before": float(loss.detach()), "kl": float(divergence.detach())}
+
+
+def train_or_load(theta: Params, objective: Objective, make_sampler: Callable[[torch.Generator], Sampler],
+                  config: RLTrainConfig, label: str, eval_only: bool,
+                  progress: Callable[[int, dict], None] | None = None) -> tuple[Params, dict]:  # fmt: skip
+    """Train ``theta`` (`train_policy`), or with ``eval_only`` load the finished checkpoint;
+    returns (parameters, budget record: iterations, seconds of training, folder, learning curve)."""
+    path = config.out / ckpt.CHECKPOINT_NAME
+    if eval_only:
+        state = ckpt.load(path, signature_of(theta))
+        params, iterations, seconds = state["model"], state["step"], state.get("seconds", 0.0)
+    else:
+        t0 = time.perf_counter()
+        params, iterations = train_policy(theta, objective, make_sampler, config, label, progress)
+        seconds = time.perf_counter() - t0
+        if config.resume and path.exists():
+            seconds = ckpt.load(path)["seconds"]
+    return params, {"iterations": iterations, "seconds": round(seconds, 1), "folder": str(config.out),
+                    "learning_curve": learning_curve(config.out)}  # fmt: skip
+
+
+def learning_curve(folder: Path) -> list[float]:
+    """Mean post-update return per logged iteration (metrics.jsonl)."""
+    path = folder / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line).get("returns_after") for line in lines]

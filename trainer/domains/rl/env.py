@@ -79,3 +79,14 @@ class QuadraticBandit:
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         reward = self.offset - ((action - self.goals.unsqueeze(-2)) ** 2).sum(-1)
         return self.reset(), reward, torch.ones_like(reward)
+
+
+def uniform_goals(generator: torch.Generator, count: int) -> torch.Tensor:
+    """MAML's goals: uniform in [-0.5, 0.5]^2."""
+    return (torch.rand(count, 2, generator=generator) * 2 - 1) * GOAL_RANGE
+
+
+def env_maker(horizon: int, oracle: bool):
+    """``make_env(goals, trajectories)`` for a `Sampler`: the point environment (the oracle
+    observes its goal)."""
+    return lambda goals, n: PointEnv(goals, n, horizon, oracle)

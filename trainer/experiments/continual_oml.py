@@ -1,0 +1,142 @@
+"""`fewtask-train continual-oml`: OML on incremental sines beside its baselines (Javed &
+White 2019, their figure: pretraining ~1.45, SR-NN ~0.86, OML ~0.35, oracle ~0.07 mean
+MSE after 10 functions); docs/continual.md.
+
+Defaults are the paper's: 10 functions, 40 mini-batches of 8 points each, pools of 400
+meta-training and 500 evaluation functions, RLN 6 + PLN 2 layers of 300, online step
+0.003, Adam 1e-4, second order through the 400 online steps. Training runs in stages
+(``--curve``): after each stage every method is evaluated, so a run that cannot afford
+the paper's step count still reports where it is on its learning curve
+(OUT/progress.json during the run, results.json at its end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fewtask_data import FewtaskError, io
+from fewtask_data.sources.continual_sines import function_pool, problem_batches
+from trainer.domains.continual.baselines import IIDRegression
+from trainer.domains.continual.oml import OML
+from trainer.evaluation import continual as evaluation
+from trainer.evaluation import plots, report
+from trainer.experiments.continual import ContinualProblems, ContinualTraining, eval_sets, fresh_run, train_to
+from trainer.experiments.options import methods_option, option, parse_names, typer_command
+
+EXPERIMENT = "OML on incremental sines and its baselines (Javed & White 2019)"
+METHODS = ("oml", "oracle", "pretrain", "scratch")
+PAIRS = (("oml", "pretrain"), ("oml", "scratch"), ("oracle", "oml"))
+PUBLISHED = {"pretrain": 1.45, "sr-nn": 0.86, "oml": 0.35, "oracle": 0.07}  # read off the OML repository's plot
+
+
+@dataclass(kw_only=True)
+class ContinualOMLConfig(ContinualTraining, ContinualProblems):
+    """`fewtask-train continual-oml`'s options."""
+
+    out: Path = option(Path("runs/continual-oml"), "Output folder: one subfolder per method, results.json, figures.")
+    methods: str = methods_option(METHODS)
+    curve: str = option("500,1000,2000", "Meta-training steps at which every method is evaluated (the last is the total).")
+    pretrain_steps: int = option(2000, "i.i.d. regression steps of the pretraining baseline.")
+    pretrain_lr: float = option(1e-3, "Adam learning rate of the pretraining baseline.")
+    pretrain_points: int = option(32, "Pretraining: i.i.d. points per function of each problem per step.")
+    max_seconds: float = option(0.0, "Stop each method's training after this many seconds over the whole --curve (0: no "
+                                     "limit); the curve stops there.")  # fmt: skip
+
+    def stages(self) -> list[int]:
+        try:
+            values = [int(v) for v in self.curve.split(",") if v.strip()]
+        except ValueError:
+            raise FewtaskError(f"--curve must be comma-separated step counts, got {self.curve!r}") from None
+        if not values or values != sorted(set(values)) or values[0] < 0:
+            raise FewtaskError(f"--curve needs increasing step counts >= 0, got {self.curve!r}")
+        return values
+
+
+def score(params, depth: int, splits: list[int], grid: list[float], sets) -> tuple[torch.Tensor, dict]:
+    """Per evaluation problem its mean MSE [P], and how it was scored (the online step and
+    layer split chosen on the validation problems, their scores, per-function summary)."""
+    problems, test, val, val_test = sets
+    lr, split, scores = evaluation.choose(params, val, val_test, depth, grid, splits)
+    mse = evaluation.function_mse(params, problems, test, lr, split, depth)
+    return evaluation.problem_mse(mse), {"inner_lr": lr, "split": split, "validation": scores,
+                                         "per_function": evaluation.per_function(mse)}  # fmt: skip
+
+
+def meta_train_in_stages(c: ContinualOMLConfig, method: str, model, pool, sets, stages, spec, grid, progress):
+    """OML (or the oracle, on the evaluation pool) trained stage by stage, scored after each;
+    --max-seconds budgets the whole curve, not each stage. Returns (mse, record, details, curve)."""
+    algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
+    batches = lambda start: problem_batches(c.seed, pool, c.problems, spec, start)  # noqa: E731
+    curve, spent = [], 0.0
+    for steps in stages:
+        started = time.perf_counter()
+        record = train_to(c, method, model, algo, batches, steps, c.lr, c.max_seconds and c.max_seconds - spent)
+        spent += time.perf_counter() - started
+        params = {k: v.detach() for k, v in model.named_parameters()}
+        mse, details = score(params, model.depth, [model.split], grid, sets)
+        point = report.method_summary({report.WITHOUT: {"mse": mse}})[report.WITHOUT]["mse"]
+        curve.append({"steps": record["steps"], "mean": point["mean"], "ci95": point["ci95"], "seconds": record["seconds"]})
+        progress(method, curve)
+        if record["steps"] < steps or (c.max_seconds and spent >= c.max_seconds):  # --max-seconds ran out
+            break
+    return mse, record, details, curve
+
+
+def continual_oml(c: ContinualOMLConfig) -> dict:
+    c.check()
+    methods = parse_names(c.methods, METHODS)
+    stages, spec, grid = c.stages(), c.spec(), c.grid()
+    torch.set_num_threads(c.threads)
+    out = fresh_run(c, methods)
+    train_pool, eval_pool = function_pool(c.data_seed, "train", spec), function_pool(c.data_seed, "eval", spec)
+    sets = eval_sets(c, spec, eval_pool)
+    curves, records, details, learning = {}, {}, {}, {}
+
+    def progress(method: str, curve: list) -> None:  # where a long run is, before results.json exists
+        io.write_json(out / "progress.json", {"learning_curves": {**learning, method: curve}})
+
+    for method in methods:
+        model = c.net(spec)
+        params = {k: v.detach() for k, v in model.named_parameters()}
+        if method == "scratch":
+            mse, details[method] = score(params, model.depth, [0], grid, sets)
+            records[method] = [{"seed": c.seed, "steps": 0}]
+        elif method == "pretrain":
+            iid = dataclasses.replace(spec, rand_points=c.pretrain_points)
+            batches = lambda start: problem_batches(c.seed, train_pool, c.problems, iid, start)  # noqa: E731
+            records[method] = [train_to(c, method, model, IIDRegression(model), batches, c.pretrain_steps, c.pretrain_lr)]
+            params = {k: v.detach() for k, v in model.named_parameters()}
+            splits = sorted({0, *range(2, model.depth, 2), model.depth - 1})
+            mse, details[method] = score(params, model.depth, splits, grid, sets)
+        else:  # the oracle meta-trains on the evaluation pool
+            pool = train_pool if method == "oml" else eval_pool
+            mse, record, details[method], learning[method] = meta_train_in_stages(c, method, model, pool, sets, stages,
+                                                                                  spec, grid, progress)  # fmt: skip
+            records[method] = [record]
+        curves[method] = {report.WITHOUT: {"mse": mse}}
+    extra = {"published": PUBLISHED, "methods": details, "learning_curves": learning}
+    results = report.results(EXPERIMENT, c, "evaluation problem", {c.seed: curves}, None, records, PAIRS, extra)
+    io.write_json(out / "results.json", results)
+    bars = {m: {"mse": r[report.WITHOUT]["mse"], "per_function": details[m]["per_function"]} for m, r in results["methods"].items()}
+    plots.function_bars_figure(out / "per_function.png", bars, PUBLISHED, "incremental sines: MSE after one online pass")
+    if learning:
+        plots.meta_curve_figure(out / "learning_curve.png", learning, {k: v for k, v in PUBLISHED.items() if k in learning})
+    return results
+
+
+def _run(c: ContinualOMLConfig) -> None:
+    results = continual_oml(c)
+    for m, r in results["methods"].items():
+        d = results["extra"]["methods"][m]
+        print(f"{m:9s} mean MSE {report.cell(r[report.WITHOUT]['mse'])}  (lr {d['inner_lr']}, split {d['split']})")
+    print(f"wrote {c.out / 'results.json'}")
+
+
+continual_oml_command = typer_command(
+    ContinualOMLConfig, _run, "OML on incremental sines beside scratch, pretraining and the oracle (Javed & White 2019)."
+)
