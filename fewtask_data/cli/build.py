@@ -1,4 +1,5 @@
-"""`fewtask-data build omniglot-families | imagenet-families | unsupervised-families | navigation-families`.
+"""`fewtask-data build omniglot-families | imagenet-families | unsupervised-families | navigation-families |
+continual-sine-families`.
 
 Each command parses its options and calls its builder (``fewtask_data.builders.*``),
 imported when the command runs, so `--help` and option errors need no image code.
@@ -14,6 +15,8 @@ from fewtask_data.cli.common import BuildProgress, echo_build_report
 from fewtask_data.cli.options import build_option, parse_float_pair, parse_fractions, parse_range
 from fewtask_data.errors import FewtaskError
 from fewtask_data.sources.omniglot import DEFAULT_SETS
+
+PROCEDURAL_OUT = "output folder for manifest.json (procedural family definitions: no shards)"
 
 
 def omniglot_families_command(
@@ -163,7 +166,7 @@ def unsupervised_families_command(
 
 
 def navigation_families_command(
-    out: Path = build_option("out"),
+    out: Path = build_option("out", help=PROCEDURAL_OUT),
     train_families: int = typer.Option(500, help="meta-training crop families"),
     val_families: int = typer.Option(50, help="validation crop families"),
     test_families: int = typer.Option(40, help="held-out test crop families"),
@@ -171,7 +174,7 @@ def navigation_families_command(
     seed: int = build_option("seed", help="seed of the crops (train/val/test from disjoint streams of it)"),
 ) -> None:
     """Write 2D navigation families (crops of MAML's goal square; tasks = goals inside; MALTML
-    section 4.2): a manifest with no shards, `inspect`-able, for `fewtask-train navigation --families DIR`."""
+    section 4.2): procedural family definitions, `inspect`-able, for `fewtask-train navigation --families DIR`."""
     from fewtask_data.builders.navigation import build_navigation_families
 
     low, high = parse_float_pair(crop_size, "--crop-size")
@@ -181,7 +184,7 @@ def navigation_families_command(
 
 
 def continual_sine_families_command(
-    out: Path = build_option("out"),
+    out: Path = build_option("out", help=PROCEDURAL_OUT),
     families: int = typer.Option(20, help="frequency families in all (each one w)"),
     test_families: int = typer.Option(5, help="of them, held out for evaluation (on the evaluation function pool)"),
     frequency_range: str = typer.Option("0.5,2.0", help="LOW,HIGH: family frequencies w ~ U[LOW, HIGH]"),
@@ -194,7 +197,7 @@ def continual_sine_families_command(
     seed: int = build_option("seed", help="seed of the function pools and the family frequencies"),
 ) -> None:
     """Write continual sine family definitions (incremental sine problems, one frequency per
-    family; MALTML section 4.2): a manifest with no shards, `inspect`-able, for
+    family; MALTML section 4.2): procedural family definitions, `inspect`-able, for
     `fewtask-train continual --families DIR`."""
     from fewtask_data.builders.continual_sines import build_continual_families
     from fewtask_data.sources.continual_sines import ContinualSpec
@@ -203,3 +206,4 @@ def continual_sine_families_command(
     spec = ContinualSpec(functions, steps_per_function, batch, rand_points, train_pool=train_pool, eval_pool=eval_pool)
     build_continual_families(out, families=families, test_families=test_families, frequency_range=(low, high), seed=seed, spec=spec)
     typer.echo(f"wrote {families - test_families} train and {test_families} test frequency families to {out}")
+
