@@ -1,5 +1,5 @@
 """`fewtask-data build omniglot-families | imagenet-families | unsupervised-families | navigation-families |
-continual-sine-families`.
+continual-sine-families | sinusoid-families`.
 
 Each command parses its options and calls its builder (``fewtask_data.builders.*``),
 imported when the command runs, so `--help` and option errors need no image code.
@@ -7,6 +7,7 @@ imported when the command runs, so `--help` and option errors need no image code
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -207,3 +208,24 @@ def continual_sine_families_command(
     build_continual_families(out, families=families, test_families=test_families, frequency_range=(low, high), seed=seed, spec=spec)
     typer.echo(f"wrote {families - test_families} train and {test_families} test frequency families to {out}")
 
+
+def sinusoid_families_command(
+    out: Path = build_option("out", help=PROCEDURAL_OUT),
+    train_families: int = typer.Option(1000, help="meta-training families (phases)"),
+    val_families: int = typer.Option(100, help="validation families"),
+    test_families: int = typer.Option(500, help="held-out test families"),
+    amplitude_range: str = typer.Option("0.1,5.0", help="LOW,HIGH: each task's amplitude A ~ U[LOW, HIGH]"),
+    phase_range: str = typer.Option(f"0,{math.pi}", help="LOW,HIGH: each family's phase ~ U[LOW, HIGH]"),
+    x_range: str = typer.Option("-5,5", help="LOW,HIGH: a task's inputs x ~ U[LOW, HIGH]"),
+    seed: int = build_option("seed", help="seed of the phases (train/val/test from disjoint streams of it)"),
+) -> None:
+    """Write sinusoid families (y = A sin(x - phase); a family is a phase, its tasks draw A; MALTML
+    section 4.1): procedural family definitions, `inspect`-able, read with `load_sinusoid_families`."""
+    from fewtask_data.builders.sinusoid import build_sinusoid_families
+    from fewtask_data.sources.sinusoid import SinusoidSpec
+
+    spec = SinusoidSpec(parse_float_pair(amplitude_range, "--amplitude-range"), parse_float_pair(phase_range, "--phase-range"),
+                        parse_float_pair(x_range, "--x-range"))  # fmt: skip
+    counts = {"train": train_families, "val": val_families, "test": test_families}
+    build_sinusoid_families(out, counts=counts, spec=spec, seed=seed)
+    typer.echo(f"wrote {train_families} train, {val_families} val and {test_families} test sinusoid families to {out}")

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from fewtask_data import FewtaskError, load_manifest
 from fewtask_data.builders.continual_sines import build_continual_families
 from fewtask_data.builders.navigation import build_navigation_families
+from fewtask_data.builders.sinusoid import build_sinusoid_families
 from fewtask_data.cli import app
 from fewtask_data.formats.manifest import save_manifest
 from fewtask_data.formats.procedural import ProceduralManifest, content_id, load_any, validate_procedural
@@ -23,6 +24,7 @@ from fewtask_data.formats.shards import index_document
 from fewtask_data.io import json_bytes, sha256_bytes, write_bytes, write_json
 from fewtask_data.sources.continual_sines import ContinualSpec, load_family_definitions
 from fewtask_data.sources.navigation import load_navigation_families
+from fewtask_data.sources.sinusoid import load_sinusoid_families
 
 COUNTS = {"train": 5, "val": 2, "test": 3}
 SPEC = ContinualSpec(functions=3, steps_per_function=2, batch=4, train_pool=30, eval_pool=40)
@@ -30,6 +32,7 @@ BUILDS = {  # builder name -> (build into a folder, its loader)
     "navigation-families": (lambda out, seed=0: build_navigation_families(out, counts=COUNTS, seed=seed), load_navigation_families),
     "continual-sine-families": (lambda out, seed=0: build_continual_families(out, families=5, test_families=2, seed=seed, spec=SPEC),
                                 load_family_definitions),
+    "sinusoid-families": (lambda out, seed=0: build_sinusoid_families(out, counts=COUNTS, seed=seed), load_sinusoid_families),
 }  # fmt: skip
 
 
