@@ -22,7 +22,7 @@ from fewtask_data.formats.procedural import load_procedural
 
 BUILDER = "navigation-families"
 BUILDER_VERSION = "1"
-SQUARE = (-0.5, 0.5)
+SQUARE = (-0.5, 0.5)  # the goal square's side on each axis; trainer/domains/rl/env.py reads it
 CROP_SIZE = (0.25, 0.75)
 
 
