@@ -11,8 +11,9 @@ The public API, by layer (imports only point down: each layer uses the ones belo
     stream      FamilyStream, FlatStream, family_loader, batches, first_episodes
     sampling/   EpisodeSampler, FamilyBuffer, ClassEpisodeSampler, UmtraSampler, register_sampler
     augment/    AugmentSpace, named_space, sample_family_augment, family_transform
-    formats/    Manifest, load_manifest, save_manifest, ShardReader, read_shard, write_shard,
-                encode_image, decode_image, EpisodeStore, write_episodes, verify
+    formats/    Manifest, load_manifest, save_manifest, ProceduralManifest, load_procedural,
+                ShardReader, read_shard, write_shard, encode_image, decode_image,
+                EpisodeStore, write_episodes, verify
     episode     EpisodeShape, FamilyEpisode, FamilyBatch, collate (the contract with trainer/)
     io, errors  write_json, temp_path, ...; FewtaskError
 
@@ -31,6 +32,7 @@ _EXPORTS = {
     "fewtask_data.errors": ["FewtaskError"],
     "fewtask_data.episode": ["EpisodeShape", "FamilyBatch", "FamilyEpisode", "collate"],
     "fewtask_data.formats.manifest": ["Manifest", "load_manifest", "save_manifest", "validate_manifest"],
+    "fewtask_data.formats.procedural": ["ProceduralManifest", "load_procedural"],
     "fewtask_data.formats.shards": ["ShardReader", "read_shard", "write_shard", "load_index"],
     "fewtask_data.formats.image": ["encode_image", "decode_image"],
     "fewtask_data.formats.hdf5": ["EpisodeStore", "write_episodes"],

@@ -1,4 +1,5 @@
-"""`fewtask-data build omniglot-families | imagenet-families | unsupervised-families | navigation-families`.
+"""`fewtask-data build omniglot-families | imagenet-families | unsupervised-families | navigation-families |
+continual-sine-families | sinusoid-families`.
 
 Each command parses its options and calls its builder (``fewtask_data.builders.*``),
 imported when the command runs, so `--help` and option errors need no image code.
@@ -6,6 +7,7 @@ imported when the command runs, so `--help` and option errors need no image code
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -14,6 +16,8 @@ from fewtask_data.cli.common import BuildProgress, echo_build_report
 from fewtask_data.cli.options import build_option, parse_float_pair, parse_fractions, parse_range
 from fewtask_data.errors import FewtaskError
 from fewtask_data.sources.omniglot import DEFAULT_SETS
+
+PROCEDURAL_OUT = "output folder for manifest.json (procedural family definitions: no shards)"
 
 
 def omniglot_families_command(
@@ -163,7 +167,7 @@ def unsupervised_families_command(
 
 
 def navigation_families_command(
-    out: Path = build_option("out"),
+    out: Path = build_option("out", help=PROCEDURAL_OUT),
     train_families: int = typer.Option(500, help="meta-training crop families"),
     val_families: int = typer.Option(50, help="validation crop families"),
     test_families: int = typer.Option(40, help="held-out test crop families"),
@@ -171,7 +175,7 @@ def navigation_families_command(
     seed: int = build_option("seed", help="seed of the crops (train/val/test from disjoint streams of it)"),
 ) -> None:
     """Write 2D navigation families (crops of MAML's goal square; tasks = goals inside; MALTML
-    section 4.2): a manifest with no shards, `inspect`-able, for `fewtask-train navigation --families DIR`."""
+    section 4.2): procedural family definitions, `inspect`-able, for `fewtask-train navigation --families DIR`."""
     from fewtask_data.builders.navigation import build_navigation_families
 
     low, high = parse_float_pair(crop_size, "--crop-size")
@@ -181,7 +185,7 @@ def navigation_families_command(
 
 
 def continual_sine_families_command(
-    out: Path = build_option("out"),
+    out: Path = build_option("out", help=PROCEDURAL_OUT),
     families: int = typer.Option(20, help="frequency families in all (each one w)"),
     test_families: int = typer.Option(5, help="of them, held out for evaluation (on the evaluation function pool)"),
     frequency_range: str = typer.Option("0.5,2.0", help="LOW,HIGH: family frequencies w ~ U[LOW, HIGH]"),
@@ -194,7 +198,7 @@ def continual_sine_families_command(
     seed: int = build_option("seed", help="seed of the function pools and the family frequencies"),
 ) -> None:
     """Write continual sine family definitions (incremental sine problems, one frequency per
-    family; MALTML section 4.2): a manifest with no shards, `inspect`-able, for
+    family; MALTML section 4.2): procedural family definitions, `inspect`-able, for
     `fewtask-train continual --families DIR`."""
     from fewtask_data.builders.continual_sines import build_continual_families
     from fewtask_data.sources.continual_sines import ContinualSpec
@@ -203,3 +207,25 @@ def continual_sine_families_command(
     spec = ContinualSpec(functions, steps_per_function, batch, rand_points, train_pool=train_pool, eval_pool=eval_pool)
     build_continual_families(out, families=families, test_families=test_families, frequency_range=(low, high), seed=seed, spec=spec)
     typer.echo(f"wrote {families - test_families} train and {test_families} test frequency families to {out}")
+
+
+def sinusoid_families_command(
+    out: Path = build_option("out", help=PROCEDURAL_OUT),
+    train_families: int = typer.Option(1000, help="meta-training families (phases)"),
+    val_families: int = typer.Option(100, help="validation families"),
+    test_families: int = typer.Option(500, help="held-out test families"),
+    amplitude_range: str = typer.Option("0.1,5.0", help="LOW,HIGH: each task's amplitude A ~ U[LOW, HIGH]"),
+    phase_range: str = typer.Option(f"0,{math.pi}", help="LOW,HIGH: each family's phase ~ U[LOW, HIGH]"),
+    x_range: str = typer.Option("-5,5", help="LOW,HIGH: a task's inputs x ~ U[LOW, HIGH]"),
+    seed: int = build_option("seed", help="seed of the phases (train/val/test from disjoint streams of it)"),
+) -> None:
+    """Write sinusoid families (y = A sin(x - phase); a family is a phase, its tasks draw A; MALTML
+    section 4.1): procedural family definitions, `inspect`-able, read with `load_sinusoid_families`."""
+    from fewtask_data.builders.sinusoid import build_sinusoid_families
+    from fewtask_data.sources.sinusoid import SinusoidSpec
+
+    spec = SinusoidSpec(parse_float_pair(amplitude_range, "--amplitude-range"), parse_float_pair(phase_range, "--phase-range"),
+                        parse_float_pair(x_range, "--x-range"))  # fmt: skip
+    counts = {"train": train_families, "val": val_families, "test": test_families}
+    build_sinusoid_families(out, counts=counts, spec=spec, seed=seed)
+    typer.echo(f"wrote {train_families} train, {val_families} val and {test_families} test sinusoid families to {out}")

@@ -23,15 +23,25 @@ def inspect_command(
             typer.echo(f"families  {len(fams)}: {', '.join(fams[:10])}{' ...' if len(fams) > 10 else ''}")
             typer.echo(f"info      {json.dumps(store.info, sort_keys=True)}")
         return
-    from fewtask_data.formats.manifest import load_manifest, summary
+    from fewtask_data.formats.manifest import summary
+    from fewtask_data.formats.procedural import ProceduralManifest, load_any, procedural_summary
 
-    typer.echo(summary(load_manifest(path), name_unreached=unreached))
+    manifest = load_any(path)
+    typer.echo(procedural_summary(manifest) if isinstance(manifest, ProceduralManifest) else summary(manifest, name_unreached=unreached))
 
 
 def verify_command(path: str) -> None:
-    """Re-check every shard's checksum and contents against index.json and the manifest."""
+    """Re-check every shard's checksum and contents against index.json and the manifest
+    (procedural family definitions: check the manifest; they have no shards)."""
+    from fewtask_data.formats.procedural import ProceduralManifest, load_any
     from fewtask_data.formats.verify import verify
 
+    manifest = load_any(path)
+    if isinstance(manifest, ProceduralManifest):
+        families = sum(len(manifest.families(s)) for s in manifest.splits)
+        typer.echo(f"ok: {path} holds valid procedural family definitions ({manifest.builder} version {manifest.version}, "
+                   f"{families} families); there are no shards to verify")  # fmt: skip
+        return
     problems = verify(path)
     for p in problems:
         typer.echo(f"FAIL {p}", err=True)

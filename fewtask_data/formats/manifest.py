@@ -3,7 +3,8 @@
 ``schema/manifest.schema.json`` is the single description of the format; this module
 checks documents against it (a small JSON-Schema subset, so no extra dependency) and
 then checks what a schema cannot say: family classes exist, family ids are unique,
-no class sits in two splits, shard counts add up.
+no class sits in two splits, shard counts add up. Procedural families (tasks are
+parameters, nothing stored) have their own kind, ``formats/procedural.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fewtask_data.io import is_url, join, read_bytes, write_json
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+PROCEDURAL_FORMAT = "fewtask-procedural"  # the other manifest kind (formats/procedural.py), refused here with a hint
 SCHEMA_PATH = Path(__file__).parents[1] / "schema" / "manifest.schema.json"
 ID_PATTERN = re.compile(r"^[^./\\\s]+$")
 
@@ -118,6 +120,9 @@ def validate_manifest(data: dict) -> None:
     """Schema check, then the cross-field rules (see module doc)."""
     if not isinstance(data, dict):
         raise FewtaskError("manifest must be a JSON object")
+    if data.get("format") == PROCEDURAL_FORMAT:
+        raise FewtaskError("this manifest holds procedural family definitions (tasks are parameters; no images): "
+                           "read it with its family loader (e.g. load_navigation_families) or `fewtask-data inspect`")  # fmt: skip
     version = data.get("format_version")
     if isinstance(version, int) and version > FORMAT_VERSION:
         raise FewtaskError(f"manifest format_version {version} is newer than this fewtask ({FORMAT_VERSION}); upgrade fewtask")
@@ -175,7 +180,37 @@ def _check_split_record(split: str, body: dict, counts: dict[str, int], class_sp
 # ---------------------------------------------------------------- the Manifest view
 
 
-class Manifest:
+class BuildRecord:
+    """What both manifest kinds (this one and formats/procedural.py) say about their
+    build, read from the validated document ``data``."""
+
+    data: dict
+
+    @property
+    def dataset(self) -> str:
+        return self.data["dataset"]
+
+    @property
+    def build_id(self) -> str:
+        return self.data["build_id"]
+
+    @property
+    def builder(self) -> str:
+        """The builder's name, e.g. ``omniglot-families``."""
+        return self.data["builder"]["name"]
+
+    @property
+    def version(self) -> str:
+        """The builder's version."""
+        return self.data["builder"]["version"]
+
+    @property
+    def params(self) -> dict:
+        """The builder's free parameters."""
+        return self.data["params"]
+
+
+class Manifest(BuildRecord):
     """A validated manifest plus the root its shards live under. Read it through the
     accessors below; ``data`` is the raw JSON document."""
 
@@ -187,28 +222,10 @@ class Manifest:
         self._class = {c["id"]: c for c in data["classes"]}
         self._order = {c["id"]: i for i, c in enumerate(data["classes"])}
 
-    # ---- what was built, from what
-    @property
-    def dataset(self) -> str:
-        return self.data["dataset"]
-
-    @property
-    def build_id(self) -> str:
-        return self.data["build_id"]
-
+    # ---- what was built, from what (and the BuildRecord fields)
     @property
     def synthetic(self) -> bool:
         return self.data["synthetic"]
-
-    @property
-    def builder(self) -> str:
-        """The builder's name, e.g. ``omniglot-families``."""
-        return self.data["builder"]["name"]
-
-    @property
-    def params(self) -> dict:
-        """The builder's free parameters."""
-        return self.data["params"]
 
     @property
     def episode_sampler(self) -> dict | None:
@@ -308,17 +325,23 @@ class Manifest:
         return Manifest(data, self.root)
 
 
-def load_manifest(source: str | Path | Manifest) -> Manifest:
-    """Load and validate from a dataset folder, a manifest .json path, or a URL prefix."""
-    if isinstance(source, Manifest):
-        return source
+def read_document(source: str | Path) -> tuple[str, Any]:
+    """(root, the parsed JSON) of a manifest of either kind, unvalidated, from a dataset
+    folder, a manifest .json path, or a URL prefix."""
     root, location = resolve(source)
     if not is_url(location) and not Path(location).exists():
         raise FewtaskError(f"no manifest at {location}; the build is missing or did not finish (rerun it)")
     try:
-        data = json.loads(read_bytes(location))
+        return root, json.loads(read_bytes(location))
     except json.JSONDecodeError as err:
         raise FewtaskError(f"{location} is not valid JSON ({err})") from None
+
+
+def load_manifest(source: str | Path | Manifest) -> Manifest:
+    """Load and validate from a dataset folder, a manifest .json path, or a URL prefix."""
+    if isinstance(source, Manifest):
+        return source
+    root, data = read_document(source)
     return Manifest(data, root)
 
 
@@ -368,10 +391,6 @@ def summary(manifest: Manifest, name_unreached: bool = False) -> str:
         if name_unreached and unreached:
             named.append(f"unreached in {split} ({len(unreached)} of {len(classes)} classes, in no family):")
             named += [f"  {c}  {manifest.class_meta(c).get('lemma', '')}".rstrip() for c in unreached]
-    if manifest.params.get("procedural"):  # e.g. continual sine families: a family is a parameter, shown here
-        for split in manifest.splits:
-            metas = [json.dumps(f["meta"], sort_keys=True) for f in manifest.families(split)]
-            lines.append(f"{split:<12}family params: {', '.join(metas[:12])}{' ...' if len(metas) > 12 else ''}")
     if any(manifest.unreached_classes(s) is None for s in manifest.splits):
         lines.append(
             "note      this manifest does not record each split's whole class list (built before fewtask recorded it), "

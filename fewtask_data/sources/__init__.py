@@ -1,5 +1,6 @@
 """Sources: readers of image collections (Omniglot, the embedded glyphs, ImageNet folders,
-any image folder or built shards), WordNet, and procedural sinusoid families.
+any image folder or built shards), WordNet, and procedural families (sinusoids, navigation
+crops, continual sines: their sampling and the loaders of their built definitions).
 
 An image source hands its classes to the build as ``SourceClass`` objects."""
 

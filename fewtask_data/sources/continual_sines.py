@@ -22,6 +22,7 @@ from typing import Iterator, Sequence
 import torch
 
 from fewtask_data.errors import FewtaskError
+from fewtask_data.formats.procedural import load_procedural
 from fewtask_data.sources.sinusoid import step_generator
 
 POOLS = {"train": 0, "eval": 1}  # pool name -> its stream offset in the seed
@@ -220,25 +221,11 @@ class FamilyDefinitions:
 
 def load_family_definitions(source) -> FamilyDefinitions:
     """Read the family definitions that `fewtask-data build continual-sine-families` wrote
-    (a folder or its manifest.json); another builder or version is a one-line error."""
-    from fewtask_data.formats.manifest import load_manifest
-
-    m = load_manifest(source)
-    if m.builder != BUILDER:
-        raise FewtaskError(f"{source} holds {m.builder} families, not {BUILDER}; build them with `fewtask-data build {BUILDER}`")
-    version = m.data["builder"]["version"]
-    if version != BUILDER_VERSION:
-        raise FewtaskError(
-            f"{source} was written by {BUILDER} version {version}; this fewtask reads version {BUILDER_VERSION}; "
-            f"rebuild it with `fewtask-data build {BUILDER}`"
-        )
-    p = m.params
-    spec = ContinualSpec(p["functions"], p["steps_per_function"], p["batch"], p["rand_points"],
-                         tuple(p["amplitude"]), tuple(p["phase"]), tuple(p["z_range"]),
-                         len(m.split_classes("train")), len(m.split_classes("test")))  # fmt: skip
-    pools, freqs = {}, {}
-    for split in m.splits:
-        pools[split] = torch.tensor([[m.class_meta(c)["amplitude"], m.class_meta(c)["phase"]] for c in m.recorded_classes(split)],
-                                    dtype=torch.float64)  # fmt: skip
-        freqs[split] = [f["meta"]["frequency"] for f in m.families(split)]
-    return FamilyDefinitions(spec, pools, freqs, m.build_id)
+    (a folder or its manifest.json, either manifest kind); another builder or version is a
+    one-line error."""
+    m = load_procedural(source, BUILDER, BUILDER_VERSION)
+    settings = [m.param(k) for k in ("functions", "steps_per_function", "batch", "rand_points", "amplitude", "phase", "z_range")]
+    spec = ContinualSpec(*settings[:4], *map(tuple, settings[4:]), len(m.pool("train")), len(m.pool("test")))
+    pools = {split: torch.tensor([[f["amplitude"], f["phase"]] for f in m.pool(split)], dtype=torch.float64).reshape(-1, 2)
+             for split in m.splits}  # fmt: skip
+    return FamilyDefinitions(spec, pools, {split: m.values(split, "frequency") for split in m.splits}, m.build_id)

@@ -5,9 +5,10 @@ crops are bounded by 25% to 75% of the original unit length."
 The unit square is MAML's goal square [-0.5, 0.5]^2. A family is an axis-aligned crop
 (x0, y0, width, height): width and height ~ U[low, high] (default [0.25, 0.75]) and the
 crop placed uniformly inside the square; its tasks are goals uniform in the crop.
-Families are written by `fewtask_data.builders.navigation` as a procedural manifest (no
-shards) and read back here with `load_navigation_families`, which checks the builder and
-its version, so every project evaluates on exactly the same held-out crops.
+Families are written by `fewtask_data.builders.navigation` as procedural family
+definitions (formats/procedural.py) and read back here with `load_navigation_families`,
+which checks the builder and its version, so every project evaluates on exactly the same
+held-out crops.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from pathlib import Path
 import torch
 
 from fewtask_data.errors import FewtaskError
+from fewtask_data.formats.procedural import load_procedural
 
 BUILDER = "navigation-families"
 BUILDER_VERSION = "1"
-SQUARE = (-0.5, 0.5)
+SQUARE = (-0.5, 0.5)  # the goal square's side on each axis; trainer/domains/rl/env.py reads it
 CROP_SIZE = (0.25, 0.75)
-SPLITS = ("train", "val", "test")
 
 
 def check_crop_size(low: float, high: float) -> tuple[float, float]:
@@ -46,22 +47,18 @@ def goals_in(crops: torch.Tensor, count: int, generator: torch.Generator) -> tor
     return (crops[..., None, :2] + u * crops[..., None, 2:]).float()
 
 
-def load_navigation_families(source: str | Path) -> dict[str, torch.Tensor]:
-    """The crops [n, 4] of each split of a `fewtask-data build navigation-families` folder."""
-    from fewtask_data.formats.manifest import load_manifest
+def _is_crop(row: object) -> bool:
+    return isinstance(row, list) and len(row) == 4 and all(isinstance(v, (int, float)) for v in row) and min(row[2:]) > 0
 
-    manifest = load_manifest(source)
-    builder = manifest.data["builder"]
-    if builder["name"] != BUILDER:
-        raise FewtaskError(f"{source} holds {builder['name']} families, not navigation families; "
-                           "build them with `fewtask-data build navigation-families --out DIR`")  # fmt: skip
-    if builder["version"] != BUILDER_VERSION:
-        raise FewtaskError(f"{source} was built by navigation-families version {builder['version']}, this fewtask reads "
-                           f"version {BUILDER_VERSION}; rebuild with `fewtask-data build navigation-families`")  # fmt: skip
+
+def load_navigation_families(source: str | Path) -> dict[str, torch.Tensor]:
+    """The crops [n, 4] of each split of a `fewtask-data build navigation-families` folder
+    (either manifest kind)."""
+    manifest = load_procedural(source, BUILDER, BUILDER_VERSION)
     crops = {}
     for split in manifest.splits:
-        rows = [f["meta"]["crop"] for f in manifest.families(split)]
-        if any(len(r) != 4 or r[2] <= 0 or r[3] <= 0 for r in rows):
+        rows = manifest.values(split, "crop")
+        if not all(_is_crop(r) for r in rows):
             raise FewtaskError(f"{source}: a {split} family's crop is not (x0, y0, width, height) with positive sizes")
         crops[split] = torch.tensor(rows, dtype=torch.float64).reshape(-1, 4)
     return crops

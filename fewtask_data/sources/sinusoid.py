@@ -7,6 +7,10 @@ sinusoid benchmark.
 
 Batches are a pure function of (seed, step), so a training run can resume at any
 step and get exactly the batches it would have seen.
+
+Fixed families as data: `fewtask-data build sinusoid-families` draws each split's phases
+with `family_phases` and writes them as procedural family definitions; read them back with
+`load_sinusoid_families` and give a split's phases to `sample_batch(..., phases=...)`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ import torch
 
 from fewtask_data.episode import EpisodeShape, FamilyBatch
 from fewtask_data.errors import FewtaskError
+from fewtask_data.formats.procedural import load_procedural
+
+BUILDER, BUILDER_VERSION = "sinusoid-families", "1"  # fixed families as data (fewtask_data/builders/sinusoid.py)
 
 
 @dataclass(frozen=True)
@@ -140,3 +147,27 @@ def redraw_support(batch: FamilyBatch, gen: torch.Generator, spec: SinusoidSpec 
         batch.meta_x, batch.meta_y, goal_x, goal_y, batch.shape, batch.families,
         identities=batch.identities, meta_info=batch.meta_info, goal_info=batch.goal_info,
     )  # fmt: skip
+
+
+def family_phases(gen: torch.Generator, count: int, spec: SinusoidSpec = SinusoidSpec()) -> torch.Tensor:
+    """``count`` family phases [count], float64, drawn as `sample_batch` draws a family's phase."""
+    return _uniform(gen, (count,), spec.phase)
+
+
+@dataclass
+class SinusoidFamilies:
+    """A sinusoid-families build, read back: the task distribution (amplitude and x ranges)
+    and per split its families' phases [n] (float64, in build order)."""
+
+    spec: SinusoidSpec
+    phases: dict[str, torch.Tensor]
+    build_id: str
+
+
+def load_sinusoid_families(source) -> SinusoidFamilies:
+    """Read what `fewtask-data build sinusoid-families` wrote (a folder or its manifest.json);
+    another builder or version is a one-line error."""
+    m = load_procedural(source, BUILDER, BUILDER_VERSION)
+    spec = SinusoidSpec(*(tuple(m.param(k)) for k in ("amplitude_range", "phase_range", "x_range")))
+    phases = {split: torch.tensor(m.values(split, "phase"), dtype=torch.float64) for split in m.splits}
+    return SinusoidFamilies(spec, phases, m.build_id)

@@ -81,6 +81,7 @@ BUILDS = [
     ["build", "omniglot-families"],
     ["build", "imagenet-families", "--imagenet-root", "."],
     ["build", "unsupervised-families", "--images", "."],
+    ["build", "sinusoid-families"],
 ]
 
 

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
-from fewtask_data.builders.continual_sines import build_continual_families
+from fewtask_data.builders.continual_sines import build_continual_families, family_frequencies
 from fewtask_data.cli import app
 from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, load_family_definitions
 
@@ -29,6 +29,10 @@ def test_build_inspect_and_read_back(tmp_path):
     assert len(defs.frequencies["train"]) == 4 and len(defs.frequencies["test"]) == 2
     assert not set(defs.frequencies["train"]) & set(defs.frequencies["test"])  # held-out families
     assert all(0.5 <= w <= 2.0 for ws in defs.frequencies.values() for w in ws)
+    # exactly the frequencies the builder has always written: drawn by family_frequencies, held out by randperm(seed)
+    freqs = family_frequencies(0, 6, 0.5, 2.0)
+    held = set(torch.randperm(6, generator=torch.Generator().manual_seed(0)).tolist()[:2])
+    assert defs.frequencies == {"train": [w for i, w in enumerate(freqs) if i not in held], "test": [freqs[i] for i in sorted(held)]}
     shown = CliRunner().invoke(app, ["inspect", str(tmp_path)]).output
     assert "continual-sine-families" in shown and "frequency" in shown and "test" in shown
     # a rebuild with the same settings is recognised; other settings in the same folder are refused

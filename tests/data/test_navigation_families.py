@@ -39,11 +39,12 @@ def test_build_load_round_trip_and_rebuild(tmp_path):
     build_navigation_families(tmp_path / "a", counts=COUNTS, seed=3)
     crops = load_navigation_families(tmp_path / "a")
     assert {k: len(v) for k, v in crops.items()} == COUNTS
-    # the same crops as sampling them again from the recorded split seeds
+    # exactly the crops the builder has always written: sampled from split seed 3 * 3 + i, rounded to 1e-6
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    again = sample_crops(torch.Generator().manual_seed(manifest["seeds"]["test"]), 3)
-    assert torch.allclose(crops["test"], again, atol=1e-6)
-    assert len({manifest["seeds"][s] for s in COUNTS}) == 3  # disjoint streams
+    for i, split in enumerate(("train", "val", "test")):
+        assert manifest["seeds"][split] == 9 + i
+        sampled = sample_crops(torch.Generator().manual_seed(9 + i), COUNTS[split]).tolist()
+        assert torch.equal(crops[split], torch.tensor([[round(v, 6) for v in row] for row in sampled], dtype=torch.float64))
     first = (tmp_path / "a" / "manifest.json").read_bytes()
     build_navigation_families(tmp_path / "a", counts=COUNTS, seed=3)  # finished: a no-op
     assert (tmp_path / "a" / "manifest.json").read_bytes() == first
@@ -61,7 +62,7 @@ def test_family_file_of_another_version_or_builder_is_refused(tmp_path):
         load_navigation_families(tmp_path / "a")
     data["builder"]["name"] = "omniglot-families"
     path.write_text(json.dumps(data))
-    with pytest.raises(FewtaskError, match="not navigation families"):
+    with pytest.raises(FewtaskError, match="not navigation-families"):
         load_navigation_families(tmp_path / "a")
 
 
@@ -72,3 +73,4 @@ def test_cli_build_and_inspect(tmp_path):
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["inspect", str(tmp_path / "f")])
     assert r.exit_code == 0 and "navigation-families" in r.output and '"crop": [' in r.output, r.output
+    assert "fewtask-procedural" in r.output and "crop [" in r.output  # the crops' ranges per split

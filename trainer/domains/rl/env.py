@@ -18,10 +18,11 @@ from __future__ import annotations
 import torch
 
 from fewtask_data import FewtaskError
+from fewtask_data.sources.navigation import SQUARE
 
 MAX_MOVE = 0.1  # rllab's normalize maps [-1, 1] onto the action box [-0.1, 0.1]
 GOAL_TOLERANCE = 0.01
-GOAL_RANGE = 0.5  # MAML's goals: uniform in [-0.5, 0.5]^2
+GOAL_RANGE = SQUARE[1]  # MAML's goals: uniform in [-0.5, 0.5]^2, the square the crop families live in
 
 
 def check_horizon(horizon: int) -> int:
