@@ -90,6 +90,20 @@ def test_checkpoint_write_is_atomic(tmp_path):
     assert state["step"] == 3 and state["algorithm"] == "maltml" and "rng" in state
 
 
+def test_every_algorithm_the_loop_trains_satisfies_the_protocol():
+    from trainer.algorithms import ALGORITHMS
+    from trainer.algorithms.base import AlgorithmProtocol
+    from trainer.domains.continual.baselines import IIDRegression
+    from trainer.domains.continual.net import ContinualNet
+    from trainer.domains.continual.oml import OML, MALTMLContinual
+
+    net = ContinualNet(6, rln=1, pln=1, width=4)
+    algorithms = [make_algorithm(name, MLP()) for name in ALGORITHMS] + [OML(net), MALTMLContinual(net), IIDRegression(net)]
+    assert all(isinstance(a, AlgorithmProtocol) for a in algorithms)
+    assert [a.trains_meta_step for a in algorithms[-3:]] == [False, True, False]
+    assert {a.meta_reduction for a in algorithms} == {"sum"} and not any(a.learn_step_sizes for a in algorithms)
+
+
 def test_bad_settings_are_clear_errors(tmp_path):
     with pytest.raises(FewtaskError, match="positive"):
         make_algorithm("maltml", MLP(), alpha=-0.1)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, NamedTuple, Protocol
+from typing import Any, Callable, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -41,6 +41,7 @@ from trainer.models import head_names
 ADAPT_CHOICES = ("all", "head", "body")
 
 
+@runtime_checkable
 class AlgorithmProtocol(Protocol):
     """What the training loop (`trainer.training.loop.train`) relies on. An algorithm with
     no meta step or learned step sizes may subclass it to inherit the defaults below."""
