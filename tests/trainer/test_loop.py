@@ -119,6 +119,25 @@ def test_bad_settings_are_clear_errors(tmp_path):
         run(blocker / "sub", 1)
 
 
+def test_run_folder_resumes_with_the_log_trimmed_and_the_time_added_up(tmp_path):
+    from trainer.training.run_folder import RunFolder
+
+    folder = RunFolder(tmp_path, step_key="iteration")
+    with folder.locked():
+        assert folder.start(resume=True, signature={}, name="x") is None  # nothing to resume yet
+        with folder.metrics() as log:
+            for i in (1, 2, 3):
+                log({"iteration": i, "elapsed_s": float(i)})
+        folder.save({"step": 2, "seconds": 5.0, "algorithm": "x", "signature": {}})
+    again = RunFolder(tmp_path, step_key="iteration")
+    assert again.start(resume=True, signature={}, name="x")["step"] == 2 and again.seconds() >= 5.0
+    assert [json.loads(x)["iteration"] for x in again.metrics_path.read_text().splitlines()] == [1, 2]
+    assert not again.over_budget(0.0) and again.over_budget(1e-9)
+    with pytest.raises(FewtaskError, match="trained with x, not y"):
+        RunFolder(tmp_path).start(resume=True, signature={}, name="y")
+    assert RunFolder(tmp_path).start(resume=False, signature={}, name="y") is None and not again.metrics_path.exists()
+
+
 def test_a_finished_run_reports_its_training_time_and_metrics_on_resume(tmp_path):
     """Resuming a finished run trains nothing but still reports the cumulative time and the last metrics."""
     torch.manual_seed(0)
