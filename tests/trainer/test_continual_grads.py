@@ -111,6 +111,19 @@ def test_maltml_continual_third_order_gradient_matches_finite_differences():
     assert max_diff(lower, g) > 1e-6
 
 
+@pytest.mark.parametrize("order", [3, 1])
+def test_maltml_continual_mean_is_the_sum_with_beta_over_L(order):
+    # L = 2: halving is exact in floating point, so the two meta-gradients agree bitwise.
+    net, params, pool = setup()
+    fams = sample_families(torch.Generator().manual_seed(4), pool, torch.tensor([0.5, 2.0]), 2, 1, SPEC, torch.float64)
+    mean = MALTMLContinual(net, lr=0.1, beta=0.1, order=order, meta_reduction="mean")
+    assert (mean.levels.reduction, mean.levels.order) == ("mean", order)
+    got = mean.outer_grads(params, {}, {}, fams)[0]
+    summed = MALTMLContinual(net, lr=0.1, beta=0.05, order=order).outer_grads(params, {}, {}, fams)[0]
+    assert all(torch.equal(got[k], summed[k]) for k in got)
+    assert max_diff(got, MALTMLContinual(net, lr=0.1, beta=0.1, order=order).outer_grads(params, {}, {}, fams)[0]) > 1e-6
+
+
 def test_no_meta_problems_reduces_maltml_continual_to_oml():
     net, params, pool = setup()
     fams = sample_families(torch.Generator().manual_seed(3), pool, torch.tensor([1.0]), 0, 2, SPEC, torch.float64)
@@ -140,3 +153,5 @@ def test_bad_step_sizes_and_orders_are_one_line_errors():
         MALTMLContinual(net, beta=0.0)
     with pytest.raises(FewtaskError, match="order must be 1, 2 or 3"):
         MALTMLContinual(net, order=4)
+    with pytest.raises(FewtaskError, match="meta-reduction must be sum or mean"):
+        MALTMLContinual(net, meta_reduction="median")

@@ -90,6 +90,20 @@ def test_checkpoint_write_is_atomic(tmp_path):
     assert state["step"] == 3 and state["algorithm"] == "maltml" and "rng" in state
 
 
+def test_every_algorithm_the_loop_trains_satisfies_the_protocol():
+    from trainer.algorithms import ALGORITHMS
+    from trainer.algorithms.base import AlgorithmProtocol
+    from trainer.domains.continual.baselines import IIDRegression
+    from trainer.domains.continual.net import ContinualNet
+    from trainer.domains.continual.oml import OML, MALTMLContinual
+
+    net = ContinualNet(6, rln=1, pln=1, width=4)
+    algorithms = [make_algorithm(name, MLP()) for name in ALGORITHMS] + [OML(net), MALTMLContinual(net), IIDRegression(net)]
+    assert all(isinstance(a, AlgorithmProtocol) for a in algorithms)
+    assert [a.trains_meta_step for a in algorithms[-3:]] == [False, True, False]
+    assert {a.meta_reduction for a in algorithms} == {"sum"} and not any(a.learn_step_sizes for a in algorithms)
+
+
 def test_bad_settings_are_clear_errors(tmp_path):
     with pytest.raises(FewtaskError, match="positive"):
         make_algorithm("maltml", MLP(), alpha=-0.1)
@@ -103,6 +117,25 @@ def test_bad_settings_are_clear_errors(tmp_path):
     blocker.write_text("")
     with pytest.raises(FewtaskError, match="cannot write"):
         run(blocker / "sub", 1)
+
+
+def test_run_folder_resumes_with_the_log_trimmed_and_the_time_added_up(tmp_path):
+    from trainer.training.run_folder import RunFolder
+
+    folder = RunFolder(tmp_path, step_key="iteration")
+    with folder.locked():
+        assert folder.start(resume=True, signature={}, name="x") is None  # nothing to resume yet
+        with folder.metrics() as log:
+            for i in (1, 2, 3):
+                log({"iteration": i, "elapsed_s": float(i)})
+        folder.save({"step": 2, "seconds": 5.0, "algorithm": "x", "signature": {}})
+    again = RunFolder(tmp_path, step_key="iteration")
+    assert again.start(resume=True, signature={}, name="x")["step"] == 2 and again.seconds() >= 5.0
+    assert [json.loads(x)["iteration"] for x in again.metrics_path.read_text().splitlines()] == [1, 2]
+    assert not again.over_budget(0.0) and again.over_budget(1e-9)
+    with pytest.raises(FewtaskError, match="trained with x, not y"):
+        RunFolder(tmp_path).start(resume=True, signature={}, name="y")
+    assert RunFolder(tmp_path).start(resume=False, signature={}, name="y") is None and not again.metrics_path.exists()
 
 
 def test_a_finished_run_reports_its_training_time_and_metrics_on_resume(tmp_path):

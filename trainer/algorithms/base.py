@@ -9,6 +9,12 @@ FO-MALTML the pseudo-gradient theta - theta', so one Adam loop drives them all.
 ``step_sizes`` holds log step sizes (see `trainer.core.step_sizes`). When step sizes are
 learned their gradients come back in ``step_size_grads``; otherwise that dict is empty.
 
+`AlgorithmProtocol` writes down all the loop relies on; the supervised `Algorithm` below,
+continual's `OML`, `MALTMLContinual` and `IIDRegression` satisfy it. `Levels` is the one
+spec of MALTML's three levels (step sizes, step counts, derivative order, Eq. 2's
+reduction) and `order_flags` the one mapping of an order to first-order flags, which the
+supervised algorithms, the RL methods (`RLSettings`) and the continual ones share.
+
 A subclass defines ``objective`` (the fast torch.func path) and, when it has a
 plain-loop reference, ``loop_objective`` (the same objective with Python loops and
 torch.autograd, built from `trainer.core.reference`). Its class attributes are the facts
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -29,11 +35,85 @@ from torch.func import grad
 from fewtask_data import FamilyBatch, FewtaskError
 from trainer.core import functional as fn
 from trainer.core import reference
-from trainer.core.step_sizes import init_step_sizes
+from trainer.core.step_sizes import LEVELS, check_step_size, init_step_sizes
 from trainer.models import head_names
 
-ORDERS = (1, 2, 3)
 ADAPT_CHOICES = ("all", "head", "body")
+
+
+@runtime_checkable
+class AlgorithmProtocol(Protocol):
+    """What the training loop (`trainer.training.loop.train`) relies on. An algorithm with
+    no meta step or learned step sizes may subclass it to inherit the defaults below."""
+
+    name: str  # recorded in checkpoints; resuming a run of another name is refused
+    learn_step_sizes: bool = False  # whether outer_grads returns step-size gradients (Adam then trains them)
+    trains_meta_step: bool = False  # whether training takes Eq. 2's step (then a resume must keep meta_reduction)
+    meta_reduction: str = "sum"  # Eq. 2's reduction of the L task losses; recorded in every checkpoint
+
+    def init_step_sizes(self, params: fn.Params) -> fn.Params:
+        """The (log) step sizes the loop keeps beside the parameters; {} when there are none."""
+        ...
+
+    def outer_grads(self, params: fn.Params, step_sizes: fn.Params, buffers: fn.Params,
+                    batch) -> tuple[fn.Params, fn.Params, dict]:  # fmt: skip
+        """(a gradient or pseudo-gradient per parameter, step-size gradients or {}, metrics
+        with at least "loss") for one batch."""
+        ...
+
+
+class OrderFlags(NamedTuple):
+    """First-order flags per level; a first-order step treats its update direction as a
+    constant (`trainer.core.functional`)."""
+
+    task: bool  # the task steps (alpha) inside the meta-update
+    meta: bool  # the meta-update's own steps (beta, Eq. 2)
+    goal: bool  # the goal steps (gamma; MAML's only level)
+
+
+ORDER_FLAGS = {3: OrderFlags(False, False, False), 2: OrderFlags(True, False, False), 1: OrderFlags(True, True, True)}
+
+
+def order_flags(order: int) -> OrderFlags:
+    """Derivative order -> first-order flags: 3 exact, 2 first-order task steps inside the
+    meta-update, 1 fully first order."""
+    if order not in ORDER_FLAGS:
+        raise FewtaskError(f"derivative order must be 1, 2 or 3, got {order!r}")
+    return ORDER_FLAGS[order]
+
+
+@dataclass(frozen=True)
+class Levels:
+    """MALTML's levels, configured the same way in every domain: ``task_steps`` steps of size
+    alpha on each of the L tasks inside the meta-update, ``meta_steps`` steps of size beta
+    on their query losses (Eq. 2: their sum, or with ``reduction="mean"`` their mean), then
+    ``goal_steps`` steps of size gamma on a goal task; ``order`` says which levels are
+    differentiated through (`order_flags`). A step count of None: the domain's data fixes it
+    (OML takes one online step per trajectory batch)."""
+
+    alpha: float
+    beta: float
+    gamma: float
+    task_steps: int | None = 1
+    meta_steps: int | None = 1
+    goal_steps: int | None = 1
+    order: int = 3
+    reduction: str = "sum"
+
+    def __post_init__(self) -> None:
+        for level in LEVELS:
+            check_step_size(f"step size {level}", getattr(self, level))
+        for key in ("task_steps", "meta_steps", "goal_steps"):
+            count = getattr(self, key)
+            if count is not None and not (isinstance(count, int) and count >= 0):
+                raise FewtaskError(f"{key.replace('_', '-')} must be >= 0, got {count!r}")
+        order_flags(self.order)
+        if self.reduction not in fn.REDUCTIONS:
+            raise FewtaskError(f"--meta-reduction must be sum or mean, got {self.reduction!r}")
+
+    @property
+    def flags(self) -> OrderFlags:
+        return order_flags(self.order)
 
 
 def batch_parts(batch: FamilyBatch) -> tuple[torch.Tensor, ...]:
@@ -87,23 +167,15 @@ class Algorithm:
     _compiled: Callable | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for key in ("task_steps", "meta_steps", "goal_steps"):
-            if getattr(self, key) < 0:
-                raise FewtaskError(f"{key.replace('_', '-')} must be >= 0, got {getattr(self, key)}")
-        if self.order not in ORDERS:
-            raise FewtaskError(f"derivative order must be 1, 2 or 3, got {self.order}")
+        self.levels  # noqa: B018 -- validates the step sizes, step counts, order and reduction
         if self.adapt not in ADAPT_CHOICES:
             raise FewtaskError(f"adapt must be one of {', '.join(ADAPT_CHOICES)}, got {self.adapt!r}")
-        if self.meta_reduction not in fn.REDUCTIONS:
-            raise FewtaskError(f"--meta-reduction must be sum or mean, got {self.meta_reduction!r}")
         if self.impl not in ("vmap", "loop"):
             raise FewtaskError(f"impl must be vmap or loop, got {self.impl!r}")
         if self.fixed_order is not None and self.order != self.fixed_order:
             raise FewtaskError(f"{self.name} has derivative order {self.fixed_order}; --order does not apply to it")
         if self.learn_step_sizes and not self.learns_step_sizes:
             raise FewtaskError(f"{self.name} cannot learn step sizes; drop --learn-step-sizes")
-        # Validates alpha/beta/gamma once, with the user-facing message.
-        init_step_sizes({}, self.alpha, self.beta, self.gamma)
         self.forward = fn.make_forward(self.model)
         heads = head_names(self.model)
         names = [n for n, _ in self.model.named_parameters()]
@@ -114,6 +186,17 @@ class Algorithm:
             "head": heads,
             "body": frozenset(n for n in names if n not in heads),
         }[self.adapt]
+
+    @property
+    def levels(self) -> Levels:
+        """Its fields as the shared spec (built on each call: the fields stay the settings)."""
+        return Levels(self.alpha, self.beta, self.gamma, self.task_steps, self.meta_steps, self.goal_steps, self.order,
+                      self.meta_reduction)  # fmt: skip
+
+    @property
+    def flags(self) -> OrderFlags:
+        """(task, meta, goal) first-order flags of its order."""
+        return order_flags(self.order)
 
     @classmethod
     def has_loop_reference(cls) -> bool:
@@ -166,14 +249,10 @@ class Algorithm:
             self._compiled = compiled_or_eager(self._grads, self.name, self.compile)
         return self._compiled
 
-    def order_flags(self) -> tuple[bool, bool, bool]:
-        """(task, meta, goal) first-order flags for the derivative order."""
-        return {3: (False, False, False), 2: (True, False, False), 1: (True, True, True)}[self.order]
-
     def meta_update_first_order(self) -> bool:
         """Whether the meta-update (as this method trains with it) uses first-order task
         steps; that changes the meta-gradient's value, so evaluation must match it."""
-        return self.order_flags()[0]
+        return self.flags.task
 
 
 def compiled_or_eager(f: Callable, label: str, backend: bool | str = True) -> Callable:

@@ -28,7 +28,7 @@ class MALTML(Algorithm):
         return {**super().sinusoid_hparams(s), "order": s.order, "learn_step_sizes": s.learn_step_sizes}
 
     def family_metrics(self, params, step_sizes, buffers, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
-        task_fo, meta_fo, goal_fo = self.order_flags()
+        task_fo, meta_fo, goal_fo = self.flags
         a, b, g = (level_lrs(step_sizes, lv) for lv in LEVELS)
         theta = fn.meta_adapt(
             self.forward, params, buffers, (msx, msy), (mqx, mqy), a, b,
@@ -46,7 +46,7 @@ class MALTML(Algorithm):
 
     def loop_objective(self, params, lrs, buffers, parts):
         a, b, g = (lrs[lv] for lv in LEVELS)
-        task_fo, meta_fo, goal_fo = self.order_flags()
+        task_fo, meta_fo, goal_fo = self.flags
         msx, msy, mqx, mqy, gsx, gsy, gvx, gvy = parts
         losses, accs = [], []
         for f in range(msx.shape[0]):

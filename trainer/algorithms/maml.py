@@ -33,7 +33,7 @@ class MAML(Algorithm):
 
     def objective(self, params, step_sizes, buffers, parts):
         a = level_lrs(step_sizes, "alpha")
-        task_fo = self.order == 1
+        task_fo = self.flags.goal  # a MAML task is scored after its steps, like a goal task
         total, acc_total, count = 0.0, 0.0, 0
         for support, target in self._task_groups(parts):
             n = support[0].shape[0] * support[0].shape[1]
@@ -53,7 +53,7 @@ class MAML(Algorithm):
                 for t in range(sx.shape[1]):
                     loss, acc = ref.loop_adapted_metrics(
                         self.forward, params, buffers, (sx[f, t], sy[f, t]), (tx[f, t], ty[f, t]), lrs["alpha"],
-                        self.task_steps, self.names, self.order == 1,
+                        self.task_steps, self.names, self.flags.goal,
                     )  # fmt: skip
                     losses.append(loss)
                     accs.append(acc)

@@ -128,6 +128,12 @@ def descend_online(
 REDUCTIONS = ("sum", "mean")
 
 
+def reduce_tasks(losses: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Eq. 2's reduction of task losses on the last axis: their sum (the paper) or, for
+    ``"mean"``, their mean (callers check ``reduction`` is one of `REDUCTIONS`)."""
+    return losses.sum(-1) if reduction == "sum" else losses.mean(-1)
+
+
 def descend_tasks(
     task_losses: Callable[[Params], torch.Tensor], params: Params, lrs: Mapping[str, torch.Tensor], steps: int,
     names: frozenset[str] | None = None, first_order: bool = False, reduction: str = "sum",
@@ -138,9 +144,7 @@ def descend_tasks(
     project did before the option existed)."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    if reduction == "sum":
-        return descend(lambda p: task_losses(p).sum(), params, lrs, steps, names, first_order)
-    return descend(lambda p: task_losses(p).mean(), params, lrs, steps, names, first_order)
+    return descend(lambda p: reduce_tasks(task_losses(p), reduction), params, lrs, steps, names, first_order)
 
 
 def adapt(

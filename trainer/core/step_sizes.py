@@ -16,12 +16,17 @@ from fewtask_data import FewtaskError
 LEVELS = ("alpha", "beta", "gamma")
 
 
+def check_step_size(label: str, value) -> None:
+    """A one-line FewtaskError unless ``value`` is a positive finite number."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and math.isfinite(value)):
+        raise FewtaskError(f"{label} must be > 0 (a positive finite number), got {value!r}")
+
+
 def init_step_sizes(params: dict[str, torch.Tensor], alpha: float, beta: float, gamma: float) -> dict[str, torch.Tensor]:
     """Log step sizes, one scalar per (level, parameter tensor)."""
     values = {"alpha": alpha, "beta": beta, "gamma": gamma}
     for level, v in values.items():
-        if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
-            raise FewtaskError(f"step size {level} must be a positive number, got {v!r}")
+        check_step_size(f"step size {level}", v)
     return {
         f"{level}:{name}": torch.tensor(math.log(values[level]), dtype=p.dtype, device=p.device)
         for level in LEVELS

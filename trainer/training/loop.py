@@ -5,15 +5,13 @@ from ``start_step`` on; for an exact ``resume`` it must give the same batches as
 an uninterrupted run would (sources that draw from the global RNGs get them
 restored by the loop before the first batch is drawn).
 
-Output folder: ``checkpoint.pt`` (atomic, every ``checkpoint_every`` steps and at
-the end) and ``metrics.jsonl`` (one JSON object per logged step).
+Output folder (`trainer.training.run_folder`): ``checkpoint.pt`` (atomic, every
+``checkpoint_every`` steps and at the end) and ``metrics.jsonl`` (one JSON object per
+logged step). The algorithm is anything with `AlgorithmProtocol`'s members.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,10 +20,11 @@ from typing import Any, Callable, Iterator
 import torch
 from tqdm import tqdm
 
-from fewtask_data import FamilyBatch, FewtaskError, io
-from trainer.algorithms import Algorithm
+from fewtask_data import FamilyBatch, FewtaskError
+from trainer.algorithms.base import AlgorithmProtocol
 from trainer.models import signature
 from trainer.training import checkpoint as ckpt
+from trainer.training.run_folder import RunFolder
 
 
 @dataclass
@@ -83,32 +82,9 @@ class _Rate:
         return round(value, 2)
 
 
-def _tensorboard(out: Path):
-    """A TensorBoard writer under OUT/tensorboard, or None when tensorboard is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(out / "tensorboard"))
-
-
-def _last_logged(path: Path) -> dict[str, float]:
-    """The last line of metrics.jsonl, or {}."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    return json.loads(lines[-1]) if lines else {}
-
-
-def _trim_metrics(path: Path, step: int) -> None:
-    """Drop logged lines past the checkpoint we resume from, so the log stays one run."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in keep))
-
-
 def train(
     model: torch.nn.Module,
-    algorithm: Algorithm,
+    algorithm: AlgorithmProtocol,
     make_batches: Callable[[int], Iterator[FamilyBatch]],
     config: TrainConfig,
     transform: Callable[[FamilyBatch], FamilyBatch] | None = None,
@@ -125,14 +101,27 @@ def train(
     with a FewtaskError and leaves the last checkpoint (all finite) untouched. The main process holds
     the run folder's lock (`io.exclusive`): a second process training into it gets a one-line error.
     """
-    out = io.ensure_writable(config.out)
-    with io.exclusive(out) if is_main else contextlib.nullcontext():
-        return _train(out, model, algorithm, make_batches, config, transform, after_backward, is_main, agree)
+    with RunFolder(config.out, main=is_main).locked() as folder:
+        return _train(folder, model, algorithm, make_batches, config, transform, after_backward, agree)
 
 
-def _train(out: Path, model, algorithm, make_batches, config, transform, after_backward, is_main, agree) -> TrainResult:
-    """The body of `train` (same arguments, ``out`` its writable run folder), run while the lock is held."""
-    ckpt_path, metrics_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
+def _reduction_check(algorithm: AlgorithmProtocol, path: Path) -> Callable[[dict], None]:
+    """For an algorithm that trains Eq. 2's step: refuses to resume a run trained with the other reduction."""
+
+    def check(state: dict) -> None:
+        trained_with = state.get("meta_reduction", "mean")  # checkpoints from before the option averaged
+        if trained_with != algorithm.meta_reduction:
+            raise FewtaskError(
+                f"checkpoint {path} was trained with --meta-reduction {trained_with}, not "
+                f"{algorithm.meta_reduction}; resume with --meta-reduction {trained_with} or use a fresh --out"
+            )
+
+    return check
+
+
+def _train(folder: RunFolder, model, algorithm, make_batches, config, transform, after_backward, agree) -> TrainResult:
+    """The body of `train` (same arguments), run while the run folder's lock is held."""
+    is_main = folder.main
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
     step_sizes = {k: v.clone().requires_grad_(algorithm.learn_step_sizes) for k, v in algorithm.init_step_sizes(params).items()}
@@ -141,19 +130,10 @@ def _train(out: Path, model, algorithm, make_batches, config, transform, after_b
     fused = all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in trainable)
     opt = torch.optim.Adam(trainable, lr=config.lr, fused=fused)
 
-    start, prior_seconds = 0, 0.0
-    if config.resume and ckpt_path.exists():
-        state = ckpt.load(ckpt_path, signature(model))
-        if state.get("algorithm") != algorithm.name:
-            raise FewtaskError(
-                f"checkpoint {ckpt_path} was trained with {state.get('algorithm')}, not {algorithm.name}; use a fresh --out"
-            )
-        trained_with = state.get("meta_reduction", "mean")  # checkpoints from before the option averaged
-        if algorithm.trains_meta_step and trained_with != algorithm.meta_reduction:
-            raise FewtaskError(
-                f"checkpoint {ckpt_path} was trained with --meta-reduction {trained_with}, not "
-                f"{algorithm.meta_reduction}; resume with --meta-reduction {trained_with} or use a fresh --out"
-            )
+    start = 0
+    check = _reduction_check(algorithm, folder.checkpoint_path) if algorithm.trains_meta_step else None
+    state = folder.start(config.resume, signature(model), algorithm.name, check)
+    if state is not None:
         model.load_state_dict(state["model"])
         with torch.no_grad():
             for k, v in state["step_sizes"].items():
@@ -161,43 +141,31 @@ def _train(out: Path, model, algorithm, make_batches, config, transform, after_b
         opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"])
         start = state["step"]
-        if is_main:
-            _trim_metrics(metrics_path, start)
-        # Training time of the earlier runs (older checkpoints: the log's last elapsed time).
-        prior_seconds = state.get("seconds", _last_logged(metrics_path).get("elapsed_s", 0.0))
-    elif is_main:
-        metrics_path.unlink(missing_ok=True)
 
     config_record = {**asdict(config), "out": str(config.out), "algorithm": algorithm.name}
 
     def save(step: int) -> None:
-        if not is_main:
-            return
-        ckpt.save(
-            ckpt_path,
-            {
-                "model": model.state_dict(),
-                "step_sizes": {k: v.detach().clone() for k, v in step_sizes.items()},
-                "optimizer": opt.state_dict(),
-                "rng": ckpt.rng_state(),
-                "step": step,
-                "seconds": prior_seconds + time.perf_counter() - t0,
-                "config": config_record,
-                "algorithm": algorithm.name,
-                "meta_reduction": algorithm.meta_reduction,
-                "signature": signature(model),
-            },
-        )
+        folder.save({
+            "model": model.state_dict(),
+            "step_sizes": {k: v.detach().clone() for k, v in step_sizes.items()},
+            "optimizer": opt.state_dict(),
+            "rng": ckpt.rng_state(),
+            "step": step,
+            "seconds": folder.seconds(),
+            "config": config_record,
+            "algorithm": algorithm.name,
+            "meta_reduction": algorithm.meta_reduction,
+            "signature": signature(model),
+        })  # fmt: skip
 
-    t0 = time.perf_counter()
     metrics: dict[str, float] = {}
     batches = make_batches(start)
     bar = tqdm(total=config.steps, initial=start, disable=not (config.progress and is_main), desc=algorithm.name, mininterval=1.0)
-    board = _tensorboard(out) if config.tensorboard and is_main else None
-    saved = start if ckpt_path.exists() and config.resume else None
+    board = folder.tensorboard() if config.tensorboard and is_main else None
+    saved = start if state is not None else None
     rate = _Rate()
     last = start
-    with open(metrics_path if is_main else os.devnull, "a") as log:
+    with folder.metrics() as log:
         for step in range(start + 1, config.steps + 1):
             batch = next(batches)
             if transform is not None:
@@ -212,7 +180,9 @@ def _train(out: Path, model, algorithm, make_batches, config, transform, after_b
             if after_backward is not None:
                 after_backward(trainable)
             if not _all_finite(raw["loss"], trainable):
-                kept = f"the last good checkpoint (step {saved}) is kept in {ckpt_path}" if saved is not None else "no checkpoint was written yet"
+                kept = "no checkpoint was written yet"
+                if saved is not None:
+                    kept = f"the last good checkpoint (step {saved}) is kept in {folder.checkpoint_path}"
                 raise FewtaskError(
                     f"non-finite loss or gradient at step {step}; training stopped and {kept}; "
                     "lower --lr or the step sizes, then resume with --resume"
@@ -220,13 +190,11 @@ def _train(out: Path, model, algorithm, make_batches, config, transform, after_b
             opt.step()
             rate.add(len(batch))
             last = step
-            stopping = config.max_seconds > 0 and agree(time.perf_counter() - t0 > config.max_seconds)
+            stopping = folder.over_budget(config.max_seconds, agree)
             if step % config.log_every == 0 or step == config.steps or stopping:
                 metrics = {k: float(v) for k, v in raw.items()}
                 metrics["episodes_per_s"] = rate.take()
-                elapsed = prior_seconds + time.perf_counter() - t0
-                log.write(json.dumps({"step": step, **metrics, "elapsed_s": round(elapsed, 3)}) + "\n")
-                log.flush()
+                log({"step": step, **metrics, "elapsed_s": round(folder.seconds(), 3)})
                 if board is not None:
                     for k, v in metrics.items():
                         board.add_scalar(k, v, step)
@@ -241,8 +209,8 @@ def _train(out: Path, model, algorithm, make_batches, config, transform, after_b
     if board is not None:
         board.close()
     if last == start and not metrics:  # nothing left to train: report the finished run's last metrics
-        metrics = {k: v for k, v in _last_logged(metrics_path).items() if k not in ("step", "elapsed_s")}
-    seconds = prior_seconds + time.perf_counter() - t0
+        metrics = {k: v for k, v in folder.last_logged().items() if k not in ("step", "elapsed_s")}
+    seconds = folder.seconds()
     save(last)
     return TrainResult(
         {k: v.detach() for k, v in params.items()},

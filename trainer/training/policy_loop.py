@@ -5,7 +5,7 @@ Every iteration's randomness (tasks and action noise) comes from its own generat
 with (seed, iteration), so a run resumed from a checkpoint continues exactly as the
 uninterrupted run would (tests/trainer/test_rl_train.py). trainer/training/loop.py's Adam loop
 takes one gradient per batch; TRPO needs the objective re-evaluated on the same samples,
-hence this loop; it reuses the checkpoint machinery (atomic, model signature checked).
+hence this loop; the run folder (lock, resume, log, time) is the same (`run_folder`).
 
 Output folder: ``checkpoint.pt`` and ``metrics.jsonl`` (one line per logged iteration:
 mean return before and after adaptation, KL, whether the step was accepted, seconds).
@@ -13,18 +13,16 @@ mean return before and after adaptation, KL, whether the step was accepted, seco
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from fewtask_data import FewtaskError, io
+from fewtask_data import FewtaskError
 from trainer.core.functional import Params
 from trainer.domains.rl.methods import Outcome, Sampler
-from trainer.training import checkpoint as ckpt
+from trainer.training.run_folder import RunFolder
 from trainer.training.trpo import TrpoSettings, trpo_step
 
 OPTIMIZERS = ("trpo", "adam")
@@ -69,39 +67,30 @@ def train_policy(theta: Params, objective: Objective, make_sampler: Callable[[to
                  config: RLTrainConfig, label: str, progress: Callable[[int, dict], None] | None = None) -> tuple[Params, int]:  # fmt: skip
     """Train (or resume) ``theta``, holding the run folder's lock; returns the final
     parameters and the iteration reached."""
-    out = io.ensure_writable(config.out)
-    with io.exclusive(out):
-        return _train_policy(out, theta, objective, make_sampler, config, label, progress)
+    with RunFolder(config.out, step_key="iteration").locked() as folder:
+        return _train_policy(folder, theta, objective, make_sampler, config, label, progress)
 
 
-def _train_policy(out: Path, theta, objective, make_sampler, config, label, progress) -> tuple[Params, int]:
-    """The body of `train_policy` (same arguments, ``out`` its writable run folder), run while the lock is held."""
-    path, log_path = out / ckpt.CHECKPOINT_NAME, out / "metrics.jsonl"
+def _train_policy(folder: RunFolder, theta, objective, make_sampler, config, label, progress) -> tuple[Params, int]:
+    """The body of `train_policy` (same arguments), run while the run folder's lock is held."""
     theta = {k: v.detach().clone() for k, v in theta.items()}
     adam = _adam(theta, config.lr) if config.optimizer == "adam" else None
-    start, prior = 0, 0.0
-    if config.resume and path.exists():
-        state = ckpt.load(path, signature_of(theta))
-        if state.get("algorithm") != label:
-            raise FewtaskError(f"checkpoint {path} was trained with {state.get('algorithm')}, not {label}; use a fresh --out")
+    start = 0
+    state = folder.start(config.resume, signature_of(theta), label)
+    if state is not None:
         theta = {k: v.clone() for k, v in state["model"].items()}
         if adam is not None:
             adam = _adam(theta, config.lr)
             adam[1].load_state_dict(state["optimizer"])
-        start, prior = state["step"], state.get("seconds", 0.0)
-        lines = log_path.read_text().splitlines() if log_path.exists() else []
-        log_path.write_text("".join(line + "\n" for line in lines if json.loads(line)["iteration"] <= start))
-    else:
-        log_path.unlink(missing_ok=True)
-    t0 = time.perf_counter()
+        start = state["step"]
 
     def save(iteration: int) -> None:
-        ckpt.save(path, {"model": theta, "optimizer": adam[1].state_dict() if adam else None, "step": iteration,
-                         "seconds": prior + time.perf_counter() - t0, "config": {**asdict(config), "out": str(config.out)},
-                         "algorithm": label, "signature": signature_of(theta)})  # fmt: skip
+        folder.save({"model": theta, "optimizer": adam[1].state_dict() if adam else None, "step": iteration,
+                     "seconds": folder.seconds(), "config": {**asdict(config), "out": str(config.out)},
+                     "algorithm": label, "signature": signature_of(theta)})  # fmt: skip
 
     iteration = start
-    with open(log_path, "a") as log:
+    with folder.metrics() as log:
         for iteration in range(start + 1, config.iterations + 1):
             gen = iteration_generator(config.seed, iteration)
             sampler = make_sampler(gen)
@@ -119,18 +108,17 @@ def _train_policy(out: Path, theta, objective, make_sampler, config, label, prog
             else:
                 stats = _adam_step(adam, evaluate)
                 theta = {k: v.detach() for k, v in adam[0].items()}
-            elapsed = prior + time.perf_counter() - t0
-            line = {"iteration": iteration, **record, **{k: round(v, 6) for k, v in stats.items()}, "elapsed_s": round(elapsed, 2)}
-            log.write(json.dumps(line) + "\n")
-            log.flush()
+            stats = {k: round(v, 6) for k, v in stats.items()}
+            line = {"iteration": iteration, **record, **stats, "elapsed_s": round(folder.seconds(), 2)}
+            log(line)
             if progress is not None:
                 progress(iteration, line)
-            stop = config.max_seconds > 0 and time.perf_counter() - t0 >= config.max_seconds
+            stop = folder.over_budget(config.max_seconds)
             if iteration % config.checkpoint_every == 0 or iteration == config.iterations or stop:
                 save(iteration)
             if stop:
                 break
-    if config.iterations == start and not path.exists():
+    if config.iterations == start and not folder.checkpoint_path.exists():
         save(start)
     return theta, iteration
 

@@ -11,28 +11,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch.func import grad
 
+from trainer.algorithms.base import AlgorithmProtocol
 from trainer.domains.continual.net import ContinualNet, Params, run_layers
 
 
 @dataclass
-class IIDRegression:
+class IIDRegression(AlgorithmProtocol):
     """Pretraining for the training loop: the MSE of the whole network on the batch's
     random points (i.i.d. points of all the problems' functions; ``--pretrain-points`` per
     function), one Adam step per batch. The trajectories are not used: same distribution,
     ten times the points, no order to exploit."""
 
-    learn_step_sizes: ClassVar[bool] = False
-    trains_meta_step: ClassVar[bool] = False
-
     model: ContinualNet
     name: str = "pretrain"
-    meta_reduction: str = "sum"
 
     def init_step_sizes(self, params: Params) -> dict[str, torch.Tensor]:
         return {}

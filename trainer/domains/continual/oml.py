@@ -11,8 +11,11 @@ network at every step and the tests check the two agree. The problems of a batch
 a leading axis through batched matmuls, and OML's outer gradient is plain autograd.
 
 MALTML-continual (Devos & Dandi section 4.2): V_beta on the L problems of a family with
-the OML objective as the inner meta-objective (the *sum* of their OML losses, Eq. 2),
-then the goal problem's OML objective from theta'_j, differentiated through both.
+the OML objective as the inner meta-objective (the *sum* of their OML losses, Eq. 2, or
+their mean), then the goal problem's OML objective from theta'_j, differentiated through
+both. Both classes satisfy the loop's `AlgorithmProtocol`; MALTML-continual's levels are a
+`Levels` spec (the online step size serves the task and goal levels, whose step counts
+the trajectories fix) and its derivative order maps to first-order flags by `order_flags`.
 """
 
 from __future__ import annotations
@@ -25,12 +28,11 @@ import torch.nn.functional as F
 from torch.func import grad, vmap
 
 from fewtask_data import FewtaskError
+from trainer.algorithms.base import AlgorithmProtocol, Levels, order_flags
 from trainer.core import functional as fn
+from trainer.core.step_sizes import check_step_size
 from trainer.domains.continual import reference
 from trainer.domains.continual.net import ContinualNet, Params, mse_grads, online_names, run_layers
-
-# derivative order -> first-order flags of (online steps inside V_beta, V_beta's step, the goal's online steps)
-ORDER_FLAGS = {3: (False, False, False), 2: (True, False, False), 1: (True, True, True)}
 
 
 def learn_online(params: Params, h: torch.Tensor, traj_y: torch.Tensor, lr: float, split: int, depth: int,
@@ -90,12 +92,10 @@ def meta_finetune(params: Params, meta_tensors, lr: float, beta: float, meta_ste
 
 
 @dataclass
-class OML:
+class OML(AlgorithmProtocol):
     """OML for the training loop (`trainer.training.loop.train`): ``outer_grads`` of the mean OML
     objective over a batch of problems. ``impl="loop"`` uses the plain-loop reference."""
 
-    learn_step_sizes: ClassVar[bool] = False
-    trains_meta_step: ClassVar[bool] = False
     # The fast path's outer gradient: plain autograd (no torch.func transform to pay for);
     # MALTML's objective nests torch.func.grad under vmap over families, so it keeps torch.func.
     plain_autograd: ClassVar[bool] = True
@@ -105,11 +105,9 @@ class OML:
     first_order: bool = False
     impl: str = "vmap"
     name: str = "oml"
-    meta_reduction: str = "sum"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise FewtaskError(f"inner step size must be > 0, got {self.lr!r}; pass e.g. --inner-lr 0.003")
+        check_step_size("inner step size", self.lr)
         if self.impl not in ("vmap", "loop"):
             raise FewtaskError(f"impl must be vmap or loop, got {self.impl!r}")
         if self.model.split >= self.model.depth:
@@ -150,27 +148,25 @@ class MALTMLContinual(OML):
     meta_steps: int = 1
     order: int = 3
     name: str = "maltml-continual"
+    meta_reduction: str = "sum"  # Eq. 2 over the L problems' OML losses: "sum" (the paper) or "mean"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not (isinstance(self.beta, (int, float)) and self.beta > 0):
-            raise FewtaskError(f"meta step size beta must be > 0, got {self.beta!r}")
-        if self.order not in ORDER_FLAGS:
-            raise FewtaskError(f"derivative order must be 1, 2 or 3, got {self.order}")
-        if self.meta_steps < 0:
-            raise FewtaskError(f"meta-steps must be >= 0, got {self.meta_steps}")
-        if self.meta_reduction not in fn.REDUCTIONS:
-            raise FewtaskError(f"--meta-reduction must be sum or mean, got {self.meta_reduction!r}")
+        self.levels  # noqa: B018 -- validates beta, meta_steps, the order and the reduction
+
+    @property
+    def levels(self) -> Levels:
+        return Levels(self.lr, self.beta, self.lr, None, self.meta_steps, None, self.order, self.meta_reduction)
 
     def adapted(self, params: Params, meta_tensors, outer: bool = True) -> Params:
         """theta'_j for one family (``outer=False``: the meta step carries no outer derivative)."""
-        task_fo, meta_fo, _ = ORDER_FLAGS[self.order]
+        flags = order_flags(self.order)
         return meta_finetune(params, meta_tensors, self.lr, self.beta, self.meta_steps, self.split, self.depth,
-                             task_fo, meta_fo or not outer, self.meta_reduction)  # fmt: skip
+                             flags.task, flags.meta or not outer, self.meta_reduction)  # fmt: skip
 
     def family_loss(self, params: Params, meta_tensors, goal_tensors) -> torch.Tensor:
         theta = self.adapted(params, meta_tensors)
-        goal_fo = ORDER_FLAGS[self.order][2]
+        goal_fo = order_flags(self.order).goal
         return problems_loss(theta, goal_tensors, self.lr, self.split, self.depth, goal_fo).mean()
 
     def objective(self, params: Params, batch) -> torch.Tensor:
@@ -179,4 +175,4 @@ class MALTMLContinual(OML):
 
     def loop_objective(self, params: Params, batch) -> torch.Tensor:
         return reference.loop_maltml_loss(params, batch, self.lr, self.beta, self.meta_steps, self.split, self.depth,
-                                          ORDER_FLAGS[self.order], self.meta_reduction)  # fmt: skip
+                                          order_flags(self.order), self.meta_reduction)  # fmt: skip

@@ -9,17 +9,23 @@ ones that sampled them.
 
 Shapes: MAML's tasks are [T]; MALTML's meta tasks [F, L] and goal tasks [F, C], with the
 meta-finetuned policy of a family copied to its tasks (`Policy.broadcast`).
+
+The levels follow the supervised ones (`trainer.core.functional.meta_adapt`): the derivative
+order gives each level's first-order flag (`trainer.algorithms.base.order_flags`: task steps
+inside V_beta, V_beta's step, the goal steps, which are also MAML's), and V_beta reduces
+the L query losses by ``meta_reduction`` (Eq. 2's sum, or their mean).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 from typing import Callable
 
 import torch
 
 from fewtask_data import FewtaskError
-from trainer.core.functional import Params, sgd_step
+from trainer.algorithms.base import Levels
+from trainer.core.functional import Params, reduce_tasks, sgd_step
 from trainer.domains.rl import dice, returns
 from trainer.domains.rl.policy import Policy, kl
 from trainer.domains.rl.rollout import Trajectories, rollout
@@ -29,7 +35,7 @@ from trainer.domains.rl.rollout import Trajectories, rollout
 class RLSettings:
     trajectories: int = 20  # per task and level
     alpha: float = 0.1  # MAML's inner step; MALTML's task step
-    beta: float = 0.1  # MALTML's meta step (V_beta over the L tasks' summed losses)
+    beta: float = 0.1  # MALTML's meta step (V_beta over the L tasks' losses, reduced by meta_reduction)
     gamma: float = 0.1  # MALTML's goal step
     task_steps: int = 1
     meta_steps: int = 1
@@ -39,17 +45,27 @@ class RLSettings:
     baseline: str = "linear"
     center: bool = True  # normalize inner-step advantages per task (maml_rl's center_adv)
     estimator: str = "exact"
-    first_order: bool = False
+    order: int = 3  # derivative order: 3 exact, 2 first-order task steps inside V_beta, 1 fully first order
+    meta_reduction: str = "sum"  # Eq. 2 over the L query losses: "sum" (the paper) or "mean"
+    first_order: InitVar[bool] = False  # FO-MALTML's switch from before `order`: True sets order 1
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, first_order: bool) -> None:
+        if first_order and self.order == 2:
+            raise FewtaskError("first_order=True means order 1; pass order=1 or order=2, not both")
+        if first_order:
+            self.order = 1
         if self.estimator not in dice.ESTIMATORS:
             raise FewtaskError(f"unknown estimator {self.estimator!r}; use one of {', '.join(dice.ESTIMATORS)}")
         if self.baseline not in returns.BASELINES:
             raise FewtaskError(f"unknown baseline {self.baseline!r}; use one of {', '.join(returns.BASELINES)}")
         if self.trajectories < 1:
             raise FewtaskError(f"trajectories per task must be >= 1, got {self.trajectories}")
-        if min(self.task_steps, self.meta_steps, self.goal_steps) < 0:
-            raise FewtaskError("step counts must be >= 0")
+        self.levels  # noqa: B018 -- validates the step sizes, step counts, order and reduction
+
+    @property
+    def levels(self) -> Levels:
+        return Levels(self.alpha, self.beta, self.gamma, self.task_steps, self.meta_steps, self.goal_steps, self.order,
+                      self.meta_reduction)  # fmt: skip
 
 
 @dataclass
@@ -110,9 +126,12 @@ def _inner_loss(d: Draw, logp: torch.Tensor, estimator: str) -> torch.Tensor:
 
 
 def _step(params: Params, loss: torch.Tensor, lr: float, graph: bool, first_order: bool) -> Params:
-    """One gradient step on the parameters that require grad (the others are held fixed)."""
+    """One gradient step on the parameters that require grad (the others are held fixed).
+    ``first_order`` takes the step's direction as a constant; with ``graph`` the loss's graph
+    is kept all the same: the exact estimator's upstream log-probs share it."""
     names = [k for k, v in params.items() if v.requires_grad]
-    grads = torch.autograd.grad(loss.sum(), [params[k] for k in names], create_graph=graph and not first_order)
+    create = graph and not first_order
+    grads = torch.autograd.grad(loss.sum(), [params[k] for k in names], create_graph=create, retain_graph=graph)
     if first_order or not graph:
         grads = [g.detach() for g in grads]
     return sgd_step(params, dict(zip(names, grads)), {k: lr for k in names})
@@ -123,14 +142,14 @@ def _upstream_of(d: Draw, logp: torch.Tensor) -> torch.Tensor:
 
 
 def adapt(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float, steps: int, upstream: torch.Tensor,
-          graph: bool, first: list) -> tuple[Params, torch.Tensor]:  # fmt: skip
+          graph: bool, first: list, first_order: bool = False) -> tuple[Params, torch.Tensor]:  # fmt: skip
     """U: ``steps`` policy-gradient steps, each on fresh trajectories of the current
     policy; ``upstream`` accumulates their log-probs (relative to the sampling values)."""
     s = sampler.settings
     for _ in range(steps):
         d, logp = sampler.draw(goals, params, outer=False)
         first.append(d)
-        params = _step(params, _inner_loss(d, logp, s.estimator), lr, graph, s.first_order)
+        params = _step(params, _inner_loss(d, logp, s.estimator), lr, graph, first_order)
         upstream = upstream + _upstream_of(d, logp)
     return params, upstream
 
@@ -155,20 +174,21 @@ def maml(sampler: Sampler, theta: Params, goals: torch.Tensor, graph: bool = Tru
     """MAML on tasks ``goals`` [T, g]: ``goal_steps`` inner steps of size alpha per task."""
     s, first = sampler.settings, []
     params = sampler.policy.broadcast(theta, goals.shape[:-1])
-    params, up = adapt(sampler, params, goals, s.alpha, s.goal_steps, _zeros(goals), graph, first)
+    params, up = adapt(sampler, params, goals, s.alpha, s.goal_steps, _zeros(goals), graph, first, s.levels.flags.goal)
     return outer(sampler, params, goals, up, first)
 
 
 def meta_update(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, graph: bool,
                 first: list) -> tuple[Params, torch.Tensor]:  # fmt: skip
     """V_beta (Eq. 2) for families [F] (any leading axes) on their L tasks ``meta_goals``
-    [F, L, g]: each meta
-    step adapts every task (task_steps of size alpha on fresh trajectories), draws query
-    trajectories from the adapted policies, and descends the *sum* of the L query losses
-    (size beta). Returns the family policies [F] and their upstream log-probs [F].
-    The task steps always keep their graph: the meta step's *value* differentiates
-    through them (unless first order); ``graph=False`` only skips the meta step's."""
+    [F, L, g]: each meta step adapts every task (task_steps of size alpha on fresh
+    trajectories), draws query trajectories from the adapted policies, and descends the
+    sum (Eq. 2; or the mean, ``meta_reduction``) of the L query losses (size beta). Returns
+    the family policies [F] and their upstream log-probs [F]. The task steps always keep
+    their graph: the meta step's *value* differentiates through them (unless first
+    order); ``graph=False`` only skips the meta step's."""
     s = sampler.settings
+    flags = s.levels.flags
     families, tasks = meta_goals.shape[:-2], meta_goals.shape[:-1]
     params = sampler.policy.broadcast(theta, families)
     up = meta_goals.new_zeros(families)
@@ -177,10 +197,10 @@ def meta_update(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, graph
     for _ in range(s.meta_steps):
         task_params = sampler.policy.broadcast(params, tasks)
         task_params, task_up = adapt(sampler, task_params, meta_goals, s.alpha, s.task_steps,
-                                     _zeros(meta_goals), True, first)  # fmt: skip
+                                     _zeros(meta_goals), True, first, flags.task)  # fmt: skip
         d, logp = sampler.draw(meta_goals, task_params, outer=False)
-        query = _inner_loss(d, logp, s.estimator).sum(-1)  # [F]: Eq. 2 sums the L task losses
-        params = _step(params, query, s.beta, graph, s.first_order)
+        query = reduce_tasks(_inner_loss(d, logp, s.estimator), s.meta_reduction)  # [F]
+        params = _step(params, query, s.beta, graph, flags.meta)
         up = up + (task_up + _upstream_of(d, logp)).sum(-1)
     return params, up
 
@@ -195,7 +215,7 @@ def maltml(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals
     goal_lead = goal_goals.shape[:-1]
     params = sampler.policy.broadcast(params, goal_lead)
     up = up.unsqueeze(-1).expand(goal_lead)
-    params, up = adapt(sampler, params, goal_goals, s.gamma, s.goal_steps, up, graph, first)
+    params, up = adapt(sampler, params, goal_goals, s.gamma, s.goal_steps, up, graph, first, s.levels.flags.goal)
     return outer(sampler, params, goal_goals, up, first)
 
 
