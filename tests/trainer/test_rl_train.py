@@ -105,6 +105,8 @@ def test_navigation_maml_writes_results(tmp_path):
     ({"eval_trajectories": -1}, "--eval-trajectories must be >= 0"),
     ({"max_kl": 0.0}, "--max-kl must be > 0"),
     ({"tasks": 0}, "--tasks must be >= 1"),
+    ({"order": 4}, "--order must be >= 1 and <= 3"),
+    ({"meta_reduction": "median"}, "--meta-reduction must be sum or mean"),
 ])  # fmt: skip
 def test_bad_input_is_a_user_error(tmp_path, args, message):
     with pytest.raises(FewtaskError, match=message):
@@ -132,6 +134,22 @@ def test_navigation_on_crop_families_writes_results(tmp_path):
     assert gain == pytest.approx(m["meta_update_gain"]["mean"], abs=1e-6)
     assert set(report["comparisons"]) == {"maltml_minus_maml", "fo-maltml_minus_maml", "maltml_minus_fo-maltml"}
     assert (tmp_path / "run" / "trajectories_maltml.png").stat().st_size > 0
+
+
+def test_navigation_takes_the_order_and_reduction_of_every_experiment(tmp_path):
+    from fewtask_data.builders.navigation import build_navigation_families
+    from trainer.experiments.navigation import NavigationConfig
+
+    build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
+    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
+            "--tasks", "2", "--goal-tasks", "1", "--methods", "maltml,fo-maltml", "--order", "2", "--meta-reduction", "mean",
+            *TINY]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = check_results(tmp_path / "run" / "results.json")
+    assert report["config"]["order"] == 2 and report["config"]["meta_reduction"] == "mean"
+    c = NavigationConfig(order=2, meta_reduction="mean")
+    assert (c.settings().order, c.settings().meta_reduction, c.settings(order=1).order) == (2, "mean", 1)
 
 
 def test_navigation_refuses_a_family_file_of_another_version(tmp_path):

@@ -18,6 +18,7 @@ import typer
 
 from fewtask_data import FewtaskError, io
 from fewtask_data.sources.navigation import goals_in, load_navigation_families
+from trainer.core.functional import REDUCTIONS
 from trainer.domains.rl import dice
 from trainer.domains.rl.env import check_horizon, env_maker
 from trainer.domains.rl.methods import RLSettings, Sampler, direct, maltml, maml, meta_update
@@ -57,6 +58,9 @@ class NavigationCommon(Config):
                                            "noise; same adaptation): results.json's metric return_mean_action.",
                                     "--eval-mean-action/--no-eval-mean-action")  # fmt: skip
     max_minutes: float = option(0.0, "Stop each method's training after this many minutes (checkpointed; 0: no limit).")
+    order: int = run_option("order", help="Derivative order: 3 exact, 2 first-order task steps inside the meta-update, "
+                                          "1 fully first order (FO-MALTML is always 1; for MAML 1 is first-order MAML).")
+    meta_reduction: str = run_option("meta_reduction", help="Eq. 2 over the L tasks' query losses: sum (the paper) or mean.")
     checkpoint_every: int = run_option("checkpoint_every", 10, "Checkpoint every N iterations.")
     resume: bool = run_option("resume")
     eval_only: bool = run_option("eval_only")
@@ -64,6 +68,8 @@ class NavigationCommon(Config):
 
     def check(self) -> None:
         check_horizon(self.horizon)
+        if self.meta_reduction not in REDUCTIONS:
+            raise FewtaskError(f"--meta-reduction must be sum or mean, got {self.meta_reduction!r}")
         if self.estimator not in dice.ESTIMATORS:
             raise FewtaskError(f"unknown estimator {self.estimator!r}; choose from {', '.join(dice.ESTIMATORS)}")
         self.seed_list = parse_seeds(self.seeds)
@@ -75,7 +81,10 @@ class NavigationCommon(Config):
                              self.resume, 60 * self.max_minutes)  # fmt: skip
 
     def settings(self, **changes) -> RLSettings:
-        return RLSettings(trajectories=self.trajectories, estimator=self.estimator, **changes)
+        """The RL settings of a method: these options, with ``changes`` (its step sizes, order)."""
+        base = dict(trajectories=self.trajectories, estimator=self.estimator, order=self.order,
+                    meta_reduction=self.meta_reduction)  # fmt: skip
+        return RLSettings(**{**base, **changes})
 
 
 def progress_line(label: str):
@@ -160,7 +169,7 @@ def train_and_score(c: NavigationConfig, method: str, seed: int, crops, meta_goa
     """Train (or load) one method for one seed and score it on the held-out crops under both
     protocols: (curves, budget record, policy pieces for the path figure)."""
     oracle = method == "oracle"
-    settings = c.settings(alpha=c.alpha, beta=c.beta, gamma=c.gamma, first_order=method == "fo-maltml")
+    settings = c.settings(alpha=c.alpha, beta=c.beta, gamma=c.gamma, **({"order": 1} if method == "fo-maltml" else {}))
     policy = GaussianMLP(4 if oracle else 2, 2, c.hidden_sizes)
     theta = policy.init(torch.Generator().manual_seed(seed))
     make_env = env_maker(c.horizon, oracle)

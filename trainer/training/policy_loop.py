@@ -13,6 +13,8 @@ mean return before and after adaptation, KL, whether the step was accepted, seco
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +24,7 @@ import torch
 from fewtask_data import FewtaskError
 from trainer.core.functional import Params
 from trainer.domains.rl.methods import Outcome, Sampler
+from trainer.training import checkpoint as ckpt
 from trainer.training.run_folder import RunFolder
 from trainer.training.trpo import TrpoSettings, trpo_step
 
