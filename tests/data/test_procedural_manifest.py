@@ -146,7 +146,7 @@ def test_summary_ranges_per_parameter(tmp_path):
     shown = CliRunner().invoke(app, ["inspect", str(tmp_path)]).output
     crops = load_navigation_families(tmp_path)["val"]
     low, high = crops[:, 2].min().item(), crops[:, 2].max().item()
-    assert f"val                 2      0  crop [" in shown and f"{low:.4g}..{high:.4g}" in shown
+    assert "val                 2      0  crop [" in shown and f"{low:.4g}..{high:.4g}" in shown
 
 
 def _mutations():

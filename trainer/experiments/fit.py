@@ -24,7 +24,6 @@ from fewtask_data import (
     EpisodeShape,
     FamilyBatch,
     FamilyStream,
-    FewtaskError,
     FlatStream,
     io,
     collate,
@@ -135,11 +134,22 @@ def make_batch_source(cfg: FitConfig, stream: FamilyStream):
     return make_batches
 
 
+def run_record(cfg: FitConfig, spec: dict, hparams: dict, algo, stream: FamilyStream, info, device) -> dict:
+    """What config.json records of a run: the settings, model, algorithm, data and processes."""
+    manifest = stream.manifest
+    return {
+        "fit": asdict(cfg), "model": spec, "batch_norm": cfg.bn,
+        "algorithm": {"name": cfg.algo, **hparams, "adapt": algo.adapt},
+        "episode_shape": cfg.shape().as_dict(),
+        "data": {"dataset": manifest.dataset, "build_id": manifest.build_id, "synthetic": manifest.synthetic,
+                 "split": cfg.split, "families": len(stream.families), "pooled": cfg.pool_families},
+        "world_size": info.world_size, "device": str(device),
+    }  # fmt: skip
+
+
 def fit(cfg: FitConfig) -> dict:
     """Train; returns the config record (also written to OUT/config.json)."""
     cls = algorithm_class(cfg.algo)
-    if cfg.batch < 1 or cfg.workers < 0:
-        raise FewtaskError("--batch must be >= 1 and --workers >= 0")
     device = dist_util.device_for(cfg.device)
     cfg = replace(cfg, impl=resolve_impl(cfg.impl, device, cfg.algo))
     info = dist_util.init_from_env(device)
@@ -159,48 +169,20 @@ def fit(cfg: FitConfig) -> dict:
         dist_util.broadcast_(model.parameters(), info)
         hparams = algorithm_hparams(cfg, cfg.algo)
         algo = make_algorithm(cfg.algo, model, **hparams)
-        record = {
-            "fit": asdict(cfg),
-            "model": spec,
-            "batch_norm": cfg.bn,
-            "algorithm": {"name": cfg.algo, **hparams, "adapt": algo.adapt},
-            "episode_shape": cfg.shape().as_dict(),
-            "data": {
-                "dataset": stream.manifest.dataset,
-                "build_id": stream.manifest.build_id,
-                "synthetic": stream.manifest.synthetic,
-                "split": cfg.split,
-                "families": len(stream.families),
-                "pooled": cfg.pool_families,
-            },
-            "world_size": info.world_size,
-            "device": str(device),
-        }
+        record = run_record(cfg, spec, hparams, algo, stream, info, device)
         if info.is_main:
             io.write_json(out / CONFIG_NAME, record)
         train_cfg = TrainConfig(
-            steps=cfg.steps,
-            out=out,
-            lr=cfg.lr,
-            seed=cfg.seed,
-            log_every=cfg.log_every,
-            checkpoint_every=cfg.checkpoint_every,
-            resume=cfg.resume,
-            progress=cfg.progress,
-            tensorboard=cfg.tensorboard,
-            max_seconds=60 * cfg.max_minutes,
-            extra=record,
-        )
+            steps=cfg.steps, out=out, lr=cfg.lr, seed=cfg.seed, log_every=cfg.log_every,
+            checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, progress=cfg.progress,
+            tensorboard=cfg.tensorboard, max_seconds=60 * cfg.max_minutes, extra=record,
+        )  # fmt: skip
         result = train(
-            model,
-            algo,
-            make_batches,
-            train_cfg,
+            model, algo, make_batches, train_cfg,
             transform=(lambda b: b.to(device, non_blocking=True)) if device.type != "cpu" else None,
             after_backward=lambda params: dist_util.average_gradients_(params, info),
-            is_main=info.is_main,
-            agree=lambda flag: dist_util.any_rank(flag, info),
-        )
+            is_main=info.is_main, agree=lambda flag: dist_util.any_rank(flag, info),
+        )  # fmt: skip
         record["result"] = {"step": result.step, "seconds": round(result.seconds, 2), **result.last_metrics}
         if info.is_main:
             io.write_json(out / CONFIG_NAME, record)
@@ -208,6 +190,7 @@ def fit(cfg: FitConfig) -> dict:
         return record
     finally:
         dist_util.shutdown(info)
+
 
 def run_fit(cfg: FitConfig) -> None:
     record = fit(cfg)

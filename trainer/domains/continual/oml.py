@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch.func import grad, vmap
 
 from fewtask_data import FewtaskError
