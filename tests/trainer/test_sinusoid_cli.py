@@ -215,3 +215,15 @@ def test_finn_init_is_small_normal_weights_and_zero_biases():
             assert not p.any(), name
         else:
             assert p.abs().max() <= 0.02 and 0.005 < float(p.std()) < 0.012, name
+
+
+def test_learned_step_sizes_are_saved_plotted_and_used_by_the_evaluation(tmp_path):
+    r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml,maml", "--learn-step-sizes",
+                            "--lr", "0.01", *TINY])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = check_results(tmp_path / "results.json")
+    for method, level in (("maltml", "gamma"), ("maml", "alpha")):
+        sizes = report["methods"][method]["train"][0]["step_sizes"]
+        assert sizes["learned"] and sizes["finetune_level"] == level
+        assert any(abs(v - 0.001) > 1e-6 for v in sizes["per_tensor"][level].values()), sizes  # trained away from 0.001
+    assert (tmp_path / "step_sizes.png").read_bytes()[:4] == b"\x89PNG"

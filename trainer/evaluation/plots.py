@@ -162,3 +162,25 @@ def learning_figure(path: Path, budgets: dict[str, list[dict]], title: str) -> N
               for m, b in budgets.items() if b and b[0].get("learning_curve")}  # fmt: skip
     if curves:
         curve_figure(path, curves, title, "meta-iteration", "training return after adaptation")
+
+
+def step_size_figure(path: Path, records: dict[str, dict], title: str = "step sizes") -> None:
+    """One bar chart per level (alpha, beta, gamma): each parameter tensor's step size per
+    method (``records[method]`` from `protocol.step_size_record`); log scale, since learned
+    sizes span orders of magnitude."""
+    levels = ("alpha", "beta", "gamma")
+    fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.6), sharey=True)
+    for ax, level in zip(axes, levels):
+        names = list(next(iter(records.values()))["per_tensor"][level])
+        width = 0.8 / max(len(records), 1)
+        for i, (method, rec) in enumerate(records.items()):
+            values = [rec["per_tensor"][level][n] for n in names]
+            tag = " (learned)" if rec["learned"] else ""
+            ax.bar([x + i * width for x in range(len(names))], values, width, color=STYLE.get(method), label=method + tag)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names, rotation=60, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_title(level)
+    axes[0].set_ylabel("step size")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)

@@ -26,7 +26,7 @@ from fewtask_data import FamilyBatch
 from trainer.algorithms import Algorithm, batch_parts
 from trainer.core import functional as fn
 from trainer.core import reference
-from trainer.core.step_sizes import LEVELS, finetune_sizes, level_lrs
+from trainer.core.step_sizes import LEVELS, finetune_sizes, level_lrs, mean_step_sizes
 from trainer.evaluation.report import PROTOCOLS, WITH, method_summary
 
 
@@ -34,6 +34,13 @@ def own_step_sizes(algo: Algorithm, step_sizes: dict, finetune_lr: float | None 
     """The log step sizes the protocol uses for ``algo``: its gamma level replaced by the level
     it finetunes goal tasks with (``algo.finetune_level``), or by ``finetune_lr`` when given."""
     return finetune_sizes(step_sizes, algo.finetune_level, finetune_lr)
+
+
+def step_size_record(algo, sizes: dict) -> dict:
+    """The step sizes a method ends with: per level the mean and each parameter tensor's."""
+    levels = {lv: {k: float(v) for k, v in level_lrs(sizes, lv).items()} for lv in LEVELS}
+    return {"mean": mean_step_sizes(sizes), "per_tensor": levels, "learned": bool(algo.learn_step_sizes),
+            "finetune_level": algo.finetune_level}  # fmt: skip
 
 
 def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch, steps: int, meta_update: bool,

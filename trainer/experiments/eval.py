@@ -23,7 +23,7 @@ from trainer.algorithms import algorithm_class, make_algorithm, resolve_impl
 from trainer.core.step_sizes import level_lrs
 from trainer.domains.vision.pretrain import with_fresh_head
 from trainer.evaluation import plots, report
-from trainer.evaluation.protocol import episode_curves, own_step_sizes
+from trainer.evaluation.protocol import episode_curves, own_step_sizes, step_size_record
 from trainer.models import build_from_spec, signature
 from trainer.training import checkpoint as ckpt
 from trainer.training.distributed import device_for
@@ -110,6 +110,7 @@ def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch
         "batch_norm": record["model"].get("bn"), "trained_steps": payload["step"], "finetune_level": algo.finetune_level,
         "impl": impl, "meta_reduction": algo.meta_reduction,
         "finetune_lr_mean": float(torch.stack(list(ft_lrs.values())).mean()),
+        "step_sizes": step_size_record(algo, sizes),
     }  # fmt: skip
     config = {"steps": steps, "batch_size": batch_size, "device": device, "finetune_lr": finetune_lr, "impl": impl,
               "meta_reduction": meta_reduction}  # fmt: skip

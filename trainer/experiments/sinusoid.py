@@ -22,10 +22,9 @@ from fewtask_data import EpisodeShape, FamilyBatch, FewtaskError, io
 from fewtask_data.sources import sinusoid
 from trainer.algorithms import algorithm_class, make_algorithm
 from trainer.core.functional import REDUCTIONS
-from trainer.core.step_sizes import level_lrs, mean_step_sizes
 from trainer.domains.regression.sinusoid import eval_batches
 from trainer.evaluation import plots, report
-from trainer.evaluation.protocol import episode_curves, predictions
+from trainer.evaluation.protocol import episode_curves, predictions, step_size_record
 from trainer.experiments.options import (
     Config, methods_option, option, parse_names, parse_seeds, run_option, step_size_option, typer_command,
 )  # fmt: skip
@@ -197,13 +196,6 @@ def train_maml_oracle(s: SinusoidConfig, held_out: list[FamilyBatch]):
     return algo, params, algo.init_step_sizes(init), summary
 
 
-def step_size_record(algo, sizes: dict) -> dict:
-    """The step sizes a method ends with: per level the mean and each parameter tensor's."""
-    levels = {lv: {k: float(v) for k, v in level_lrs(sizes, lv).items()} for lv in ("alpha", "beta", "gamma")}
-    return {"mean": mean_step_sizes(sizes), "per_tensor": levels, "learned": bool(algo.learn_step_sizes),
-            "finetune_level": algo.finetune_level}  # fmt: skip
-
-
 def run_seed(s: SinusoidConfig, methods: list[str], spec, held_out: list[FamilyBatch], grid) -> tuple[dict, dict, dict]:
     """Every method for one training seed (``s.seed``, checkpoints in ``s.out``), one after
     another, evaluated on ``held_out``: (curves, training records, Figure 2a/b predictions)."""
@@ -247,6 +239,9 @@ def run_sinusoid(s: SinusoidConfig) -> dict:
     results = report.results(EXPERIMENT, config, "held-out family", curves, range(s.finetune_steps + 1), train_records)
     io.write_json(s.out / "results.json", results)
     _figures(s.out, held_out[0], grid, figures, results["methods"])
+    if s.learn_step_sizes:  # the first seed's learned values, per level and parameter tensor
+        plots.step_size_figure(s.out / "step_sizes.png", {m: r[0]["step_sizes"] for m, r in train_records.items()},
+                               f"step sizes after training (seed {seeds[0]})")  # fmt: skip
     for method, res in results["methods"].items():
         typer.echo(f"{method:>11}: MSE after meta-update, 0 steps {report.cell(res[report.WITH]['loss'], 0)}; "
                    f"{s.finetune_steps} steps {report.cell(res[report.WITH]['loss'], s.finetune_steps)}; without, "
