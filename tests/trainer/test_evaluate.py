@@ -138,3 +138,28 @@ def test_progress_bar_counts_episodes_on_stderr_only_when_asked(capsys):
     captured = capsys.readouterr()
     assert "evaluating" in captured.err and "6/6" in captured.err and captured.out == ""
     assert shown == quiet  # the bar changes nothing else
+
+
+def test_per_step_step_sizes_are_used_step_by_step_and_the_last_one_after_them():
+    torch.manual_seed(4)
+    model = MLP(1, (8,), 1)
+    algo = make_algorithm("maml", model, alpha=0.01, task_steps=2, per_step_step_sizes=True)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    sizes = algo.init_step_sizes(params)
+    sizes = {k: torch.tensor(math.log(0.2 if "@1" in k else 0.05)) for k in sizes}  # step 0: 0.05, step 1 on: 0.2
+    batch = sinusoid.sample_batch(torch.Generator().manual_seed(5), 3, SHAPE)
+    curves = episode_curves(algo, params, sizes, {}, [batch], steps=3, protocols=("without_meta_update",))
+    sx, sy = batch.goal_support()
+    vx, vy = batch.goal_val()
+    for steps in (1, 2, 3):
+        want = []
+        for f in range(3):
+            losses = []
+            for c in range(SHAPE.goal_tasks):
+                p = params
+                for s in range(steps):
+                    lr = 0.05 if s == 0 else 0.2
+                    p = fn.adapt(algo.forward, p, {}, sx[f, c], sy[f, c], {k: torch.tensor(lr) for k in p}, 1)
+                losses.append(fn.loss_on(algo.forward, p, {}, vx[f, c], vy[f, c]))
+            want.append(torch.stack(losses).mean())
+        torch.testing.assert_close(curves["without_meta_update"]["loss"][:, steps], torch.stack(want), rtol=1e-5, atol=1e-6)

@@ -160,6 +160,9 @@ class Algorithm:
     # project before the option; checkpoints without the field were trained with it).
     meta_reduction: str = "sum"
     learn_step_sizes: bool = False
+    # MAML++'s per-layer *per-step* step sizes (Antoniou et al. 2019): one per (level, step,
+    # parameter tensor) instead of one per (level, parameter tensor); off by default.
+    per_step_step_sizes: bool = False
     adapt: str = "all"  # which parameters the inner loops adapt: all, head (ANIL), body (BOIL)
     impl: str = "vmap"  # vmap | loop (plain-loop reference)
     compile: bool | str = False  # True = inductor; or a torch.compile backend name (e.g. "aot_eager")
@@ -213,7 +216,8 @@ class Algorithm:
 
     # -- state the loop keeps -------------------------------------------------
     def init_step_sizes(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return init_step_sizes(params, self.alpha, self.beta, self.gamma)
+        per_step = {"alpha": self.task_steps, "beta": self.meta_steps, "gamma": self.goal_steps}
+        return init_step_sizes(params, self.alpha, self.beta, self.gamma, per_step if self.per_step_step_sizes else None)
 
     # -- the one method the loop calls ---------------------------------------
     def outer_grads(self, params, step_sizes, buffers, batch: FamilyBatch):

@@ -25,7 +25,8 @@ class MALTML(Algorithm):
 
     @classmethod
     def sinusoid_hparams(cls, s) -> dict:
-        return {**super().sinusoid_hparams(s), "order": s.order, "learn_step_sizes": s.learn_step_sizes}
+        return {**super().sinusoid_hparams(s), "order": s.order, "learn_step_sizes": s.learn_step_sizes,
+                "per_step_step_sizes": s.per_step_step_sizes}
 
     def family_metrics(self, params, step_sizes, buffers, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
         task_fo, meta_fo, goal_fo = self.flags

@@ -23,7 +23,8 @@ class MAML(Algorithm):
     @classmethod
     def sinusoid_hparams(cls, s) -> dict:
         """`sinusoid` gives the MAML family its own inner step size (--maml-alpha)."""
-        hp = {**super().sinusoid_hparams(s), "alpha": s.maml_alpha, "learn_step_sizes": s.learn_step_sizes}
+        hp = {**super().sinusoid_hparams(s), "alpha": s.maml_alpha, "learn_step_sizes": s.learn_step_sizes,
+              "per_step_step_sizes": s.per_step_step_sizes}
         return hp
 
     def _task_groups(self, parts):

@@ -76,6 +76,12 @@ def sgd_step(params: Params, grads: Mapping[str, torch.Tensor], lrs: Mapping[str
     return {k: _descend(p, grads[k], lrs[k]) if k in grads else p for k, p in params.items()}
 
 
+def at_step(lrs, step: int) -> Mapping[str, torch.Tensor]:
+    """The step sizes of step ``step``: ``lrs`` itself, or from a per-step schedule (a list,
+    `step_sizes.level_lrs`) its entry, the last one for steps past its end."""
+    return lrs[min(step, len(lrs) - 1)] if isinstance(lrs, (list, tuple)) else lrs
+
+
 def _descend(p: torch.Tensor, g: torch.Tensor, lr) -> torch.Tensor:
     # One fused op for a plain-number step size: no lr * g temporary (OML's 400 online steps
     # on 300 x 300 weights are memory-bound); a tensor step size may carry a gradient.
@@ -96,11 +102,12 @@ def descend(
     names: frozenset[str] | None = None, first_order: bool = False,
 ) -> Params:  # fmt: skip
     """U: ``steps`` plain gradient steps on ``loss_fn(params) -> scalar``, with per-tensor
-    step sizes ``lrs``, moving only the parameters in ``names`` (all when None). Any loss
-    works: a task's support loss (Eq. 1), a policy-gradient surrogate, an online trajectory."""
+    step sizes ``lrs`` (or a per-step schedule of them: `at_step`), moving only the parameters
+    in ``names`` (all when None). Any loss works: a task's support loss (Eq. 1), a
+    policy-gradient surrogate, an online trajectory."""
     keys = adapting(params, names)
-    for _ in range(steps):
-        params = sgd_step(params, _grad_of(loss_fn, params, keys, first_order), lrs)
+    for s in range(steps):
+        params = sgd_step(params, _grad_of(loss_fn, params, keys, first_order), at_step(lrs, s))
     return params
 
 

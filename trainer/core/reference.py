@@ -18,11 +18,11 @@ from trainer.core.step_sizes import LEVELS, level_lrs
 def loop_descend(loss_fn, params, lrs, steps, names=None, first_order=False):
     """`functional.descend` with torch.autograd: ``steps`` SGD steps on ``loss_fn(params)``."""
     keys = fn.adapting(params, names)
-    for _ in range(steps):
+    for s in range(steps):
         loss = loss_fn(params)
         # retain_graph: the graph below `params` is shared with the outer loss.
         gs = torch.autograd.grad(loss, [params[k] for k in keys], create_graph=not first_order, retain_graph=True)
-        params = fn.sgd_step(params, dict(zip(keys, gs)), lrs)
+        params = fn.sgd_step(params, dict(zip(keys, gs)), fn.at_step(lrs, s))
     return params
 
 

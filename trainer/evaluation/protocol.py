@@ -37,8 +37,13 @@ def own_step_sizes(algo: Algorithm, step_sizes: dict, finetune_lr: float | None 
 
 
 def step_size_record(algo, sizes: dict) -> dict:
-    """The step sizes a method ends with: per level the mean and each parameter tensor's."""
-    levels = {lv: {k: float(v) for k, v in level_lrs(sizes, lv).items()} for lv in LEVELS}
+    """The step sizes a method ends with: per level the mean and each parameter tensor's
+    (per-step sizes: step s >= 1 under "<level>@<s>")."""
+    levels = {}
+    for lv in LEVELS:
+        schedule = level_lrs(sizes, lv)
+        for s, lrs in enumerate(schedule if isinstance(schedule, list) else [schedule]):
+            levels[lv if s == 0 else f"{lv}@{s}"] = {k: float(v) for k, v in lrs.items()}
     return {"mean": mean_step_sizes(sizes), "per_tensor": levels, "learned": bool(algo.learn_step_sizes),
             "finetune_level": algo.finetune_level}  # fmt: skip
 
@@ -62,7 +67,7 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
         losses, accs = [], []
         for s in range(steps + 1):
             if s:
-                theta = fn.adapt(forward, theta, buffers, sx, sy, g, 1, names, first_order=True)
+                theta = fn.adapt(forward, theta, buffers, sx, sy, fn.at_step(g, s - 1), 1, names, first_order=True)
             pred = forward(theta, buffers, vx)
             losses.append(fn.task_loss(pred, vy))
             accs.append(fn.accuracy(pred, vy) if vy.dtype == torch.int64 else pred.new_zeros(()))

@@ -20,6 +20,7 @@ import typer
 
 from fewtask_data import EpisodeStore, FewtaskError, io
 from trainer.algorithms import algorithm_class, make_algorithm, resolve_impl
+from trainer.core.functional import at_step
 from trainer.core.step_sizes import level_lrs
 from trainer.domains.vision.pretrain import with_fresh_head
 from trainer.evaluation import plots, report
@@ -101,7 +102,7 @@ def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch
         store_info, shape, count = store.info, store.shape.as_dict(), len(store)
     if curves_out is not None:
         ckpt.save(Path(curves_out), curves)  # atomic torch.save
-    ft_lrs = level_lrs(own_step_sizes(algo, sizes, finetune_lr), "gamma")
+    ft_lrs = at_step(level_lrs(own_step_sizes(algo, sizes, finetune_lr), "gamma"), 0)
     name = record["algorithm"]["name"]
     seed = record.get("fit", {}).get("seed", 0)
     extra = {

@@ -70,6 +70,7 @@ class TrainSettings(Config):
     meta_reduction: str = run_option("meta_reduction", help="Eq. 2's meta-finetuning step over the L task losses: sum "
                                      "(as the paper) or mean (an L times smaller step; runs from before this option)")  # fmt: skip
     learn_step_sizes: bool = run_option("learn_step_sizes", help="learn alpha, beta, gamma per parameter tensor")
+    per_step_step_sizes: bool = run_option("per_step_step_sizes")
     lr: float = run_option("lr", help="Adam learning rate (outer loop)")
     seed: int = run_option("seed", help="seed for the model and the stream")
     episodes_per_visit: int = option(2, "episodes drawn from a family each time it is loaded")
@@ -109,7 +110,7 @@ def open_stream(cfg: "FitConfig", split: str, shape: EpisodeShape, seed: int, pe
 def algorithm_hparams(cfg: TrainSettings, algo: str) -> dict:
     """The algorithm's settings from the fit settings (a fixed-order preset keeps its own order)."""
     keys = ("alpha", "beta", "gamma", "task_steps", "meta_steps", "goal_steps", "order", "meta_reduction",
-            "learn_step_sizes", "compile", "impl")  # fmt: skip
+            "learn_step_sizes", "per_step_step_sizes", "compile", "impl")  # fmt: skip
     hp = {k: getattr(cfg, k) for k in keys}
     if algorithm_class(algo).fixed_order is not None:
         hp.pop("order")

@@ -105,6 +105,8 @@ RUN_OPTIONS: dict[str, tuple[Any, str, tuple[str, ...]]] = {
     "order": (3, "MALTML derivative order: 3 exact, 2 first-order task steps, 1 fully first order.", ()),
     "meta_reduction": ("sum", "Eq. 2's meta-finetuning step over the L task losses: sum (as the paper) or mean.", ()),
     "learn_step_sizes": (False, "Learn alpha/beta/gamma per parameter tensor (MALTML, MAML).", ()),
+    "per_step_step_sizes": (False, "One step size per step as well as per level and parameter tensor (MAML++'s "
+                                   "per-layer per-step sizes; with --learn-step-sizes each is learned).", ()),
     "impl": ("vmap", "vmap (fast) or loop (plain-loop reference, slow).", ()),
     "compile": (None, "torch.compile the outer step (default: when steps >= 5000).", ("--compile/--no-compile",)),
     "seed": (0, "Seed for initialization and training batches.", ()),

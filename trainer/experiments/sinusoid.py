@@ -79,6 +79,7 @@ class SinusoidConfig(Config):
                                                "sum; a finished checkpoint is evaluated as it was trained (mean if it "
                                                "predates this option).")  # fmt: skip
     learn_step_sizes: bool = run_option("learn_step_sizes")
+    per_step_step_sizes: bool = run_option("per_step_step_sizes")
     impl: str = run_option("impl")
     compile: Optional[bool] = run_option("compile")
     eval_families: int = option(500, "Held-out families for the evaluation.")
