@@ -263,6 +263,9 @@ def run_demo(out: Path, cfg: DemoConfig) -> dict[str, dict]:
         evals[algo] = evaluate_once(out / algo, test, cfg, trained[algo]["step"])
     io.write_json(out / "demo_config.json", asdict(cfg))
     combined = combined_results(out, cfg, evals, trained)
+    if cfg.learn_step_sizes:  # what each method learned, per level and parameter tensor
+        plots.step_size_figure(out / "step_sizes.png", {a: evals[a]["extra"]["step_sizes"] for a in cfg.algorithms},
+                               "demo: learned step sizes")  # fmt: skip
     path = write_report(out, cfg, combined, trained, time.perf_counter() - t0)
     _log(f"report: {path}")
     return combined
@@ -275,6 +278,9 @@ def demo_command(
     workers: int = typer.Option(DemoConfig.workers, help="DataLoader workers streaming families"),
     meta_reduction: str = typer.Option(DemoConfig.meta_reduction, help="Eq. 2's meta-finetuning step over the L task "
                                        "losses: sum (as the paper) or mean (an L times smaller step)"),
+    learn_step_sizes: bool = typer.Option(False, "--learn-step-sizes/--no-learn-step-sizes",
+                                          help="learn alpha, beta, gamma per parameter tensor (Meta-SGD-style; "
+                                          "each method is then evaluated with its learned sizes)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars for episodes, training and evaluation (stderr)"),
     threads: int = typer.Option(1, min=1, help="torch intra-op threads (default 1: the model is small, and "
                                 "2 threads beside another job evaluated 3x slower)"),
@@ -282,5 +288,5 @@ def demo_command(
     """The main job end to end on the embedded synthetic glyphs: build shards, train MALTML and MAML, evaluate, report."""
     torch.set_num_threads(threads)
     run_demo(out, DemoConfig(steps=steps, eval_episodes=eval_episodes, workers=workers, meta_reduction=meta_reduction,
-                             progress=progress))  # fmt: skip
+                             learn_step_sizes=learn_step_sizes, progress=progress))  # fmt: skip
     typer.echo((out / "report.md").read_text())
