@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from fewtask_data import (
     EpisodeShape,
     FamilyBatch,
+    FewtaskError,
     FamilyStream,
     FlatStream,
     io,
@@ -99,7 +100,8 @@ class TrainSettings(StabilizerOptions):
 class FitConfig(TrainSettings):
     """Everything one `fit` run needs; config.json records it under "fit"."""
 
-    data: str = option(help="dataset folder (shards + manifest.json) or URL prefix", cli_type=str)
+    data: str = option("", "dataset folder (shards + manifest.json) or URL prefix (required, here or in --config)",
+                       cli_type=str)  # fmt: skip
     out: str = option("runs/fit", "output folder: checkpoint.pt, metrics.jsonl, config.json", cli_type=Path)
     algo: str = option("maltml", f"algorithm: {', '.join(ALGORITHMS)}")
     config: str = config_option()
@@ -159,6 +161,8 @@ def run_record(cfg: FitConfig, spec: dict, hparams: dict, algo, stream: FamilySt
 
 def fit(cfg: FitConfig) -> dict:
     """Train; returns the config record (also written to OUT/config.json)."""
+    if not cfg.data:
+        raise FewtaskError("fit needs --data (a dataset folder or URL prefix), on the command line or in --config")
     cls = algorithm_class(cfg.algo)
     device = dist_util.device_for(cfg.device)
     cfg = replace(cfg, impl=resolve_impl(cfg.impl, device, cfg.algo))

@@ -45,7 +45,7 @@ AT_LEAST: dict[str, float] = {
         "threads", "meta_batch", "eval_shots", "support_draws", "trajectories", "horizon", "batch_families", "maml_tasks",
         "functions", "steps_per_function", "batch", "rand_points", "train_pool", "eval_pool", "problems", "val_problems",
         "test_points", "pretrain_points", "families_per_step", "goal_problems", "hidden", "episodes_per_visit",
-        "flat_batch", "order", "tasks", "msl_anneal_steps", "trials",
+        "flat_batch", "order", "tasks", "msl_anneal_steps", "trials", "evals", "val_episodes", "val_families",
     ), 1),
 }  # fmt: skip
 AT_MOST: dict[str, float] = {"order": 3}
@@ -181,11 +181,15 @@ def typer_command(config: type, run: Callable[[Any], None], doc: str) -> Callabl
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=kind))
         annotations[f.name] = kind
 
-    def command(**values: Any) -> None:
+    def command(ctx: typer.Context, **values: Any) -> None:
         values = {k: str(v) if isinstance(v, Path) and hints[k] is str else v for k, v in values.items()}
         if values.get("config"):
-            values = with_config_file(config, values, explicit_options())
+            values = with_config_file(config, values, explicit_options(ctx))
         run(config(**values))
+
+    # typer hands the command its context (which options the command line gave) through this parameter.
+    params.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context))
+    annotations["ctx"] = typer.Context
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = annotations
@@ -202,15 +206,10 @@ def config_option() -> Any:
     return option("", CONFIG_HELP)
 
 
-def explicit_options() -> set[str]:
-    """The options the current command line gives explicitly (not defaults)."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return set()
-    defaults = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
-    return {name for name in ctx.params if ctx.get_parameter_source(name) not in defaults}
+def explicit_options(ctx: Any) -> set[str]:
+    """The options a command line (typer's context ``ctx``) gives explicitly, not by default."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
 
 
 def read_config_file(config: type, path: str) -> dict[str, Any]:
