@@ -18,6 +18,7 @@ from trainer.experiments.navigation import navigation_command  # noqa: E402
 from trainer.experiments.navigation_maml import navigation_maml_command  # noqa: E402
 from trainer.experiments.sinusoid import sinusoid_command  # noqa: E402
 from trainer.experiments.sinusoid_maml import sinusoid_maml_command  # noqa: E402
+from trainer.experiments.tune import tune_app  # noqa: E402
 
 app.command("fit")(fit_command)
 app.command("eval")(eval_command)
@@ -28,6 +29,7 @@ app.command("navigation-maml")(navigation_maml_command)
 app.command("continual-oml")(continual_oml_command)
 app.command("navigation")(navigation_command)
 app.command("continual")(continual_command)
+app.add_typer(tune_app, name="tune")
 
 
 def main() -> None:

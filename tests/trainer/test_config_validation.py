@@ -19,10 +19,12 @@ from trainer.experiments.navigation_maml import NavigationMamlConfig
 from trainer.experiments.options import bounds
 from trainer.experiments.sinusoid import SinusoidConfig
 from trainer.experiments.sinusoid_maml import SinusoidMamlConfig
+from trainer.experiments.tune import TuneImageConfig, TuneSinusoidConfig
 
 REQUIRED = {ContinualFamiliesConfig: {"families": "fams"}, FitConfig: {"data": "data"}}
 CONFIGS = [SinusoidConfig, SinusoidMamlConfig, NavigationConfig, NavigationMamlConfig, ContinualOMLConfig,
            ContinualFamiliesConfig, FitConfig]  # fmt: skip
+TUNING = [TuneImageConfig, TuneSinusoidConfig]  # fewer numbers of their own: the search's budget
 
 
 def numeric_options(config: type) -> list[tuple[dataclasses.Field, type]]:
@@ -35,7 +37,7 @@ def numeric_options(config: type) -> list[tuple[dataclasses.Field, type]]:
     return out
 
 
-CASES = [(c, f.name, kind) for c in CONFIGS for f, kind in numeric_options(c)]
+CASES = [(c, f.name, kind) for c in CONFIGS + TUNING for f, kind in numeric_options(c)]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)

@@ -68,7 +68,8 @@ def test_sinusoid_settings_per_method():
     """How `sinusoid` builds each method: MAML's own inner step size, the order and learned
     step sizes only where they apply, FOMAML first order (it used to be trained as MAML)."""
     s = SimpleNamespace(alpha=0.1, beta=0.2, gamma=0.3, maml_alpha=0.4, task_steps=1, meta_steps=2, goal_steps=3,
-                        order=2, meta_reduction="mean", learn_step_sizes=True, impl="vmap", compile=True)  # fmt: skip
+                        order=2, meta_reduction="mean", learn_step_sizes=True, per_step_step_sizes=False, impl="vmap",
+                        compile=True)  # fmt: skip
     built = {n: make_algorithm(n, MLP(), **ALGORITHMS[n].sinusoid_hparams(s)) for n in ("maltml", "maml", "fomaml", "pretrain", "fo-maltml")}
     assert (built["maltml"].alpha, built["maltml"].order, built["maltml"].learn_step_sizes) == (0.1, 2, True)
     assert (built["maml"].alpha, built["maml"].order, built["maml"].learn_step_sizes) == (0.4, 3, True)

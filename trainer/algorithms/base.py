@@ -24,6 +24,7 @@ own module and one registration line in `trainer/algorithms/__init__.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, NamedTuple, Protocol, runtime_checkable
@@ -35,6 +36,7 @@ from torch.func import grad
 from fewtask_data import FamilyBatch, FewtaskError
 from trainer.core import functional as fn
 from trainer.core import reference
+from trainer.core.stabilizers import multi_step_weights, zero_head
 from trainer.core.step_sizes import LEVELS, check_step_size, init_step_sizes
 from trainer.models import head_names
 
@@ -116,6 +118,12 @@ class Levels:
         return order_flags(self.order)
 
 
+def stabilizer_settings(s: Any, *names: str) -> dict:
+    """The named stabilizer fields of a command's settings ``s`` that it has (settings from
+    before the stabilizers have none: the algorithm's defaults, off, apply)."""
+    return {k: getattr(s, k) for k in names if hasattr(s, k)}
+
+
 def batch_parts(batch: FamilyBatch) -> tuple[torch.Tensor, ...]:
     """(meta support x, y, meta query x, y, goal support x, y, goal validation x, y)."""
     return split_parts(batch_tensors(batch), batch.shape.support_size)
@@ -163,11 +171,23 @@ class Algorithm:
     # MAML++'s per-layer *per-step* step sizes (Antoniou et al. 2019): one per (level, step,
     # parameter tensor) instead of one per (level, parameter tensor); off by default.
     per_step_step_sizes: bool = False
+    # MAML++'s multi-step loss (off by default): the target loss after every step of the level the
+    # outer loss adapts with (MALTML: its goal steps; the MAML family: its task steps), weighted
+    # (`stabilizers.multi_step_weights`) and annealed toward the last step over msl_anneal_steps
+    # outer steps, after which only the last step's loss counts.
+    multi_step_loss: bool = False
+    # MALTML's meta level: the outer loss after every meta step (finetuning from each), weighted alike.
+    meta_multi_step_loss: bool = False
+    msl_anneal_steps: int = 1000
+    # The zeroing trick (Ye & Chao 2022): the head starts every task and episode at zero.
+    zero_head: bool = False
     adapt: str = "all"  # which parameters the inner loops adapt: all, head (ANIL), body (BOIL)
     impl: str = "vmap"  # vmap | loop (plain-loop reference)
     compile: bool | str = False  # True = inductor; or a torch.compile backend name (e.g. "aot_eager")
     name: str = "algorithm"  # what checkpoints record (the registered name, or a run's label)
     _compiled: Callable | None = field(default=None, init=False, repr=False)
+    _outer_step: int = field(default=0, init=False, repr=False)  # 0-based; the loop sets it (`set_outer_step`)
+    _first_order: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.levels  # noqa: B018 -- validates the step sizes, step counts, order and reduction
@@ -179,16 +199,53 @@ class Algorithm:
             raise FewtaskError(f"{self.name} has derivative order {self.fixed_order}; --order does not apply to it")
         if self.learn_step_sizes and not self.learns_step_sizes:
             raise FewtaskError(f"{self.name} cannot learn step sizes; drop --learn-step-sizes")
+        self._check_stabilizers()
         self.forward = fn.make_forward(self.model)
         heads = head_names(self.model)
         names = [n for n, _ in self.model.named_parameters()]
-        if self.adapt != "all" and not heads:
-            raise FewtaskError(f"adapt={self.adapt} needs a model whose last layer is called 'head'")
+        if (self.adapt != "all" or self.zero_head) and not heads:
+            what = "--zero-head" if self.zero_head else f"adapt={self.adapt}"
+            raise FewtaskError(f"{what} needs a model whose last layer is called 'head'")
+        self.heads = heads
         self.names: frozenset[str] | None = {
             "all": None,
             "head": heads,
             "body": frozenset(n for n in names if n not in heads),
         }[self.adapt]
+
+    # -- stabilizers ----------------------------------------------------------
+    takes_multi_step_loss: ClassVar[bool] = False  # a true outer gradient through its inner steps
+    takes_meta_multi_step_loss: ClassVar[bool] = False  # MALTML: a meta level inside the outer loss
+
+    def _check_stabilizers(self) -> None:
+        if self.multi_step_loss and not self.takes_multi_step_loss:
+            raise FewtaskError(f"{self.name} has no inner steps under its outer gradient; drop --multi-step-loss")
+        if self.meta_multi_step_loss and not self.takes_meta_multi_step_loss:
+            raise FewtaskError(f"{self.name} has no meta level under its outer gradient; drop --meta-multi-step-loss")
+        if not (isinstance(self.msl_anneal_steps, int) and self.msl_anneal_steps >= 1):
+            raise FewtaskError(f"msl-anneal-steps must be >= 1, got {self.msl_anneal_steps!r}")
+
+    def set_outer_step(self, step: int) -> None:
+        """The 0-based outer step the next `outer_grads` belongs to (anneals the multi-step loss)."""
+        self._outer_step = step
+
+    def step_weights(self, steps: int, on: bool) -> torch.Tensor | None:
+        """The multi-step loss's weights over ``steps`` inner steps now, or None (plain loss)."""
+        weights = multi_step_weights(steps, self._outer_step, self.msl_anneal_steps) if on else None
+        return None if weights is None else torch.tensor(weights, dtype=torch.float64)
+
+    def start_params(self, params: fn.Params, autograd: bool = False) -> fn.Params:
+        """The parameters an episode's adaptation starts from: with the zeroing trick, a zero head
+        (``autograd``: for the plain-loop reference)."""
+        return zero_head(params, self.heads, autograd) if self.zero_head else params
+
+    def first_order_version(self) -> Algorithm:
+        """The same method at derivative order 1 (derivative-order annealing's early phase)."""
+        if self.fixed_order is not None or self.order == 1:
+            return self
+        if self._first_order is None:
+            self._first_order = dataclasses.replace(self, order=1)
+        return self._first_order
 
     @property
     def levels(self) -> Levels:
@@ -212,7 +269,8 @@ class Algorithm:
         every method gets the shared step sizes and step counts; the derivative order and
         learned step sizes only where a subclass takes them (MALTML, the MAML family)."""
         return dict(alpha=s.alpha, beta=s.beta, gamma=s.gamma, task_steps=s.task_steps, meta_steps=s.meta_steps,
-                    goal_steps=s.goal_steps, meta_reduction=s.meta_reduction, impl=s.impl, compile=s.compile)  # fmt: skip
+                    goal_steps=s.goal_steps, meta_reduction=s.meta_reduction, impl=s.impl, compile=s.compile,
+                    **stabilizer_settings(s, "msl_anneal_steps", "zero_head"))  # fmt: skip
 
     # -- state the loop keeps -------------------------------------------------
     def init_step_sizes(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -297,7 +355,10 @@ class PseudoGradient(Algorithm):
         raise NotImplementedError
 
     def _target_from_tensors(self, params, step_sizes, buffers, tensors, k):
-        return self.target_params(params, step_sizes, buffers, split_parts(tensors, k))
+        return self.target_params(self.start_params(params), step_sizes, buffers, split_parts(tensors, k))
+
+    def first_order_version(self) -> Algorithm:
+        return self  # first order by construction
 
     def outer_grads(self, params, step_sizes, buffers, batch: FamilyBatch):
         if self.impl == "loop":
@@ -306,5 +367,7 @@ class PseudoGradient(Algorithm):
             self._compiled = compiled_or_eager(self._target_from_tensors, self.name, self.compile)
         step = self._compiled if self.compile else self._target_from_tensors
         target, loss = step(params, step_sizes, buffers, batch_tensors(batch), batch.shape.support_size)
-        grads = {k: (p - target[k]).detach() for k, p in params.items()}
+        # With the zeroing trick the head's initialization is never used: nothing moves it.
+        grads = {k: torch.zeros_like(p) if self.zero_head and k in self.heads else (p - target[k]).detach()
+                 for k, p in params.items()}  # fmt: skip
         return grads, {}, {"loss": loss.detach(), "acc": loss.new_zeros(())}

@@ -11,6 +11,7 @@ from typing import ClassVar
 import torch
 from torch.func import grad_and_value
 
+from fewtask_data import FewtaskError
 from trainer.algorithms.base import Algorithm, flat_tasks
 from trainer.core import functional as fn
 
@@ -34,9 +35,15 @@ class Pretrain(Algorithm):
 
     flat_training: ClassVar[bool] = True
 
+    def _check_stabilizers(self) -> None:
+        super()._check_stabilizers()
+        if self.zero_head:
+            raise FewtaskError(f"{self.name} trains without tasks: the zeroing trick does not apply; drop --zero-head")
+
     @classmethod
     def sinusoid_hparams(cls, s) -> dict:
-        return {**super().sinusoid_hparams(s), "compile": False}  # a plain regression step gains nothing
+        # A plain regression step gains nothing from compiling; the zeroing trick needs tasks.
+        return {**super().sinusoid_hparams(s), "compile": False, "zero_head": False}
 
     def outer_grads(self, params, step_sizes, buffers, batch):
         if isinstance(batch, FlatBatch):

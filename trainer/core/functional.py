@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 from torch.utils._pytree import tree_leaves, tree_map
 
+from trainer.core.stabilizers import at_inner_step
+
 Params = dict[str, torch.Tensor]
 Forward = Callable[[Params, Params, torch.Tensor], torch.Tensor]
 Pair = tuple[torch.Tensor, torch.Tensor]  # (inputs, targets) of one task, or of L tasks on a leading axis
@@ -99,16 +101,29 @@ def _grad_of(loss_fn: Callable[[Params], torch.Tensor], params: Params, names: l
 
 def descend(
     loss_fn: Callable[[Params], torch.Tensor], params: Params, lrs: Mapping[str, torch.Tensor], steps: int,
-    names: frozenset[str] | None = None, first_order: bool = False,
+    names: frozenset[str] | None = None, first_order: bool = False, start: int = 0,
 ) -> Params:  # fmt: skip
     """U: ``steps`` plain gradient steps on ``loss_fn(params) -> scalar``, with per-tensor
     step sizes ``lrs`` (or a per-step schedule of them: `at_step`), moving only the parameters
     in ``names`` (all when None). Any loss works: a task's support loss (Eq. 1), a
-    policy-gradient surrogate, an online trajectory."""
+    policy-gradient surrogate, an online trajectory. ``start``: the index of the first step
+    (for a caller taking the steps one at a time)."""
+    return descend_path(loss_fn, params, lrs, steps, names, first_order, start)[-1] if steps else params
+
+
+def descend_path(
+    loss_fn: Callable[[Params], torch.Tensor], params: Params, lrs: Mapping[str, torch.Tensor], steps: int,
+    names: frozenset[str] | None = None, first_order: bool = False, start: int = 0,
+) -> list[Params]:  # fmt: skip
+    """`descend`'s parameters after each of its steps (the multi-step loss scores them all).
+    Step s's loss runs at inner step s (`stabilizers.at_inner_step`: per-step batch norm)."""
     keys = adapting(params, names)
-    for s in range(steps):
-        params = sgd_step(params, _grad_of(loss_fn, params, keys, first_order), at_step(lrs, s))
-    return params
+    path = []
+    for s in range(start, start + steps):
+        with at_inner_step(s):
+            params = sgd_step(params, _grad_of(loss_fn, params, keys, first_order), at_step(lrs, s))
+        path.append(params)
+    return path
 
 
 def descend_online(
@@ -154,33 +169,54 @@ def descend_tasks(
     return descend(lambda p: reduce_tasks(task_losses(p), reduction), params, lrs, steps, names, first_order)
 
 
+def weighted_targets(forward: Forward, path: list[Params], buffers: Params, target: Pair, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The multi-step loss: sum over s of weights[s] * the target loss after step s+1 of
+    ``path`` (each forward at its inner step), and the accuracy after the last step."""
+    losses = []
+    for s, p in enumerate(path):
+        with at_inner_step(s + 1):
+            pred = forward(p, buffers, target[0])
+        losses.append(task_loss(pred, target[1]))
+    loss = (torch.stack(losses) * weights.to(losses[0])).sum()
+    acc = accuracy(pred, target[1]) if target[1].dtype == torch.int64 else pred.new_zeros(())
+    return loss, acc
+
+
 def adapt(
     forward: Forward, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor,
     lrs: Mapping[str, torch.Tensor], steps: int, names: frozenset[str] | None = None, first_order: bool = False,
+    start: int = 0,
 ) -> Params:  # fmt: skip
     """U_lr: ``steps`` plain gradient steps on one task's support set (Eq. 1)."""
-    return descend(lambda p: loss_on(forward, p, buffers, x, y), params, lrs, steps, names, first_order)
+    return descend(lambda p: loss_on(forward, p, buffers, x, y), params, lrs, steps, names, first_order, start)
 
 
 
 def adapted_metrics(
     forward: Forward, params: Params, buffers: Params, support: Pair, target: Pair,
     lrs: Mapping[str, torch.Tensor], steps: int, names: frozenset[str] | None = None, first_order: bool = False,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """(loss, accuracy) on ``target`` after adapting on ``support``: one task's MAML
-    objective. Accuracy is 0 for regression targets."""
+    objective. Accuracy is 0 for regression targets. ``weights`` [steps]: the multi-step
+    loss (`weighted_targets`) instead of the target loss after the last step."""
+    if weights is not None and steps > 0:
+        path = descend_path(lambda p: loss_on(forward, p, buffers, *support), params, lrs, steps, names, first_order)
+        return weighted_targets(forward, path, buffers, target, weights)
     fast = adapt(forward, params, buffers, support[0], support[1], lrs, steps, names, first_order)
-    pred = forward(fast, buffers, target[0])
+    with at_inner_step(steps):
+        pred = forward(fast, buffers, target[0])
     acc = accuracy(pred, target[1]) if target[1].dtype == torch.int64 else pred.new_zeros(())
     return task_loss(pred, target[1]), acc
 
 
-def tasks_adapted_metrics(forward, params, buffers, support, target, lrs, steps, names=None, first_order=False):
+def tasks_adapted_metrics(forward, params, buffers, support, target, lrs, steps, names=None, first_order=False,
+                          weights=None):  # fmt: skip
     """`adapted_metrics` (same arguments) of each task along a leading task axis of
     ``support``/``target``, vmapped: (losses [T], accuracies [T])."""
 
     def one(sx, sy, tx, ty):
-        return adapted_metrics(forward, params, buffers, (sx, sy), (tx, ty), lrs, steps, names, first_order)
+        return adapted_metrics(forward, params, buffers, (sx, sy), (tx, ty), lrs, steps, names, first_order, weights)
 
     return vmap(one)(support[0], support[1], target[0], target[1])
 
@@ -189,19 +225,25 @@ def meta_adapt(
     forward: Forward, params: Params, buffers: Params, support: Pair, query: Pair,
     alpha: Mapping[str, torch.Tensor], beta: Mapping[str, torch.Tensor], task_steps: int, meta_steps: int,
     names: frozenset[str] | None = None, task_first_order: bool = False, meta_first_order: bool = False,
-    reduction: str = "sum",
-) -> Params:  # fmt: skip
+    reduction: str = "sum", path: bool = False,
+) -> Params | list[Params]:  # fmt: skip
     """V_beta: ``meta_steps`` MAML steps (size beta) over one family's L tasks (Eq. 2).
 
     ``support``/``query`` have a leading task axis [L, ...]; each meta step adapts
     every task with ``task_steps`` steps of size alpha and descends the sum (or with
     ``reduction="mean"`` the mean) of the L query losses (`descend_tasks`). With L = 0
-    the parameters pass through unchanged.
+    the parameters pass through unchanged. ``path``: the parameters after each meta step
+    (MALTML's multi-step loss over its meta level).
     """
     if support[0].shape[0] == 0:
-        return params
+        return [params] * meta_steps if path else params
 
     def task_losses(p: Params) -> torch.Tensor:
         return tasks_adapted_metrics(forward, p, buffers, support, query, alpha, task_steps, names, task_first_order)[0]
 
+    if path:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        loss = lambda p: reduce_tasks(task_losses(p), reduction)  # noqa: E731
+        return descend_path(loss, params, beta, meta_steps, names, meta_first_order)
     return descend_tasks(task_losses, params, beta, meta_steps, names, meta_first_order, reduction)

@@ -26,6 +26,7 @@ from fewtask_data import FamilyBatch
 from trainer.algorithms import Algorithm, batch_parts
 from trainer.core import functional as fn
 from trainer.core import reference
+from trainer.core.stabilizers import at_inner_step
 from trainer.core.step_sizes import LEVELS, finetune_sizes, level_lrs, mean_step_sizes
 from trainer.evaluation.report import PROTOCOLS, WITH, method_summary
 
@@ -67,8 +68,9 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
         losses, accs = [], []
         for s in range(steps + 1):
             if s:
-                theta = fn.adapt(forward, theta, buffers, sx, sy, fn.at_step(g, s - 1), 1, names, first_order=True)
-            pred = forward(theta, buffers, vx)
+                theta = fn.adapt(forward, theta, buffers, sx, sy, g, 1, names, first_order=True, start=s - 1)
+            with at_inner_step(s):
+                pred = forward(theta, buffers, vx)
             losses.append(fn.task_loss(pred, vy))
             accs.append(fn.accuracy(pred, vy) if vy.dtype == torch.int64 else pred.new_zeros(()))
         return torch.stack(losses), torch.stack(accs)
@@ -86,7 +88,7 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
         return {k: v.detach() for k, v in tuned.items()}
 
     def family(theta, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
-        theta = meta_finetuned(theta, msx, msy, mqx, mqy)
+        theta = meta_finetuned(algo.start_params(theta), msx, msy, mqx, mqy)  # zeroing trick: a zero head first
         loss, acc = fn.map_over(goal_curve, (None, 0, 0, 0, 0), impl)(theta, gsx, gsy, gvx, gvy)
         return loss.mean(0), acc.mean(0)
 
@@ -139,6 +141,7 @@ def predictions(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch
     a, b, g = (level_lrs(own_step_sizes(algo, step_sizes), lv) for lv in LEVELS)
     msx, msy, mqx, mqy, gsx, gsy, _, _ = (t[0] for t in batch_parts(batch))
     forward = algo.forward
+    params = algo.start_params(params)
     with torch.no_grad():
         theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b, algo.task_steps, algo.meta_steps,
                               algo.names, algo.meta_update_first_order(), True, algo.meta_reduction)  # fmt: skip

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from fewtask_data import (
     EpisodeShape,
     FamilyBatch,
+    FewtaskError,
     FamilyStream,
     FlatStream,
     io,
@@ -31,7 +32,7 @@ from fewtask_data import (
 )
 from trainer.algorithms import ALGORITHMS, algorithm_class, make_algorithm, resolve_impl
 from trainer.domains.vision.pretrain import flat_batch_source
-from trainer.experiments.options import Config, option, run_option, shape_option, typer_command
+from trainer.experiments.options import StabilizerOptions, config_option, option, run_option, shape_option, typer_command
 from trainer.models import build_from_spec, image_geometry, model_spec
 from trainer.training import distributed as dist_util
 from trainer.training.checkpoint import seed_everything
@@ -41,7 +42,7 @@ CONFIG_NAME = "config.json"
 
 
 @dataclass(kw_only=True)
-class TrainSettings(Config):
+class TrainSettings(StabilizerOptions):
     """How `fit` trains, with its defaults and help: the options of `fewtask-train fit`
     after --data, --out and --algo, shared by the demo (`DemoConfig`)."""
 
@@ -71,6 +72,8 @@ class TrainSettings(Config):
                                      "(as the paper) or mean (an L times smaller step; runs from before this option)")  # fmt: skip
     learn_step_sizes: bool = run_option("learn_step_sizes", help="learn alpha, beta, gamma per parameter tensor")
     per_step_step_sizes: bool = run_option("per_step_step_sizes")
+    per_step_bn: bool = option(False, "MAML++'s per-step batch-norm weights: one row per inner step (as many as the "
+                                      "larger of --task-steps and --goal-steps, then the last row)")
     lr: float = run_option("lr", help="Adam learning rate (outer loop)")
     seed: int = run_option("seed", help="seed for the model and the stream")
     episodes_per_visit: int = option(2, "episodes drawn from a family each time it is loaded")
@@ -97,9 +100,11 @@ class TrainSettings(Config):
 class FitConfig(TrainSettings):
     """Everything one `fit` run needs; config.json records it under "fit"."""
 
-    data: str = option(help="dataset folder (shards + manifest.json) or URL prefix", cli_type=str)
+    data: str = option("", "dataset folder (shards + manifest.json) or URL prefix (required, here or in --config)",
+                       cli_type=str)  # fmt: skip
     out: str = option("runs/fit", "output folder: checkpoint.pt, metrics.jsonl, config.json", cli_type=Path)
     algo: str = option("maltml", f"algorithm: {', '.join(ALGORITHMS)}")
+    config: str = config_option()
 
 
 def open_stream(cfg: "FitConfig", split: str, shape: EpisodeShape, seed: int, per_visit: int) -> FamilyStream:
@@ -112,6 +117,12 @@ def algorithm_hparams(cfg: TrainSettings, algo: str) -> dict:
     keys = ("alpha", "beta", "gamma", "task_steps", "meta_steps", "goal_steps", "order", "meta_reduction",
             "learn_step_sizes", "per_step_step_sizes", "compile", "impl")  # fmt: skip
     hp = {k: getattr(cfg, k) for k in keys}
+    # Stabilizers only where set: records and old checkpoints read the same when they are off.
+    for k in ("multi_step_loss", "meta_multi_step_loss", "zero_head"):
+        if getattr(cfg, k):
+            hp[k] = True
+    if cfg.multi_step_loss or cfg.meta_multi_step_loss:
+        hp["msl_anneal_steps"] = cfg.msl_anneal_steps
     if algorithm_class(algo).fixed_order is not None:
         hp.pop("order")
     return hp
@@ -150,6 +161,8 @@ def run_record(cfg: FitConfig, spec: dict, hparams: dict, algo, stream: FamilySt
 
 def fit(cfg: FitConfig) -> dict:
     """Train; returns the config record (also written to OUT/config.json)."""
+    if not cfg.data:
+        raise FewtaskError("fit needs --data (a dataset folder or URL prefix), on the command line or in --config")
     cls = algorithm_class(cfg.algo)
     device = dist_util.device_for(cfg.device)
     cfg = replace(cfg, impl=resolve_impl(cfg.impl, device, cfg.algo))
@@ -159,7 +172,8 @@ def fit(cfg: FitConfig) -> dict:
         seed_everything(cfg.seed)
         stream = open_stream(cfg, cfg.split, cfg.shape(), cfg.seed, cfg.episodes_per_visit)
         channels, side = image_geometry(stream.manifest.image_shape)
-        spec = model_spec(cfg.model, cfg.ways, channels, side, cfg.hidden, cfg.bn)
+        bn_steps = max(cfg.task_steps, cfg.goal_steps) if cfg.per_step_bn else 0
+        spec = model_spec(cfg.model, cfg.ways, channels, side, cfg.hidden, cfg.bn, bn_steps)
         if cls.flat_training:  # plain classification over all the split's classes
             flat = FlatStream(stream.manifest, cfg.split, cfg.flat_batch, seed=cfg.seed)
             spec["ways"] = len(flat.classes)
@@ -177,6 +191,7 @@ def fit(cfg: FitConfig) -> dict:
             steps=cfg.steps, out=out, lr=cfg.lr, seed=cfg.seed, log_every=cfg.log_every,
             checkpoint_every=cfg.checkpoint_every, resume=cfg.resume, progress=cfg.progress,
             tensorboard=cfg.tensorboard, max_seconds=60 * cfg.max_minutes, extra=record,
+            **cfg.loop_settings(),
         )  # fmt: skip
         result = train(
             model, algo, make_batches, train_cfg,

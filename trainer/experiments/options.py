@@ -38,14 +38,14 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *decls: str, cli_
 # command; a field overrides it with ``option(low=...)``). Otherwise an int must be >= 0
 # and a float > 0 (step sizes, learning rates, KL limits); budgets may be 0 (no limit).
 AT_LEAST: dict[str, float] = {
-    **dict.fromkeys(("max_minutes", "max_seconds"), 0.0),
+    **dict.fromkeys(("max_minutes", "max_seconds", "min_lr"), 0.0),
     **dict.fromkeys(("eval_families", "eval_tasks", "test_goals", "eval_problems", "ways"), 2),
     **dict.fromkeys((
         "families", "shots", "queries", "val", "goal_tasks", "oracle_tasks", "eval_val", "log_every", "checkpoint_every",
         "threads", "meta_batch", "eval_shots", "support_draws", "trajectories", "horizon", "batch_families", "maml_tasks",
         "functions", "steps_per_function", "batch", "rand_points", "train_pool", "eval_pool", "problems", "val_problems",
         "test_points", "pretrain_points", "families_per_step", "goal_problems", "hidden", "episodes_per_visit",
-        "flat_batch", "order", "tasks",
+        "flat_batch", "order", "tasks", "msl_anneal_steps", "trials", "evals", "val_episodes", "val_families",
     ), 1),
 }  # fmt: skip
 AT_MOST: dict[str, float] = {"order": 3}
@@ -107,6 +107,19 @@ RUN_OPTIONS: dict[str, tuple[Any, str, tuple[str, ...]]] = {
     "learn_step_sizes": (False, "Learn alpha/beta/gamma per parameter tensor (MALTML, MAML).", ()),
     "per_step_step_sizes": (False, "One step size per step as well as per level and parameter tensor (MAML++'s "
                                    "per-layer per-step sizes; with --learn-step-sizes each is learned).", ()),
+    # MAML++'s stabilizers (Antoniou et al. 2019) and the zeroing trick, all off by default (docs/tuning.md).
+    "multi_step_loss": (False, "MAML++'s multi-step loss: the target loss after every inner step of the level the outer "
+                               "loss adapts with (MALTML: goal steps; MAML, FOMAML, ANIL, BOIL: task steps), weighted "
+                               "and annealed toward the last step over --msl-anneal-steps outer steps.", ()),
+    "meta_multi_step_loss": (False, "MALTML: the multi-step loss over its meta steps as well (the goal objective "
+                                    "from every meta step's parameters).", ()),
+    "msl_anneal_steps": (1000, "Outer steps over which the multi-step loss weights anneal to the last step; after "
+                               "them only the last step's loss counts (as MAML++).", ()),
+    "first_order_steps": (0, "Derivative-order annealing: train first order for the first N outer steps, then at "
+                             "--order.", ()),
+    "cosine_lr": (False, "Cosine annealing of the outer learning rate from --lr to --min-lr over the steps.", ()),
+    "min_lr": (0.0, "The outer learning rate at the end of --cosine-lr.", ()),
+    "zero_head": (False, "The zeroing trick (Ye & Chao 2022): the head starts every task and episode at zero.", ()),
     "impl": ("vmap", "vmap (fast) or loop (plain-loop reference, slow).", ()),
     "compile": (None, "torch.compile the outer step (default: when steps >= 5000).", ("--compile/--no-compile",)),
     "seed": (0, "Seed for initialization and training batches.", ()),
@@ -168,13 +181,78 @@ def typer_command(config: type, run: Callable[[Any], None], doc: str) -> Callabl
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=kind))
         annotations[f.name] = kind
 
-    def command(**values: Any) -> None:
-        run(config(**{k: str(v) if isinstance(v, Path) and hints[k] is str else v for k, v in values.items()}))
+    def command(ctx: typer.Context, **values: Any) -> None:
+        values = {k: str(v) if isinstance(v, Path) and hints[k] is str else v for k, v in values.items()}
+        if values.get("config"):
+            values = with_config_file(config, values, explicit_options(ctx))
+        run(config(**values))
+
+    # typer hands the command its context (which options the command line gave) through this parameter.
+    params.insert(0, inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context))
+    annotations["ctx"] = typer.Context
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = annotations
     command.__doc__ = doc
     return command
+
+
+# `--config FILE`: a JSON object of option values (what `fewtask-train tune` writes as best.json).
+CONFIG_HELP = ("JSON file of option values, e.g. best.json from `fewtask-train tune`: its values replace the "
+               "defaults; options given on the command line replace its values.")
+
+
+def config_option() -> Any:
+    return option("", CONFIG_HELP)
+
+
+def explicit_options(ctx: Any) -> set[str]:
+    """The options a command line (typer's context ``ctx``) gives explicitly, not by default."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return {name for name, src in sources.items() if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
+
+
+def read_config_file(config: type, path: str) -> dict[str, Any]:
+    """The option values of a JSON config file, checked against ``config``'s option fields."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise FewtaskError(f"cannot read --config {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise FewtaskError(f"--config {path} must hold a JSON object of option values")
+    names = {f.name for f in option_fields(config)} - {"config"}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise FewtaskError(f"--config {path} has unknown options {', '.join(unknown)}; "
+                           f"see --help for this command's options")  # fmt: skip
+    hints = typing.get_type_hints(config)
+    return {k: Path(v) if hints[k] is Path else v for k, v in data.items()}
+
+
+def with_config_file(config: type, values: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """``values`` with the config file's (``values["config"]``) in place of every option not in ``explicit``."""
+    given = read_config_file(config, values["config"])
+    return {**values, **{k: v for k, v in given.items() if k not in explicit}}
+
+
+@dataclasses.dataclass(kw_only=True)
+class StabilizerOptions(Config):
+    """MAML++'s stabilizers and the zeroing trick as options (all off), shared by the commands
+    that train with `training.loop` (fit, the demo, sinusoid); docs/tuning.md."""
+
+    multi_step_loss: bool = run_option("multi_step_loss")
+    meta_multi_step_loss: bool = run_option("meta_multi_step_loss")
+    msl_anneal_steps: int = run_option("msl_anneal_steps")
+    first_order_steps: int = run_option("first_order_steps")
+    cosine_lr: bool = run_option("cosine_lr")
+    min_lr: float = run_option("min_lr")
+    zero_head: bool = run_option("zero_head")
+
+    def loop_settings(self) -> dict[str, Any]:
+        """The outer loop's part (`training.loop.TrainConfig` fields)."""
+        return {"first_order_steps": self.first_order_steps, "cosine_lr": self.cosine_lr, "min_lr": self.min_lr}
 
 
 def parse_names(text: str, allowed: tuple[str, ...], what: str = "method") -> list[str]:

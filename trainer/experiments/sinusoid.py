@@ -26,7 +26,7 @@ from trainer.domains.regression.sinusoid import eval_batches
 from trainer.evaluation import plots, report
 from trainer.evaluation.protocol import episode_curves, predictions, step_size_record
 from trainer.experiments.options import (
-    Config, methods_option, option, parse_names, parse_seeds, run_option, step_size_option, typer_command,
+    StabilizerOptions, config_option, methods_option, option, parse_names, parse_seeds, run_option, step_size_option, typer_command,
 )  # fmt: skip
 from trainer.models import build_model, signature
 from trainer.training import checkpoint as ckpt
@@ -50,7 +50,7 @@ EXPERIMENT = "MALTML sinusoid families (Devos & Dandi, section 4.1)"
 
 
 @dataclass(kw_only=True)
-class SinusoidConfig(Config):
+class SinusoidConfig(StabilizerOptions):
     """`fewtask-train sinusoid`'s options (the paper's section 4.1 defaults)."""
 
     out: Path = option(Path("runs/sinusoid"), "Output folder: one subfolder per method, results.json, fig2*.png.")
@@ -98,6 +98,7 @@ class SinusoidConfig(Config):
     checkpoint_every: int = run_option("checkpoint_every")
     threads: int = run_option("threads", help="torch intra-op threads (the model is tiny; 1 is usually fastest).")
     progress: bool = run_option("progress")
+    config: str = config_option()
 
     def shape(self, val: int | None = None) -> EpisodeShape:
         """Training episodes, or with ``val`` the evaluation's (more validation points)."""
@@ -151,6 +152,7 @@ def train_method(method: str, s: SinusoidConfig, spec: sinusoid.SinusoidSpec):
     config = TrainConfig(
         steps=s.steps, out=s.out / method, lr=s.lr, seed=s.seed, log_every=s.log_every,
         checkpoint_every=s.checkpoint_every, resume=s.resume, progress=s.progress,
+        **s.loop_settings(),
     )  # fmt: skip
     if s.eval_only:
         model.load_state_dict(state["model"])

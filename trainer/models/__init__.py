@@ -65,9 +65,11 @@ def image_geometry(image_shape: Sequence[int]) -> tuple[int, int]:
     return (1 if len(shape) == 2 else shape[2]), shape[0]
 
 
-def model_spec(name: str, ways: int, channels: int, side: int, hidden: int, bn: str) -> dict:
-    """Everything `build_from_spec` needs; `fit` saves it in config.json so `eval` rebuilds the same model."""
-    return {"name": name, "ways": ways, "in_channels": channels, "image_size": side, "hidden": hidden, "bn": bn}
+def model_spec(name: str, ways: int, channels: int, side: int, hidden: int, bn: str, bn_steps: int = 0) -> dict:
+    """Everything `build_from_spec` needs; `fit` saves it in config.json so `eval` rebuilds the same model
+    (``bn_steps`` only when per-step batch norm is on, so older specs read the same)."""
+    spec = {"name": name, "ways": ways, "in_channels": channels, "image_size": side, "hidden": hidden, "bn": bn}
+    return {**spec, "bn_steps": bn_steps} if bn_steps else spec
 
 
 def build_from_spec(spec: dict) -> nn.Module:

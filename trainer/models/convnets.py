@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from fewtask_data import FewtaskError
+from trainer.core.stabilizers import inner_step
 
 BN_POLICIES = ("task", "none")
 
@@ -41,25 +42,37 @@ class TaskBatchNorm2d(nn.Module):
     Written with plain tensor ops on purpose: ``F.batch_norm``'s backward formula is
     not differentiable again, so torch.func silently drops terms of third and higher
     derivatives through it (MALTML's exact order). Plain ops differentiate to any order.
+
+    MAML++'s per-step batch norm (``steps`` > 0, Antoniou et al. 2019): one row of weights and
+    biases per inner step, [steps + 1, channels]; a forward at the parameters after s steps of
+    the innermost adaptation (`trainer.core.stabilizers.inner_step`) uses row s (the last
+    row past the end). Its statistics are per step already: every forward normalizes with
+    its own batch's, which is also what MAML++'s layers use (they run batch norm in
+    training mode at every step, in training and at test time).
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5):
+    def __init__(self, channels: int, eps: float = 1e-5, steps: int = 0):
         super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps, self.steps = eps, steps
+        shape = (steps + 1, channels) if steps else (channels,)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = x.mean(dim=(0, 2, 3), keepdim=True)
         var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)  # biased, as batch norm normalizes
         x = (x - mean) * torch.rsqrt(var + self.eps)
-        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        weight, bias = self.weight, self.bias
+        if self.steps:
+            row = min(inner_step(), self.steps)
+            weight, bias = weight[row], bias[row]
+        return x * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
-def _norm(channels: int, bn: str) -> nn.Module:
+def _norm(channels: int, bn: str, steps: int = 0) -> nn.Module:
     if bn == "none":
         return nn.Identity()
-    return TaskBatchNorm2d(channels)
+    return TaskBatchNorm2d(channels, steps=steps)
 
 
 def as_image_batch(x: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -79,12 +92,13 @@ def as_image_batch(x: torch.Tensor, in_channels: int) -> torch.Tensor:
 class Conv4(nn.Module):
     """Finn et al.'s conv net: 4 x (3x3 conv, batch norm, ReLU, 2x2 max-pool), then a linear head."""
 
-    def __init__(self, ways: int, in_channels: int = 1, image_size: int = 28, hidden: int = 64, bn: str = "task"):
+    def __init__(self, ways: int, in_channels: int = 1, image_size: int = 28, hidden: int = 64, bn: str = "task",
+                 bn_steps: int = 0):  # fmt: skip
         super().__init__()
         self.in_channels, self.bn = in_channels, _check_bn(bn)
         blocks, channels, side = [], in_channels, image_size
         for _ in range(4):
-            blocks += [nn.Conv2d(channels, hidden, 3, padding=1), _norm(hidden, bn), nn.ReLU(), nn.MaxPool2d(2)]
+            blocks += [nn.Conv2d(channels, hidden, 3, padding=1), _norm(hidden, bn, bn_steps), nn.ReLU(), nn.MaxPool2d(2)]
             channels, side = hidden, side // 2
         if side < 1:
             raise FewtaskError(f"image size {image_size} is too small for 4 pooling blocks; use at least 16")
@@ -101,16 +115,16 @@ class Conv4(nn.Module):
 class _ResBlock(nn.Module):
     """ResNet-12 block: 3 x (3x3 conv, norm, leaky ReLU) plus a 1x1 conv shortcut, then 2x2 max-pool."""
 
-    def __init__(self, cin: int, cout: int, bn: str):
+    def __init__(self, cin: int, cout: int, bn: str, bn_steps: int = 0):
         super().__init__()
         layers, c = [], cin
         for i in range(3):
-            layers += [nn.Conv2d(c, cout, 3, padding=1, bias=False), _norm(cout, bn)]
+            layers += [nn.Conv2d(c, cout, 3, padding=1, bias=False), _norm(cout, bn, bn_steps)]
             if i < 2:
                 layers.append(nn.LeakyReLU(0.1))
             c = cout
         self.main = nn.Sequential(*layers)
-        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), _norm(cout, bn))
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), _norm(cout, bn, bn_steps))
         self.out = nn.Sequential(nn.LeakyReLU(0.1), nn.MaxPool2d(2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,6 +141,7 @@ class ResNet12(nn.Module):
         image_size: int = 84,
         widths: Sequence[int] = (64, 160, 320, 640),
         bn: str = "task",
+        bn_steps: int = 0,
     ):
         super().__init__()
         if len(widths) != 4:
@@ -136,7 +151,7 @@ class ResNet12(nn.Module):
         self.in_channels, self.bn = in_channels, _check_bn(bn)
         blocks, c = [], in_channels
         for w in widths:
-            blocks.append(_ResBlock(c, w, bn))
+            blocks.append(_ResBlock(c, w, bn, bn_steps))
             c = w
         self.body = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(c, ways)
@@ -149,14 +164,17 @@ class ResNet12(nn.Module):
 
 
 def build_conv(
-    name: str, ways: int, in_channels: int, image_size: int, bn: str = "task", hidden: int = 64
+    name: str, ways: int, in_channels: int, image_size: int, bn: str = "task", hidden: int = 64, bn_steps: int = 0
 ) -> nn.Module:
-    """A conv model by name: ``conv4`` or ``resnet12`` (``hidden`` sets conv4's width / ResNet's first width)."""
+    """A conv model by name: ``conv4`` or ``resnet12`` (``hidden`` sets conv4's width / ResNet's first width;
+    ``bn_steps`` > 0: per-step batch-norm weights, `TaskBatchNorm2d`)."""
+    if not (isinstance(bn_steps, int) and bn_steps >= 0):
+        raise FewtaskError(f"bn-steps must be >= 0, got {bn_steps!r}")
     if name == "conv4":
-        return Conv4(ways, in_channels, image_size, hidden, bn)
+        return Conv4(ways, in_channels, image_size, hidden, bn, bn_steps)
     if name == "resnet12":
         scale = hidden / 64
         widths = tuple(max(1, round(w * scale)) for w in (64, 160, 320, 640))
-        return ResNet12(ways, in_channels, image_size, widths, bn)
+        return ResNet12(ways, in_channels, image_size, widths, bn, bn_steps)
     raise FewtaskError(f"unknown conv model {name!r}; choose conv4 or resnet12")
 

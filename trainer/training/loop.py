@@ -12,6 +12,7 @@ logged step). The algorithm is anything with `AlgorithmProtocol`'s members.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +40,12 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = False  # also log to OUT/tensorboard when the tensorboard package is installed
     max_seconds: float = 0.0  # stop (and checkpoint) after this much training time; 0 = run all steps
+    # MAML++'s outer-loop stabilizers (off by default): derivative-order annealing (the algorithm at
+    # order 1 for the first N outer steps, then its own order) and cosine annealing of Adam's rate
+    # from lr at step 1 toward min_lr at the last step (torch's CosineAnnealingLR over `steps`).
+    first_order_steps: int = 0
+    cosine_lr: bool = False
+    min_lr: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # caller's settings, stored in the checkpoint
 
     def __post_init__(self) -> None:
@@ -48,6 +55,10 @@ class TrainConfig:
             raise FewtaskError(f"learning rate must be positive, got {self.lr}")
         if self.log_every < 1 or self.checkpoint_every < 1:
             raise FewtaskError("log-every and checkpoint-every must be >= 1")
+        if self.first_order_steps < 0:
+            raise FewtaskError(f"first-order-steps must be >= 0, got {self.first_order_steps}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise FewtaskError(f"min-lr must be between 0 and the learning rate {self.lr}, got {self.min_lr}")
         self.out = Path(self.out)
 
 
@@ -103,6 +114,26 @@ def train(
     """
     with RunFolder(config.out, main=is_main).locked() as folder:
         return _train(folder, model, algorithm, make_batches, config, transform, after_backward, agree)
+
+
+def cosine_lr(config: TrainConfig, step: int) -> float:
+    """Adam's rate at outer step ``step`` (1-based) under cosine annealing: lr at step 1, falling to
+    min_lr at step ``steps + 1`` (torch's CosineAnnealingLR with T_max = steps)."""
+    frac = (step - 1) / max(config.steps, 1)
+    return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def scheduled(algorithm: AlgorithmProtocol, step: int, config: TrainConfig) -> AlgorithmProtocol:
+    """The algorithm outer step ``step`` (1-based) runs: its first-order version during
+    derivative-order annealing, told which outer step it is (the multi-step loss anneals)."""
+    algo = algorithm
+    if step <= config.first_order_steps:
+        if not hasattr(algorithm, "first_order_version"):
+            raise FewtaskError(f"{algorithm.name} has no derivative order to anneal; drop --first-order-steps")
+        algo = algorithm.first_order_version()
+    if hasattr(algo, "set_outer_step"):
+        algo.set_outer_step(step - 1)
+    return algo
 
 
 def _reduction_check(algorithm: AlgorithmProtocol, path: Path) -> Callable[[dict], None]:
@@ -172,7 +203,7 @@ def _train(folder: RunFolder, model, algorithm, make_batches, config, transform,
                 batch = transform(batch)
             detached = {k: v.detach() for k, v in params.items()}
             sizes = {k: v.detach() for k, v in step_sizes.items()}
-            grads, sgrads, raw = algorithm.outer_grads(detached, sizes, buffers, batch)
+            grads, sgrads, raw = scheduled(algorithm, step, config).outer_grads(detached, sizes, buffers, batch)
             for k, p in params.items():
                 p.grad = grads[k]
             for k, g in sgrads.items():
@@ -187,6 +218,9 @@ def _train(folder: RunFolder, model, algorithm, make_batches, config, transform,
                     f"non-finite loss or gradient at step {step}; training stopped and {kept}; "
                     "lower --lr or the step sizes, then resume with --resume"
                 )
+            if config.cosine_lr:  # a function of the step alone, so a resumed run follows it exactly
+                for group in opt.param_groups:
+                    group["lr"] = cosine_lr(config, step)
             opt.step()
             rate.add(len(batch))
             last = step

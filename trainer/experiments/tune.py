@@ -1,0 +1,214 @@
+"""`fewtask-train tune EXPERIMENT`: hierarchical hyperparameter search with Optuna.
+
+    fewtask-train tune image --method maltml,maml,pretrain --trials 8 --steps 300 --out runs/tune-demo
+    fewtask-train tune sinusoid --method maltml,maml --trials 20 --steps 2000 --out runs/tune-sin
+
+Per method, the stages of `tune_space.STAGES` run in order (outer optimisation, then step
+sizes, then steps per level and stabilizers), each an Optuna study of ``--trials`` trials
+(the same budget for every method) with the earlier stages' best values fixed. Trials
+are scored on validation families (`tune_targets`); TPE samples them (seeded) and a median
+pruner stops a trial whose intermediate validation score trails the others'. Everything
+lives in OUT: the studies in OUT/study.db (SQLite; a killed search resumes where it stopped,
+finished trials are never rerun), each trial's run in OUT/<method>/<stage>-<trial>, and per
+method OUT/<method>/best.json (what `fit`/`sinusoid --config` takes), plus tune.json,
+report.md and the PNGs of `tune_report`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from fewtask_data import FewtaskError, io
+from trainer.experiments.options import Config, option, parse_names, read_config_file, typer_command
+from trainer.experiments.tune_report import write_report
+from trainer.experiments.tune_space import STAGES, stage_space, suggest
+from trainer.experiments.tune_targets import ImageTarget, SinusoidTarget
+
+IMAGE_METHODS = ("maltml", "fo-maltml", "maml", "fomaml", "anil", "boil", "reptile", "pretrain")
+SINUSOID_METHODS = ("maltml", "fo-maltml", "maml", "fomaml", "reptile", "pretrain")
+DB_NAME = "study.db"
+
+
+@dataclass(kw_only=True)
+class TuneCommon(Config):
+    """The options of every `tune` experiment."""
+
+    method: str = option("maltml", "Comma-separated methods to tune, one after another, each with the same budget.")
+    out: Path = option(Path("runs/tune"), "Run folder: study.db, one folder per method with best.json, report.md, PNGs.")
+    stages: str = option(",".join(STAGES), f"Comma-separated stages, in order, from: {', '.join(STAGES)}.")
+    trials: int = option(8, "Trials per stage and method (finished and pruned ones count; a resumed search runs the rest).")
+    steps: int = option(200, "Outer training steps per trial.")
+    evals: int = option(4, "Validation scores per trial (the pruner's intermediate values).")
+    score_steps: int = option(1, "Goal finetuning steps before a trial's validation score.")
+    seed: int = option(0, "Seed of the TPE sampler and of every trial's training.")
+    pruner: str = option("median", "median (Optuna's MedianPruner after 3 finished trials) or none.")
+    config: str = option("", "JSON file of the training command's option values: the base every trial starts from.")
+
+    def check(self) -> None:
+        parse_names(self.stages, STAGES, "stage")
+        if self.pruner not in ("median", "none"):
+            raise FewtaskError(f"--pruner must be median or none, got {self.pruner!r}")
+
+
+@dataclass(kw_only=True)
+class TuneImageConfig(TuneCommon):
+    """`tune image`: `fit` on image families scored on validation-split episodes."""
+
+    data: str = option("", "Built dataset with a val split (default: the demo's embedded glyphs, built into OUT/data).")
+    val_episodes: int = option(100, "Fixed validation-split episodes every trial is scored on (OUT/val.h5).")
+    tiny: bool = option(False, "The embedded glyphs at test size (5 scripts x 6 characters x 6 drawers, 3-way, "
+                               "4 filters): a smoke test in seconds.")  # fmt: skip
+
+
+@dataclass(kw_only=True)
+class TuneSinusoidConfig(TuneCommon):
+    """`tune sinusoid`: the sinusoid experiment's training scored on validation families."""
+
+    val_families: int = option(200, "Held-out validation families every trial is scored on.")
+    val_seed: int = option(1000, "Seed of the validation families (the test families use the sinusoid --eval-seed).")
+
+
+def image_target(cfg: TuneImageConfig, out: Path) -> ImageTarget:
+    """The demo's settings (or the tiny ones), the --config file's on top, data and val.h5 in OUT."""
+    from trainer.experiments.demo import DemoConfig, build_data, write_eval_episodes
+    from trainer.experiments.fit import FitConfig
+
+    tiny = dict(glyph_alphabets=5, glyph_characters=6, glyph_drawers=6, families_per_alphabet=2, ways=3, queries=2,
+                val=3, meta_tasks=2, hidden=4, workers=0) if cfg.tiny else {}  # fmt: skip
+    given = read_config_file(FitConfig, cfg.config) if cfg.config else {}
+    data = cfg.data or given.get("data", "")
+    own = {f.name for f in fields(DemoConfig)} - {"data", "steps", "seed"}
+    base = DemoConfig(**{**tiny, **{k: v for k, v in given.items() if k in own}}, data=data or None, eval_split="val",
+                      eval_episodes=cfg.val_episodes, progress=False, seed=cfg.seed)  # fmt: skip
+    root = Path(data) if data else build_data(out, base)
+    return ImageTarget(base, root, write_eval_episodes(root, out, base), cfg.steps, cfg.evals, cfg.score_steps)
+
+
+def sinusoid_target(cfg: TuneSinusoidConfig) -> SinusoidTarget:
+    from trainer.experiments.sinusoid import SinusoidConfig
+
+    given = read_config_file(SinusoidConfig, cfg.config) if cfg.config else {}
+    base = SinusoidConfig(**{**given, "seed": cfg.seed, "eval_families": cfg.val_families})
+    return SinusoidTarget(base, cfg.steps, cfg.evals, cfg.score_steps, cfg.val_seed, cfg.val_families)
+
+
+def storage_url(out: Path) -> str:
+    return f"sqlite:///{out / DB_NAME}"
+
+
+def finished(study) -> int:
+    """Trials that count toward the budget: completed or pruned (a killed one, left RUNNING or FAIL, does not)."""
+    import optuna
+
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=done))
+
+
+def open_study(cfg: TuneCommon, name: str, out: Path):
+    """The stage's study in OUT/study.db, created or loaded. The sampler's seed moves on with
+    the finished trials, so a resumed search does not redraw the trials it already ran."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(storage_url(out))
+    probe = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction="maximize")
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3) if cfg.pruner == "median" else optuna.pruners.NopPruner()
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed + finished(probe))
+    return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+
+
+def objective(target, method: str, stage: str, fixed: dict, out: Path):
+    """The Optuna objective of one stage: the earlier stages' values fixed, this stage's suggested."""
+    import optuna
+
+    space = stage_space(target.kind, method, stage, target.steps)
+
+    def run(trial) -> float:
+        values = {**fixed, **{name: suggest(trial, name, spec) for name, spec in space.items()}}
+
+        def report(step: int, score: float) -> None:
+            if not math.isfinite(score):
+                raise optuna.TrialPruned(f"validation score {score} at step {step}")
+            trial.report(score, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        try:
+            return target.trial(method, values, out / method / f"{stage}-{trial.number:03d}", report)
+        except FewtaskError as err:
+            if "non-finite" not in str(err):
+                raise
+            raise optuna.TrialPruned(f"diverged: {err}") from None  # a diverging setting counts, pruned
+
+    return run
+
+
+def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
+    """Every stage for one method; returns its record (stages, best values) and writes best.json."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    fixed: dict[str, Any] = {}
+    record: dict[str, Any] = {"method": method, "stages": {}}
+    for stage in parse_names(cfg.stages, STAGES, "stage"):
+        study = open_study(cfg, f"{method}:{stage}", out)
+        remaining = cfg.trials - finished(study)
+        if remaining > 0:
+            study.optimize(objective(target, method, stage, fixed, out), n_trials=remaining)
+        best = _best(study)
+        if best is not None:
+            fixed.update(best.params)
+        record["stages"][stage] = {"finished": finished(study), "best_value": None if best is None else best.value,
+                                   "best_params": {} if best is None else best.params,
+                                   "best_trial": None if best is None else best.number}  # fmt: skip
+    record["best"] = target.best_config(method, fixed)
+    io.write_json(io.ensure_writable(out / method) / "best.json", record["best"])
+    return record
+
+
+def _best(study):
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return max(complete, key=lambda t: t.value) if complete else None
+
+
+def run_tune(cfg: TuneCommon, target_of) -> dict:
+    """Tune every method of ``cfg`` (``target_of(cfg, out)`` builds the target once); returns tune.json."""
+    cfg.check()
+    out = io.ensure_writable(Path(cfg.out))
+    target = target_of(cfg, out)
+    allowed = IMAGE_METHODS if target.kind == "image" else SINUSOID_METHODS
+    methods = parse_names(cfg.method, allowed, "method")
+    summary = {"experiment": target.kind, "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
+               "methods": {m: tune_method(cfg, target, m, out) for m in methods}}  # fmt: skip
+    io.write_json(out / "tune.json", summary)
+    write_report(out, summary, storage_url(out))
+    return summary
+
+
+def run_image(cfg: TuneImageConfig) -> None:
+    summary = run_tune(cfg, image_target)
+    _echo(cfg, summary)
+
+
+def run_sinusoid(cfg: TuneSinusoidConfig) -> None:
+    summary = run_tune(cfg, lambda c, out: sinusoid_target(c))
+    _echo(cfg, summary)
+
+
+def _echo(cfg: TuneCommon, summary: dict) -> None:
+    for method, rec in summary["methods"].items():
+        last = list(rec["stages"].values())[-1]
+        typer.echo(f"{method}: best validation score {last['best_value']}; config in {Path(cfg.out) / method / 'best.json'}")
+    typer.echo(f"report: {Path(cfg.out) / 'report.md'}")
+
+
+tune_app = typer.Typer(help="Hierarchical hyperparameter search (Optuna) on validation families; docs/tuning.md.",
+                       no_args_is_help=True)  # fmt: skip
+tune_app.command("image")(typer_command(TuneImageConfig, run_image, "Tune methods on image families (`fit` + val episodes)."))
+tune_app.command("sinusoid")(typer_command(TuneSinusoidConfig, run_sinusoid, "Tune methods on sinusoid families."))
