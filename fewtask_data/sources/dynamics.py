@@ -173,9 +173,10 @@ def _centres(kind: str, count: int, lo: float, hi: float) -> list[float]:
 
 def make_stream(kind: str, space: TaskSpace, families: list[dict], phases: int, phase_steps: int, seed: int) -> Stream:
     """A stream of ``phases`` phases. abrupt: the given families in a seeded order (cycled),
-    each goal drawn in its band; drift / sine: bands of the families' mean width whose
-    centres move (`_centres`) with the goal's banded parameter at the centre, so the goal
-    follows Kaplanis's schedule exactly."""
+    each goal drawn in its band; drift / sine: bands of the families' mean width (clipped
+    to the range) whose centres move over the whole range (`_centres`) with the goal's
+    banded parameter at the centre, so the goal follows Kaplanis's schedule exactly
+    (5 drift phases on gravity: -7, -9.5, -12, -14.5, -17)."""
     if kind not in STREAM_KINDS:
         raise FewtaskError(f"unknown stream {kind!r}; use one of {', '.join(STREAM_KINDS)}")
     if phases < 1 or phase_steps < 1 or not families:
@@ -191,8 +192,8 @@ def make_stream(kind: str, space: TaskSpace, families: list[dict], phases: int, 
     else:
         lo, hi = space.ranges[space.band_param]
         width = sum(f["band"][1] - f["band"][0] for f in families) / len(families)
-        for k, c in enumerate(_centres(kind, phases, lo + width / 2, hi - width / 2)):
-            band = [c - width / 2, c + width / 2]
+        for k, c in enumerate(_centres(kind, phases, lo, hi)):
+            band = [max(lo, c - width / 2), min(hi, c + width / 2)]  # clipped at the range's ends
             out.append({"family": f"{kind}-{k:03d}", "band": band, "goal": {**space.task_in(band, rng), space.band_param: c}})
     phases_out = tuple({"phase": k, "start": k * phase_steps, **p} for k, p in enumerate(out))
     return Stream(kind, seed, phase_steps, phases_out)

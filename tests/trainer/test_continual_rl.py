@@ -98,7 +98,8 @@ def test_continual_rl_on_point_families_end_to_end_with_resume_and_lock(tmp_path
     assert first.returncode == 0, first.stderr[-2000:]
     assert "sac-mtr seed 0 phase 2" in first.stdout and "maltml seed 0 it 2" in first.stdout
     results = check_results(out / "results.json")
-    assert set(results["methods"]) == {"maltml", "maml", "pretrain", "oracle"}
+    assert set(results["methods"]) == {"maltml", "maml", "pretrain", "oracle", "sac-fifo", "sac-reservoir", "sac-half", "sac-mtr"}
+    assert len(results["extra"]["per_seed_stream"]["0"]["grid_returns"]["sac-mtr"]) == 4
     streams = results["extra"]["stream_results"]
     assert set(streams["methods"]) == {"maltml", "maml", "maml-continual", "pg-finetune", "oracle", "sac-fifo",
                                        "sac-reservoir", "sac-half", "sac-mtr"}  # fmt: skip

@@ -102,6 +102,13 @@ def objective_of(name: str, c: ContinualRLConfig, space, bands: torch.Tensor):
     return objective
 
 
+def held_out_tasks(c: ContinualRLConfig, space, fams) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out families' meta tasks [F, L, P] and goal tasks [F, C, P], the same for every method."""
+    gen = torch.Generator().manual_seed(c.eval_seed)
+    test = bands_of(fams["test"])
+    return tasks_in(space, test, c.tasks, gen), tasks_in(space, test, c.goal_tasks, gen)
+
+
 def train_and_score(c, space, fams, name: str, seed: int):
     """Meta-train (or load) one policy and score it on the held-out families both ways."""
     policy, make_env, settings = policy_parts(c, space, name)
@@ -110,9 +117,7 @@ def train_and_score(c, space, fams, name: str, seed: int):
     params, budget = train_or_load(theta, objective_of(name, c, space, bands_of(fams["train"])),
                                    lambda gen: Sampler(make_env, policy, settings, gen), config, name, c.eval_only,
                                    progress_line(f"{name} seed {seed}"))  # fmt: skip
-    gen = torch.Generator().manual_seed(c.eval_seed)
-    test = bands_of(fams["test"])
-    meta, goal = tasks_in(space, test, c.tasks, gen), tasks_in(space, test, c.goal_tasks, gen)
+    meta, goal = held_out_tasks(c, space, fams)
     curves = {}
     for protocol in report.PROTOCOLS:
         sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed + seed))
@@ -147,6 +152,9 @@ def deploy_method(c, space, method: str, seed: int, trained: dict, phases: list[
         if method in SAC_METHODS:
             learner = _Sac(c, space, method, seed)
             result = deploy(learner, phases, lambda tasks: learner.sac.score(tasks, 1, c.eval_seed), grid, seed, progress)
+            goal = held_out_tasks(c, space, load_dynamics_families(c.families)[1])[1]  # SAC's final policy, no adaptation
+            dicts = [dict(zip(space.names, t)) for t in goal.reshape(-1, goal.shape[-1]).tolist()]
+            result["held_out"] = learner.sac.score(dicts, 1, c.eval_seed).reshape(goal.shape[:2]).mean(-1)
         else:
             policy, make_env, settings = policy_parts(c, space, TRAINED[method])
             learner = PolicyLearner(method, policy, trained[TRAINED[method]], make_env, settings, space, c.tasks,
@@ -181,11 +189,15 @@ def run_seed(c, space, fams, seed: int, budgets: dict) -> tuple[dict, dict, dict
         budgets.setdefault(name, []).append(budget)
     phases = list(stream.phases)
     random_r, reference = reference_for(c, space, phases, seed)
-    deployed = {}
+    deployed, grids, raw = {}, {}, {}
     for method in c.method_list:
         result = deploy_method(c, space, method, seed, trained, phases, lambda line, m=method: typer.echo(f"{m} seed {seed} {line}"))
         deployed[method] = stream_metrics(result, random_r, reference)
-    return curves, deployed, {"random": random_r.tolist(), "reference": reference.tolist()}
+        grids[method], raw[method] = result["grid"].tolist(), result["returns"].tolist()  # [phases + 1, grid / phases]
+        if "held_out" in result:  # SAC: its policy after the stream on the held-out goals, 0 steps only
+            curves[method] = {report.WITHOUT: {"return": result["held_out"][:, None]}}
+    return curves, deployed, {"random": random_r.tolist(), "reference": reference.tolist(), "grid_returns": grids,
+                              "phase_returns": raw}  # fmt: skip
 
 
 def summarize_streams(per_seed: dict) -> dict:
@@ -216,13 +228,14 @@ def run_continual_rl(c: ContinualRLConfig) -> dict:
     for seed in c.seed_list:
         curves[seed], streams[seed], refs[seed] = run_seed(c, space, fams, seed, budgets)
     extra = {"families": c.families, "env": space.env, "task_type": space.task_type, "stream": c.stream,
-             "grid": list(space.grid), "normalisation": refs, "stream_results": summarize_streams(streams),
+             "grid": list(space.grid), "per_seed_stream": refs, "stream_results": summarize_streams(streams),
              "held_out_families": len(fams["test"])}  # fmt: skip
     results = report.results(EXPERIMENT, c, "held-out family", curves, range(c.eval_steps + 1), budgets, PAIRS, extra)
     io.write_json(out / "results.json", results)
     write_figures(out, results, streams)
     for m, r in results["methods"].items():
-        typer.echo(f"{m:>9}: with {row(r[report.WITH]['return'])}  without {row(r[report.WITHOUT]['return'])}")
+        with_ = f"with {row(r[report.WITH]['return'])}  " if report.WITH in r else ""
+        typer.echo(f"{m:>9}: {with_}without {row(r[report.WITHOUT]['return'])}")
     for m, r in extra["stream_results"]["methods"].items():
         typer.echo(f"{m:>14} stream: performance {report.cell(r['performance'])}, forgetting {report.cell(r['forgetting'])}, "
                    f"forward transfer {report.cell(r['forward_transfer'])}")  # fmt: skip
@@ -233,7 +246,7 @@ def run_continual_rl(c: ContinualRLConfig) -> dict:
 def write_figures(out: Path, results: dict, streams: dict) -> None:
     if results["methods"]:
         curves = {f"{m} ({'meta-update' if p == report.WITH else 'none'})": r[p]["return"]
-                  for m, r in results["methods"].items() for p in report.PROTOCOLS}  # fmt: skip
+                  for m, r in results["methods"].items() for p in report.PROTOCOLS if p in r}  # fmt: skip
         plots.curve_figure(out / "returns_vs_steps.png", curves, "held-out families", "policy-gradient steps on the goal task",
                            "mean return")  # fmt: skip
     grid = results["extra"]["stream_results"]["methods"]
