@@ -49,6 +49,12 @@ def test_free_fall_gives_g_times_the_step_for_three_gravities():
         env.step(np.zeros(env.action_space.shape))
         assert u.dt == pytest.approx(0.05)
         assert u.data.qvel[1] == pytest.approx(g * 0.05, abs=1e-12)  # vertical velocity of the root
+    mass, friction = u.model.body_mass.copy(), u.model.geom_friction[:, 0].copy()
+    set_task(env, {"gravity": -9.81, "mass_scale": 2.0, "friction_scale": 0.5})
+    set_task(env, {"gravity": -9.81, "mass_scale": 2.0, "friction_scale": 0.5})  # scales the originals, never compounds
+    assert np.allclose(u.model.body_mass, 2 * mass) and np.allclose(u.model.geom_friction[:, 0], 0.5 * friction)
+    env.reset(seed=1)
+    assert np.allclose(u.model.body_mass, 2 * mass) and u.model.opt.gravity[2] == -9.81  # survives reset()
 
 
 @needs_mujoco

@@ -25,6 +25,7 @@ import random
 
 import torch
 
+from fewtask_data import FewtaskError
 from trainer.core.functional import Params
 from trainer.domains.dynamics.tasks import tasks_in
 from trainer.domains.rl.methods import RLSettings, Sampler, adapt, direct, maml, meta_update
@@ -69,6 +70,8 @@ def trpo_on(theta: Params, objective, make_sampler, max_kl: float) -> Params:
 class PolicyLearner:
     def __init__(self, mode: str, policy: Policy, theta: Params, make_env, settings: RLSettings, space,
                  meta_tasks: int, goal_steps: int, max_kl: float) -> None:  # fmt: skip
+        if mode not in LEARNERS:
+            raise FewtaskError(f"unknown stream learner {mode!r}; use one of {', '.join(LEARNERS)}")
         self.mode, self.policy, self.make_env, self.settings, self.space = mode, policy, make_env, settings, space
         self.theta, self.current, self.meta_tasks, self.goal_steps, self.max_kl = theta, theta, meta_tasks, goal_steps, max_kl
 
@@ -76,15 +79,15 @@ class PolicyLearner:
         """Update for one phase; returns the environment steps it sampled."""
         s, band = self.settings, torch.tensor([phase["band"]], dtype=torch.float64)
         goal = torch.tensor([[phase["goal"][n] for n in self.space.names]], dtype=torch.float32)
-        sampler = Sampler(self.make_env, self.policy, s, generator)
+        sampler, spent = Sampler(self.make_env, self.policy, s, generator), 0
         if self.mode == "oracle":
             return 0
-        if self.mode == "maml-continual":
+        if self.mode == "maml-continual":  # TRPO replays one set of samples: count them once
             tasks = tasks_in(self.space, band[0], self.meta_tasks, generator)  # [L, P]
             objective = lambda smp, p, graph: maml(smp, p, tasks, graph)  # noqa: E731
             inner = Sampler(self.make_env, self.policy, s, generator)
             self.theta = trpo_on(self.theta, objective, lambda: inner, self.max_kl)
-            sampler.draws.extend(inner.draws)
+            spent = env_steps(inner)
         start = self.current if self.mode == "pg-finetune" else self.theta
         params = self.policy.broadcast(_leaves(start), (1,))
         if self.mode == "maltml":
@@ -93,7 +96,7 @@ class PolicyLearner:
             params = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         params, _ = adapt(sampler, params, goal, s.gamma, self.goal_steps, goal.new_zeros(1), False, [])
         self.current = _squeeze(params)
-        return env_steps(sampler)
+        return spent + env_steps(sampler)
 
 
 def single_task_reference(make_env, policy: Policy, settings: RLSettings, tasks: torch.Tensor, iterations: int,
