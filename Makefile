@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q 'gymnasium[mujoco]>=1.0' cloudpickle
+	$(PY) -m pip install -q --no-deps 'stable-baselines3>=2.3'
 	touch $(STAMP)
 
 install: $(STAMP) wordnet

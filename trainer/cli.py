@@ -11,6 +11,7 @@ app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL
 
 from trainer.experiments.continual import continual_command  # noqa: E402
 from trainer.experiments.continual_oml import continual_oml_command  # noqa: E402
+from trainer.experiments.continual_rl import continual_rl_command  # noqa: E402
 from trainer.experiments.demo import demo_command  # noqa: E402
 from trainer.experiments.eval import eval_command  # noqa: E402
 from trainer.experiments.fit import fit_command  # noqa: E402
@@ -30,6 +31,7 @@ app.command("continual-oml")(continual_oml_command)
 app.command("navigation")(navigation_command)
 app.command("continual")(continual_command)
 app.add_typer(tune_app, name="tune")
+app.command("continual-rl")(continual_rl_command)
 
 
 def main() -> None:

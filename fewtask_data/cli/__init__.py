@@ -25,6 +25,7 @@ build_app.command("unsupervised-families")(build.unsupervised_families_command)
 build_app.command("navigation-families")(build.navigation_families_command)
 build_app.command("continual-sine-families")(build.continual_sine_families_command)
 build_app.command("sinusoid-families")(build.sinusoid_families_command)
+build_app.command("dynamics-families")(build.dynamics_families_command)
 
 
 def main() -> None:

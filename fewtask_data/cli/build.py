@@ -1,5 +1,5 @@
 """`fewtask-data build omniglot-families | imagenet-families | unsupervised-families | navigation-families |
-continual-sine-families | sinusoid-families`.
+continual-sine-families | sinusoid-families | dynamics-families`.
 
 Each command parses its options and calls its builder (``fewtask_data.builders.*``),
 imported when the command runs, so `--help` and option errors need no image code.
@@ -229,3 +229,36 @@ def sinusoid_families_command(
     counts = {"train": train_families, "val": val_families, "test": test_families}
     build_sinusoid_families(out, counts=counts, spec=spec, seed=seed)
     typer.echo(f"wrote {train_families} train, {val_families} val and {test_families} test sinusoid families to {out}")
+
+
+def dynamics_families_command(
+    out: Path = build_option("out", help=PROCEDURAL_OUT),
+    env: str = typer.Option("HalfCheetah-v5", help="a gymnasium MuJoCo locomotion env id, or 'point' (2D navigation, the cheap variant)"),
+    task_type: str = typer.Option(None, help="velocity (MAML's HalfCheetah-Vel reward, the MuJoCo default), run (gymnasium's reward, Kaplanis et al.), goal (point)"),
+    gravity_range: str = typer.Option("-17,-7", help="MuJoCo: LOW,HIGH of gravity (m/s^2); the families are bands inside it"),
+    velocity_range: str = typer.Option("0,2", help="MuJoCo velocity tasks: LOW,HIGH of the target x velocity (MAML: 0,2)"),
+    mass_scale: str = typer.Option(None, help="MuJoCo: LOW,HIGH of a body-mass scale per task (default: not a parameter)"),
+    friction_scale: str = typer.Option(None, help="MuJoCo: LOW,HIGH of a friction scale per task (default: not a parameter)"),
+    band_width: str = typer.Option(None, help="LOW,HIGH of a family's band width (default: 2,4 for gravity; 0.25,0.75 for goal_x)"),
+    train_families: int = typer.Option(8, help="meta-training families (bands)"),
+    val_families: int = typer.Option(2, help="validation families"),
+    test_families: int = typer.Option(4, help="held-out test families"),
+    seed: int = build_option("seed", help="seed of the bands (train/val/test from disjoint streams of it)"),
+) -> None:
+    """Write dynamics task families (bands of gravity, or of goal_x for `--env point`; a task is
+    a dict of named parameters; continual RL after Kaplanis et al. 2020, MALTML section 4.2):
+    procedural family definitions with the evaluation grid, for `fewtask-train continual-rl --families DIR`."""
+    from fewtask_data.builders.dynamics import build_dynamics_families
+
+    ranges = {}
+    if env != "point":
+        ranges = {"gravity": parse_float_pair(gravity_range, "--gravity-range")}
+        if task_type != "run":
+            ranges["velocity"] = parse_float_pair(velocity_range, "--velocity-range")
+        for name, text in (("mass_scale", mass_scale), ("friction_scale", friction_scale)):
+            if text:
+                ranges[name] = parse_float_pair(text, f"--{name.replace('_', '-')}")
+    width = parse_float_pair(band_width, "--band-width") if band_width else None
+    counts = {"train": train_families, "val": val_families, "test": test_families}
+    build_dynamics_families(out, counts=counts, env=env, task_type=task_type, ranges=ranges, band_width=width, seed=seed)
+    typer.echo(f"wrote {train_families} train, {val_families} val and {test_families} test {env} families to {out}")

@@ -13,6 +13,7 @@ import pytest
 from fewtask_data import FewtaskError
 from trainer.experiments.continual import ContinualFamiliesConfig
 from trainer.experiments.continual_oml import ContinualOMLConfig
+from trainer.experiments.continual_rl import ContinualRLConfig
 from trainer.experiments.fit import FitConfig
 from trainer.experiments.navigation import NavigationConfig
 from trainer.experiments.navigation_maml import NavigationMamlConfig
@@ -21,9 +22,9 @@ from trainer.experiments.sinusoid import SinusoidConfig
 from trainer.experiments.sinusoid_maml import SinusoidMamlConfig
 from trainer.experiments.tune import TuneImageConfig, TuneSinusoidConfig
 
-REQUIRED = {ContinualFamiliesConfig: {"families": "fams"}, FitConfig: {"data": "data"}}
+REQUIRED = {ContinualFamiliesConfig: {"families": "fams"}, FitConfig: {"data": "data"}, ContinualRLConfig: {"families": "fams"}}
 CONFIGS = [SinusoidConfig, SinusoidMamlConfig, NavigationConfig, NavigationMamlConfig, ContinualOMLConfig,
-           ContinualFamiliesConfig, FitConfig]  # fmt: skip
+           ContinualFamiliesConfig, FitConfig, ContinualRLConfig]  # fmt: skip
 TUNING = [TuneImageConfig, TuneSinusoidConfig]  # fewer numbers of their own: the search's budget
 
 
