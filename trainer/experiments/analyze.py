@@ -245,7 +245,7 @@ def run_analyze(cfg: AnalyzeConfig) -> dict:
     io.write_json(out / "analysis.json", result)
     for s in measures:
         plots.similarity_heatmaps(out / f"similarity-{s}.png", {n: sec["similarity"][s] for n, sec in sections.items()},
-                                  s, list(analysis.PAIRS))  # fmt: skip
+                                  s, list(analysis.PAIRS), {n: sec["layers"] for n, sec in sections.items()})  # fmt: skip
     table = [line for n, sec in sections.items() for line in ablation_lines(n, sec, cfg.steps)]
     io.write_bytes(out / "ablation.md", "\n".join(["# Freezing ablations", "", *table]).encode())
     typer.echo("\n".join(table))
