@@ -184,3 +184,37 @@ def step_size_figure(path: Path, records: dict[str, dict], title: str = "step si
     axes[-1].legend(fontsize=7)
     fig.suptitle(title)
     _save(fig, path)
+
+
+PAIR_LABELS = {"theta_to_theta_prime": "θ→θ'\nmeta", "theta_prime_to_phi": "θ'→φ\ngoal", "theta_to_phi": "θ→φ\nboth"}
+
+
+def similarity_heatmaps(path: Path, methods: dict[str, dict], measure: str, pairs: list[str],
+                        layers: dict[str, list[str]] | None = None) -> None:  # fmt: skip
+    """`fewtask-train analyze`: per method a layer x pair heatmap of ``measure`` (summaries
+    ``methods[m][pair][layer]``), methods side by side on one colour scale [0, 1], each
+    cell annotated with its mean and 95% interval over families. ``layers[m]``: the rows'
+    order (default: the summaries' order; analysis.json stores it, its keys are sorted)."""
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 + 2.6 * len(methods), 1.2 + 0.55 * _rows(methods)),
+                             squeeze=False)  # fmt: skip
+    image, previous = None, None
+    for ax, (name, per_pair) in zip(axes[0], methods.items()):
+        rows = layers[name] if layers else list(per_pair[pairs[0]])
+        grid = torch.tensor([[per_pair[p][layer]["mean"] for p in pairs] for layer in rows], dtype=torch.float64)
+        image = ax.imshow(grid.numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        for i, layer in enumerate(rows):
+            for j, p in enumerate(pairs):
+                s = per_pair[p][layer]
+                ax.text(j, i, f"{s['mean']:.2f}\n±{s['ci95']:.2f}", ha="center", va="center", fontsize=7,
+                        color="black" if s["mean"] > 0.6 else "white")  # fmt: skip
+        ax.set_xticks(range(len(pairs)), [PAIR_LABELS.get(p, p) for p in pairs], fontsize=7)
+        ax.set_yticks(range(len(rows)), rows if rows != previous else [], fontsize=7)  # labelled once per run of equal layers
+        previous = rows
+        ax.set_title(name, fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label=measure)
+    fig.suptitle(f"{measure} between parameter points, per layer (mean ± 95% over families)", fontsize=9, y=1.04)
+    _save(fig, path)
+
+
+def _rows(methods: dict[str, dict]) -> int:
+    return max(len(next(iter(per_pair.values()))) for per_pair in methods.values())

@@ -49,46 +49,53 @@ def step_size_record(algo, sizes: dict) -> dict:
             "finetune_level": algo.finetune_level}  # fmt: skip
 
 
+def meta_updated(algo: Algorithm, theta, buffers, msx, msy, mqx, mqy, a, b, impl: str = "vmap",
+                 names: frozenset[str] | None | str = "as trained"):  # fmt: skip
+    """theta' = V_beta(theta) on one family's L tasks, exactly as the method trains with it:
+    whether its task steps are first order changes the meta-gradient's *value* (the Hessian
+    term), not just its derivative. ``names``: the parameters it moves (the method's own by
+    default; None = all). ``impl="loop"``: the plain-loop reference (same numbers)."""
+    names = algo.names if names == "as trained" else names
+    task_fo = algo.meta_update_first_order()
+    if impl == "vmap":
+        return fn.meta_adapt(algo.forward, theta, buffers, (msx, msy), (mqx, mqy), a, b,
+                             algo.task_steps, algo.meta_steps, names, task_fo, True, algo.meta_reduction)  # fmt: skip
+    with torch.enable_grad():  # the plain-loop reference differentiates with autograd
+        p = {k: v.detach().requires_grad_() for k, v in theta.items()}
+        tuned = reference.loop_meta_adapt(algo.forward, p, buffers, (msx, msy), (mqx, mqy), a, b, algo.task_steps,
+                                          algo.meta_steps, names, task_fo, True, algo.meta_reduction)  # fmt: skip
+    return {k: v.detach() for k, v in tuned.items()}
+
+
 def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch, steps: int, meta_update: bool,
-                  impl: str = "vmap", per_family_params: bool = False):
+                  impl: str = "vmap", per_family_params: bool = False, names: tuple | None = None):
     """Per family: (loss, accuracy) on goal validation after 0..steps finetuning steps, [B, steps+1].
 
     ``impl``: "vmap" batches families and goal tasks; "loop" runs them one by one
     (same numbers, much faster for conv nets on CPU). ``per_family_params``: every
     parameter has a leading family axis (one model per family, e.g. maml-oracle).
+    ``names``: (meta-update's, goal steps') adapted parameter names, None meaning all;
+    default: the method's own at both levels (the freezing ablations change them).
     """
     a, b, g = (level_lrs(step_sizes, lv) for lv in LEVELS)
-    forward, names = algo.forward, algo.names
-    # The meta-update is the one the method trains with: whether its task steps are
-    # first order changes the meta-gradient's *value* (the Hessian term), not just
-    # its derivative. The meta step itself needs no outer derivative here.
-    task_fo = algo.meta_update_first_order()
+    forward = algo.forward
+    meta_names, goal_names = (algo.names, algo.names) if names is None else names
 
     def goal_curve(theta, sx, sy, vx, vy):
         losses, accs = [], []
         for s in range(steps + 1):
             if s:
-                theta = fn.adapt(forward, theta, buffers, sx, sy, g, 1, names, first_order=True, start=s - 1)
+                theta = fn.adapt(forward, theta, buffers, sx, sy, g, 1, goal_names, first_order=True, start=s - 1)
             with at_inner_step(s):
                 pred = forward(theta, buffers, vx)
             losses.append(fn.task_loss(pred, vy))
             accs.append(fn.accuracy(pred, vy) if vy.dtype == torch.int64 else pred.new_zeros(()))
         return torch.stack(losses), torch.stack(accs)
 
-    def meta_finetuned(theta, msx, msy, mqx, mqy):
-        if not meta_update:
-            return theta
-        if impl == "vmap":
-            return fn.meta_adapt(forward, theta, buffers, (msx, msy), (mqx, mqy), a, b,
-                                 algo.task_steps, algo.meta_steps, names, task_fo, True, algo.meta_reduction)  # fmt: skip
-        with torch.enable_grad():  # the plain-loop reference differentiates with autograd
-            p = {k: v.detach().requires_grad_() for k, v in theta.items()}
-            tuned = reference.loop_meta_adapt(forward, p, buffers, (msx, msy), (mqx, mqy), a, b, algo.task_steps,
-                                              algo.meta_steps, names, task_fo, True, algo.meta_reduction)  # fmt: skip
-        return {k: v.detach() for k, v in tuned.items()}
-
     def family(theta, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
-        theta = meta_finetuned(algo.start_params(theta), msx, msy, mqx, mqy)  # zeroing trick: a zero head first
+        theta = algo.start_params(theta)  # zeroing trick: a zero head first
+        if meta_update:
+            theta = meta_updated(algo, theta, buffers, msx, msy, mqx, mqy, a, b, impl, meta_names)
         loss, acc = fn.map_over(goal_curve, (None, 0, 0, 0, 0), impl)(theta, gsx, gsy, gvx, gvy)
         return loss.mean(0), acc.mean(0)
 
