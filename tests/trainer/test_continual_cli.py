@@ -136,3 +136,27 @@ def test_continual_families_compares_maltml_and_oml_with_and_without_meta_finetu
         assert gain == pytest.approx(e["with_meta_update"]["mse"]["mean"] - e["without_meta_update"]["mse"]["mean"], rel=1e-5)
     assert set(report["comparisons"]["maltml_minus_oml"]) == {"with_meta_update", "without_meta_update", "with_minus_without"}
     assert (tmp_path / "run" / "per_function.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_learned_step_sizes_are_trained_recorded_and_used_by_the_evaluation(tmp_path):
+    from fewtask_data.builders.continual_sines import build_continual_families
+
+    build_continual_families(tmp_path / "fams", families=4, test_families=2,
+                             spec=ContinualSpec(functions=2, steps_per_function=2, batch=3, train_pool=20, eval_pool=20))  # fmt: skip
+    args = ["continual", "--families", str(tmp_path / "fams"), "--out", str(tmp_path / "run"), "--steps", "2", "--width", "8",
+            "--eval-problems", "3", "--val-problems", "1", "--test-points", "10", "--lr", "0.01", "--learn-step-sizes",
+            "--no-progress"]  # fmt: skip
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    report = check_results(tmp_path / "run" / "results.json")
+    maltml, oml = (report["methods"][m]["train"][0]["step_sizes"] for m in ("maltml", "oml"))
+    assert set(maltml) == {"alpha", "beta", "gamma"} and set(oml) == {"alpha"}
+    assert maltml["alpha"] != pytest.approx(0.003, rel=1e-9)  # trained away from --inner-lr
+    for m in ("maltml", "oml"):
+        for p in ("with_meta_update", "without_meta_update"):
+            assert report["extra"]["methods"][m][p]["inner_lr"] == "learned"
+    r = runner.invoke(app, ["continual-oml", "--out", str(tmp_path / "oml"), "--methods", "oml", "--curve", "2",
+                            "--learn-step-sizes", *TINY])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    one = check_results(tmp_path / "oml" / "results.json")
+    assert one["extra"]["methods"]["oml"]["inner_lr"] == "learned" and "alpha" in one["methods"]["oml"]["train"][0]["step_sizes"]

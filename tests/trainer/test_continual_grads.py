@@ -155,3 +155,42 @@ def test_bad_step_sizes_and_orders_are_one_line_errors():
         MALTMLContinual(net, order=4)
     with pytest.raises(FewtaskError, match="meta-reduction must be sum or mean"):
         MALTMLContinual(net, meta_reduction="median")
+
+
+def _problems(pool, seed=5):
+    return sample_problems(torch.Generator().manual_seed(seed), pool, 3, SPEC, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", ["oml", "maltml"])
+def test_learned_step_sizes_gradients_match_the_loop_and_finite_differences(kind):
+    """Issue 24: the online step (alpha) per PLN tensor, and for MALTML-continual beta per
+    tensor and the goal's online step (gamma) per PLN tensor, learned like the parameters."""
+    net, params, pool = setup()
+    if kind == "oml":
+        batch, algo = _problems(pool), OML(net, lr=0.1, learn_step_sizes=True)
+        assert {k.partition(":")[0] for k in algo.init_step_sizes(params)} == {"alpha"}
+    else:
+        batch = sample_families(torch.Generator().manual_seed(2), pool, torch.tensor([0.5, 2.0]), 2, 1, SPEC, torch.float64)
+        algo = MALTMLContinual(net, lr=0.1, beta=0.05, learn_step_sizes=True)
+        assert {k.partition(":")[0] for k in algo.init_step_sizes(params)} == {"alpha", "beta", "gamma"}
+    gen = torch.Generator().manual_seed(6)
+    sizes = {k: v + 0.2 * torch.randn((), generator=gen, dtype=v.dtype) for k, v in algo.init_step_sizes(params).items()}
+    g, s, m = algo.outer_grads(params, sizes, {}, batch)
+    algo.impl = "loop"
+    g2, s2, m2 = algo.outer_grads(params, sizes, {}, batch)
+    assert float(m["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-12)
+    assert max_diff(g, g2) < 1e-10 and max_diff(s, s2) < 1e-10
+    algo.impl = "vmap"
+    for key in list(sizes)[:2] + list(sizes)[-1:]:
+        fd = finite_difference(lambda z: algo.objective(params, batch, z), sizes, key, ())
+        assert s[key].item() == pytest.approx(fd, rel=1e-5, abs=1e-9), key
+
+
+def test_fixed_step_sizes_keep_the_learned_objective_at_its_start():
+    net, params, pool = setup()
+    batch = _problems(pool)
+    fixed, learned = OML(net, lr=0.1), OML(net, lr=0.1, learn_step_sizes=True)
+    assert fixed.init_step_sizes(params) == {}
+    a = fixed.objective(params, batch)
+    b = learned.objective(params, batch, learned.init_step_sizes(params))
+    assert float(a) == pytest.approx(float(b), rel=1e-12)  # the same objective, the step as a tensor

@@ -40,12 +40,18 @@ def function_mse(params: Params, batch: ContinualBatch, test: tuple[torch.Tensor
     return torch.nan_to_num(out, nan=float("inf"))
 
 
-def choose(params: Params, batch: ContinualBatch, test, depth: int, lrs: Sequence[float],
-           splits: Sequence[int]) -> tuple[float, int, dict[str, float]]:  # fmt: skip
-    """(lr, split) with the lowest mean MSE on the validation problems, and every candidate's."""
-    scores = {(lr, s): float(function_mse(params, batch, test, lr, s, depth).mean()) for s in splits for lr in lrs}
-    lr, split = min(scores, key=scores.get)
-    return lr, split, {f"lr={k[0]},split={k[1]}": v for k, v in scores.items()}
+def lr_label(lr) -> float | str:
+    """An online step for reports: the number, or "learned" for learned per-tensor sizes."""
+    return "learned" if isinstance(lr, dict) else lr
+
+
+def choose(params: Params, batch: ContinualBatch, test, depth: int, lrs: Sequence,
+           splits: Sequence[int]) -> tuple[float | dict, int, dict[str, float]]:  # fmt: skip
+    """(lr, split) with the lowest mean MSE on the validation problems, and every candidate's.
+    A candidate online step is a number or learned per-tensor sizes ({name: tensor})."""
+    scores = {(i, s): float(function_mse(params, batch, test, lr, s, depth).mean()) for s in splits for i, lr in enumerate(lrs)}
+    i, split = min(scores, key=scores.get)
+    return lrs[i], split, {f"lr={lr_label(lrs[k[0]])},split={k[1]}": v for k, v in scores.items()}
 
 
 def problem_mse(mse: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from fewtask_data import FewtaskError, io
 from fewtask_data.sources.continual_sines import (
     ContinualSpec, family_batches, load_family_definitions, problem_batches, sample_problems,
 )  # fmt: skip
+from trainer.core.step_sizes import level_lrs, mean_step_sizes
 from trainer.domains.continual.net import ARCHES, build_net
 from trainer.domains.continual.oml import OML, MALTMLContinual
 from trainer.evaluation import continual as evaluation
@@ -67,6 +68,9 @@ class ContinualTraining(Config):
     val_problems: int = option(5, "Validation trajectories that choose the online step (and the pretraining split).")
     test_points: int = option(100, "Fresh points per function for the evaluation MSE.")
     lr_grid: str = option(",".join(map(str, evaluation.LR_GRID)), "Online step sizes tried on the validation problems.")
+    learn_step_sizes: bool = run_option("learn_step_sizes", help="Learn the online step per PLN tensor (OML: alpha; "
+                                        "MALTML: alpha, beta per tensor, gamma), starting at --inner-lr and --beta; each "
+                                        "method is then evaluated with its learned online step instead of --lr-grid.")
     impl: str = run_option("impl")
     seed: int = run_option("seed")
     resume: bool = run_option("resume")
@@ -117,16 +121,19 @@ def eval_sets(c: ContinualTraining, spec: ContinualSpec, pool: torch.Tensor, fre
 
 
 def train_to(c: ContinualTraining, method: str, model, algo, batches, steps: int, lr: float,
-             max_seconds: float | None = None) -> dict:  # fmt: skip
+             max_seconds: float | None = None) -> tuple[dict, dict]:  # fmt: skip
     """Train (or resume) ``method`` to ``steps``, for at most ``max_seconds`` (default
-    ``c.max_seconds``; 0: no limit); returns the training summary."""
+    ``c.max_seconds``; 0: no limit); returns the training summary and the (log) step sizes."""
     config = TrainConfig(steps=steps, out=c.out / method, lr=lr, seed=c.seed, log_every=10, checkpoint_every=50,
                          resume=True, progress=c.progress, max_seconds=c.max_seconds if max_seconds is None else max_seconds)  # fmt: skip
     result = train(model, algo, c.on_device(batches), config)
     with torch.no_grad():
         for k, p in model.named_parameters():
             p.copy_(result.params[k])
-    return {"seed": c.seed, "steps": result.step, "seconds": round(result.seconds, 1), "final_metrics": result.last_metrics}
+    summary = {"seed": c.seed, "steps": result.step, "seconds": round(result.seconds, 1), "final_metrics": result.last_metrics}
+    if result.step_sizes:
+        summary["step_sizes"] = mean_step_sizes(result.step_sizes)
+    return summary, result.step_sizes
 
 
 def fresh_run(c, methods: list[str]) -> Path:
@@ -156,17 +163,18 @@ class ContinualFamiliesConfig(ContinualTraining):
     max_seconds: float = option(0.0, "Stop each method's training after this many seconds (0: no limit).")
 
 
-def family_evaluation(c: ContinualFamiliesConfig, algo: MALTMLContinual, params, spec, pool, freqs, grid) -> dict:
+def family_evaluation(c: ContinualFamiliesConfig, algo: MALTMLContinual, params, spec, pool, freqs, grid,
+                      meta_sizes: dict | None = None) -> dict:  # fmt: skip
     """Per protocol (without / with the meta-update on the family's L problems): (the online
-    step chosen on the families' validation problems, every candidate's score, MSE
-    [families * eval problems, F])."""
+    step chosen on the families' validation problems among ``grid``, every candidate's score,
+    MSE [families * eval problems, F]). ``meta_sizes``: learned sizes of the meta-update."""
     per_family = []
     for j, w in enumerate(freqs):
         sets = eval_sets(c, spec, pool, w, offset=1_000 * (j + 1))
         gen = torch.Generator().manual_seed(EVAL_SEED - 1 - j)
         meta = sample_problems(gen, pool, c.meta_problems, spec, [w] * c.meta_problems).to(c.device) if c.meta_problems else None
         with torch.no_grad():
-            tuned = algo.adapted(params, meta.tensors(), outer=False) if meta is not None else params
+            tuned = algo.adapted(params, meta.tensors(), outer=False, sizes=meta_sizes) if meta is not None else params
         per_family.append({report.WITHOUT: (params, sets), report.WITH: (tuned, sets)})
     out = {}
     for protocol in report.PROTOCOLS:
@@ -175,8 +183,9 @@ def family_evaluation(c: ContinualFamiliesConfig, algo: MALTMLContinual, params,
         def score(lr: float) -> float:
             return float(torch.stack([evaluation.function_mse(t, s[2], s[3], lr, algo.split, algo.depth).mean() for t, s in runs]).mean())
 
-        scores = {lr: score(lr) for lr in grid}
-        lr = min(scores, key=scores.get)
+        scores = {i: score(lr) for i, lr in enumerate(grid)}
+        lr = grid[min(scores, key=scores.get)]
+        scores = {evaluation.lr_label(grid[i]): v for i, v in scores.items()}
         mse = torch.cat([evaluation.function_mse(t, s[0], s[1], lr, algo.split, algo.depth) for t, s in runs])
         out[protocol] = (lr, scores, mse)
     return out
@@ -188,19 +197,24 @@ def family_method(c: ContinualFamiliesConfig, method: str, defs, grid) -> tuple[
     train_pool, train_freqs = defs.pools["train"], defs.frequencies["train"]
     model = c.net(spec)
     maltml = MALTMLContinual(model, lr=c.inner_lr, beta=c.beta, meta_steps=c.meta_steps, order=c.order, impl=c.impl,
-                             name=method, meta_reduction=c.meta_reduction)  # fmt: skip
+                             name=method, meta_reduction=c.meta_reduction,
+                             learn_step_sizes=c.learn_step_sizes and method == "maltml")  # fmt: skip
     if method == "maltml":
         algo = maltml
         batches = lambda start: family_batches(c.seed, train_pool, train_freqs, c.families_per_step, c.meta_problems,  # noqa: E731
                                                c.goal_problems, spec, start)  # fmt: skip
     else:  # OML on problems of the training families (as many problems per step as MALTML's goal problems)
-        algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
+        algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method,
+                   learn_step_sizes=c.learn_step_sizes)  # fmt: skip
         batches = lambda start: problem_batches(c.seed, train_pool, c.problems, spec, start, train_freqs)  # noqa: E731
-    record = train_to(c, method, model, algo, batches, c.steps, c.lr)
+    record, sizes = train_to(c, method, model, algo, batches, c.steps, c.lr)
     params = {k: v.detach() for k, v in model.named_parameters()}
-    evaluated = family_evaluation(c, maltml, params, spec, defs.pools["test"], defs.frequencies["test"], grid)
+    if c.learn_step_sizes:  # each method's own learned online step: MALTML's gamma, OML's alpha
+        grid = [level_lrs(sizes, "gamma" if method == "maltml" else "alpha")]
+    meta_sizes = sizes if method == "maltml" and c.learn_step_sizes else None
+    evaluated = family_evaluation(c, maltml, params, spec, defs.pools["test"], defs.frequencies["test"], grid, meta_sizes)
     curves = {p: {"mse": evaluation.problem_mse(e[2])} for p, e in evaluated.items()}
-    extra = {p: {"inner_lr": lr, "validation": {str(k): v for k, v in scores.items()},
+    extra = {p: {"inner_lr": evaluation.lr_label(lr), "validation": {str(k): v for k, v in scores.items()},
                  "per_function": evaluation.per_function(mse)} for p, (lr, scores, mse) in evaluated.items()}  # fmt: skip
     return curves, record, extra
 

@@ -21,6 +21,7 @@ import torch
 
 from fewtask_data import FewtaskError, io
 from fewtask_data.sources.continual_sines import function_pool, problem_batches
+from trainer.core.step_sizes import level_lrs
 from trainer.domains.continual.baselines import IIDRegression
 from trainer.domains.continual.oml import OML
 from trainer.evaluation import continual as evaluation
@@ -63,22 +64,23 @@ def score(params, depth: int, splits: list[int], grid: list[float], sets) -> tup
     problems, test, val, val_test = sets
     lr, split, scores = evaluation.choose(params, val, val_test, depth, grid, splits)
     mse = evaluation.function_mse(params, problems, test, lr, split, depth)
-    return evaluation.problem_mse(mse), {"inner_lr": lr, "split": split, "validation": scores,
+    return evaluation.problem_mse(mse), {"inner_lr": evaluation.lr_label(lr), "split": split, "validation": scores,
                                          "per_function": evaluation.per_function(mse)}  # fmt: skip
 
 
 def meta_train_in_stages(c: ContinualOMLConfig, method: str, model, pool, sets, stages, spec, grid, progress):
     """OML (or the oracle, on the evaluation pool) trained stage by stage, scored after each;
     --max-seconds budgets the whole curve, not each stage. Returns (mse, record, details, curve)."""
-    algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method)
+    algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method, learn_step_sizes=c.learn_step_sizes)
     batches = lambda start: problem_batches(c.seed, pool, c.problems, spec, start)  # noqa: E731
     curve, spent = [], 0.0
     for steps in stages:
         started = time.perf_counter()
-        record = train_to(c, method, model, algo, batches, steps, c.lr, c.max_seconds and c.max_seconds - spent)
+        record, sizes = train_to(c, method, model, algo, batches, steps, c.lr, c.max_seconds and c.max_seconds - spent)
         spent += time.perf_counter() - started
         params = {k: v.detach() for k, v in model.named_parameters()}
-        mse, details = score(params, model.depth, [model.split], grid, sets)
+        own = [level_lrs(sizes, "alpha")] if c.learn_step_sizes else grid  # learned: its own online step
+        mse, details = score(params, model.depth, [model.split], own, sets)
         point = report.method_summary({report.WITHOUT: {"mse": mse}})[report.WITHOUT]["mse"]
         curve.append({"steps": record["steps"], "mean": point["mean"], "ci95": point["ci95"], "seconds": record["seconds"]})
         progress(method, curve)
@@ -109,7 +111,7 @@ def continual_oml(c: ContinualOMLConfig) -> dict:
         elif method == "pretrain":
             iid = dataclasses.replace(spec, rand_points=c.pretrain_points)
             batches = lambda start: problem_batches(c.seed, train_pool, c.problems, iid, start)  # noqa: E731
-            records[method] = [train_to(c, method, model, IIDRegression(model), batches, c.pretrain_steps, c.pretrain_lr)]
+            records[method] = [train_to(c, method, model, IIDRegression(model), batches, c.pretrain_steps, c.pretrain_lr)[0]]
             params = {k: v.detach() for k, v in model.named_parameters()}
             splits = sorted({0, *range(2, model.depth, 2), model.depth - 1})
             mse, details[method] = score(params, model.depth, splits, grid, sets)

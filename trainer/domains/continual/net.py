@@ -73,6 +73,12 @@ def layer_of(name: str) -> int:
     return int(name.split(".")[1])
 
 
+def per_tensor(lr, names) -> dict:
+    """One step size per parameter tensor: ``lr`` itself when it already is one (learned
+    sizes, {name: tensor}), else the number ``lr`` for each of ``names``."""
+    return dict(lr) if isinstance(lr, dict) else {k: lr for k in names}
+
+
 def online_names(params: Params, split: int) -> frozenset[str]:
     """The parameters learned online (the PLN) when the first ``split`` layers are the RLN."""
     return frozenset(k for k in params if layer_of(k) >= split)

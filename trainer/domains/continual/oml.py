@@ -20,8 +20,9 @@ the trajectories fix) and its derivative order maps to first-order flags by `ord
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 import torch
 from torch.func import grad, vmap
@@ -29,9 +30,9 @@ from torch.func import grad, vmap
 from fewtask_data import FewtaskError
 from trainer.algorithms.base import AlgorithmProtocol, Levels, order_flags
 from trainer.core import functional as fn
-from trainer.core.step_sizes import check_step_size
+from trainer.core.step_sizes import check_step_size, level_lrs
 from trainer.domains.continual import reference
-from trainer.domains.continual.net import ContinualNet, Params, mse_grads, online_names, run_layers
+from trainer.domains.continual.net import ContinualNet, Params, mse_grads, online_names, per_tensor, run_layers
 
 
 def learn_online(params: Params, h: torch.Tensor, traj_y: torch.Tensor, lr: float, split: int, depth: int,
@@ -41,7 +42,7 @@ def learn_online(params: Params, h: torch.Tensor, traj_y: torch.Tensor, lr: floa
     PLN's parameters, one set per problem ([P, ...]). The online gradients are
     `net.mse_grads` (backpropagation written out, checked against torch.func.grad)."""
     pln = {k: params[k] for k in online_names(params, split)}
-    lrs = {k: lr for k in pln}
+    lrs = per_tensor(lr, pln)
 
     def step_loss(q: Params, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return mse_grads(q, batch[0], batch[1], split, depth)[0].sum()  # problems are independent: sum
@@ -85,7 +86,7 @@ def meta_finetune(params: Params, meta_tensors, lr: float, beta: float, meta_ste
     """V_beta: ``meta_steps`` steps of size beta on the L problems' OML losses (summed, Eq. 2)."""
     if meta_tensors[0].shape[0] == 0:
         return params
-    betas = {k: beta for k in params}
+    betas = per_tensor(beta, params)
     losses = lambda p: problems_loss(p, meta_tensors, lr, split, depth, task_first_order)  # noqa: E731
     return fn.descend_tasks(losses, params, betas, meta_steps, None, meta_first_order, reduction)
 
@@ -104,6 +105,9 @@ class OML(AlgorithmProtocol):
     first_order: bool = False
     impl: str = "vmap"
     name: str = "oml"
+    # Learn the online step size per PLN tensor (under level alpha, the method's finetuning
+    # level), starting at ``lr``; MALTML-continual also beta per tensor and gamma per PLN tensor.
+    learn_step_sizes: bool = False
 
     def __post_init__(self) -> None:
         check_step_size("inner step size", self.lr)
@@ -114,15 +118,23 @@ class OML(AlgorithmProtocol):
         self.split, self.depth = self.model.split, self.model.depth
 
     def init_step_sizes(self, params: Params) -> dict[str, torch.Tensor]:
-        return {}  # fixed step sizes: nothing for the loop to learn or checkpoint
+        """Fixed step sizes: nothing for the loop to learn or checkpoint; learned: their logs."""
+        return self.log_sizes(params) if self.learn_step_sizes else {}
 
-    def objective(self, params: Params, batch) -> torch.Tensor:
-        return problems_loss(params, batch.tensors(), self.lr, self.split, self.depth, self.first_order).mean()
+    def log_sizes(self, params: Params) -> dict[str, torch.Tensor]:
+        return _logs(params, {"alpha": (self.lr, online_names(params, self.split))})
 
-    def loop_objective(self, params: Params, batch) -> torch.Tensor:
-        return reference.loop_oml_loss(params, batch.tensors(), self.lr, self.split, self.depth, self.first_order)
+    def objective(self, params: Params, batch, sizes: dict | None = None) -> torch.Tensor:
+        lr = level_lrs(sizes, "alpha") if sizes else self.lr
+        return problems_loss(params, batch.tensors(), lr, self.split, self.depth, self.first_order).mean()
+
+    def loop_objective(self, params: Params, batch, sizes: dict | None = None) -> torch.Tensor:
+        lr = level_lrs(sizes, "alpha") if sizes else self.lr
+        return reference.loop_oml_loss(params, batch.tensors(), lr, self.split, self.depth, self.first_order)
 
     def outer_grads(self, params: Params, step_sizes, buffers, batch):
+        if self.learn_step_sizes:
+            return self._learned_grads(params, step_sizes, batch)
         if self.impl == "loop" or self.plain_autograd:
             objective = self.loop_objective if self.impl == "loop" else self.objective
             with torch.enable_grad():
@@ -132,6 +144,22 @@ class OML(AlgorithmProtocol):
         else:
             grads, loss = grad(lambda p: (self.objective(p, batch),) * 2, has_aux=True)(params)
         return grads, {}, {"loss": loss.detach()}
+
+    def _learned_grads(self, params: Params, step_sizes, batch):
+        """Gradients w.r.t. the parameters and the log step sizes (plain autograd: one backward)."""
+        objective = self.loop_objective if self.impl == "loop" else self.objective
+        with torch.enable_grad():
+            p = {k: v.detach().requires_grad_() for k, v in params.items()}
+            s = {k: v.detach().requires_grad_() for k, v in step_sizes.items()}
+            loss = objective(p, batch, s)
+            g = torch.autograd.grad(loss, [*p.values(), *s.values()])
+        return dict(zip(p, g[: len(p)])), dict(zip(s, g[len(p) :])), {"loss": loss.detach()}
+
+
+def _logs(params: Params, levels: dict[str, tuple[float, Iterable[str]]]) -> dict[str, torch.Tensor]:
+    """Log step sizes ``"<level>:<tensor>"`` for each level's (value, tensor names)."""
+    return {f"{level}:{k}": torch.tensor(math.log(value), dtype=params[k].dtype, device=params[k].device)
+            for level, (value, names) in levels.items() for k in sorted(names)}  # fmt: skip
 
 
 @dataclass
@@ -157,21 +185,33 @@ class MALTMLContinual(OML):
     def levels(self) -> Levels:
         return Levels(self.lr, self.beta, self.lr, None, self.meta_steps, None, self.order, self.meta_reduction)
 
-    def adapted(self, params: Params, meta_tensors, outer: bool = True) -> Params:
+    def log_sizes(self, params: Params) -> dict[str, torch.Tensor]:
+        online = online_names(params, self.split)
+        return _logs(params, {"alpha": (self.lr, online), "beta": (self.beta, params), "gamma": (self.lr, online)})
+
+    def sizes(self, sizes: dict | None) -> tuple:
+        """(alpha, beta, gamma): the learned per-tensor sizes, or the fixed numbers."""
+        if not sizes:
+            return self.lr, self.beta, self.lr
+        return tuple(level_lrs(sizes, lv) for lv in ("alpha", "beta", "gamma"))
+
+    def adapted(self, params: Params, meta_tensors, outer: bool = True, sizes: dict | None = None) -> Params:
         """theta'_j for one family (``outer=False``: the meta step carries no outer derivative)."""
         flags = order_flags(self.order)
-        return meta_finetune(params, meta_tensors, self.lr, self.beta, self.meta_steps, self.split, self.depth,
+        alpha, beta, _ = self.sizes(sizes)
+        return meta_finetune(params, meta_tensors, alpha, beta, self.meta_steps, self.split, self.depth,
                              flags.task, flags.meta or not outer, self.meta_reduction)  # fmt: skip
 
-    def family_loss(self, params: Params, meta_tensors, goal_tensors) -> torch.Tensor:
-        theta = self.adapted(params, meta_tensors)
+    def family_loss(self, params: Params, meta_tensors, goal_tensors, sizes: dict | None = None) -> torch.Tensor:
+        theta = self.adapted(params, meta_tensors, sizes=sizes)
         goal_fo = order_flags(self.order).goal
-        return problems_loss(theta, goal_tensors, self.lr, self.split, self.depth, goal_fo).mean()
+        return problems_loss(theta, goal_tensors, self.sizes(sizes)[2], self.split, self.depth, goal_fo).mean()
 
-    def objective(self, params: Params, batch) -> torch.Tensor:
-        per_family = vmap(lambda m, g: self.family_loss(params, m, g))
+    def objective(self, params: Params, batch, sizes: dict | None = None) -> torch.Tensor:
+        per_family = vmap(lambda m, g: self.family_loss(params, m, g, sizes))
         return per_family(batch.meta.tensors(), batch.goal.tensors()).mean()
 
-    def loop_objective(self, params: Params, batch) -> torch.Tensor:
-        return reference.loop_maltml_loss(params, batch, self.lr, self.beta, self.meta_steps, self.split, self.depth,
-                                          order_flags(self.order), self.meta_reduction)  # fmt: skip
+    def loop_objective(self, params: Params, batch, sizes: dict | None = None) -> torch.Tensor:
+        alpha, beta, gamma = self.sizes(sizes)
+        return reference.loop_maltml_loss(params, batch, alpha, beta, self.meta_steps, self.split, self.depth,
+                                          order_flags(self.order), self.meta_reduction, gamma)  # fmt: skip

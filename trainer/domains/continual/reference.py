@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 from trainer.core import functional as fn
 from trainer.core import reference
-from trainer.domains.continual.net import online_names, run_layers
+from trainer.domains.continual.net import online_names, per_tensor, run_layers
 
 
 def loop_problem_loss(params, traj_x, traj_y, rand_x, rand_y, lr, split, depth, first_order=False):
     """`oml.problem_loss` for one problem, step by step."""
     names = sorted(online_names(params, split))
-    lrs = {k: lr for k in names}
+    lrs = per_tensor(lr, names)
     p = dict(params)
     for s in range(traj_x.shape[0]):
         loss = F.mse_loss(run_layers(p, traj_x[s], 0, depth, depth), traj_y[s])
@@ -36,13 +36,15 @@ def loop_oml_loss(params, tensors, lr, split, depth, first_order=False) -> torch
     return torch.stack(loop_problems(params, tensors, lr, split, depth, first_order)).mean()
 
 
-def loop_maltml_loss(params, batch, lr, beta, meta_steps, split, depth, flags, reduction="sum") -> torch.Tensor:
+def loop_maltml_loss(params, batch, lr, beta, meta_steps, split, depth, flags, reduction="sum", goal_lr=None) -> torch.Tensor:
     """`MALTMLContinual.objective` with loops: per family V_beta (`reference.loop_descend`
     on the sum of the L problems' OML losses), then the goal problems' OML losses.
-    ``flags``: first-order flags of (online steps in V_beta, V_beta's step, goal's online steps)."""
+    ``flags``: first-order flags of (online steps in V_beta, V_beta's step, goal's online steps);
+    ``goal_lr``: the goal problems' online step (default ``lr``)."""
     task_fo, meta_fo, goal_fo = flags
     meta, goal = batch.meta.tensors(), batch.goal.tensors()
-    betas = {k: beta for k in params}
+    betas = per_tensor(beta, params)
+    goal_lr = lr if goal_lr is None else goal_lr
     losses = []
     for f in range(len(batch)):
         m = tuple(t[f] for t in meta)
@@ -53,5 +55,5 @@ def loop_maltml_loss(params, batch, lr, beta, meta_steps, split, depth, flags, r
 
         theta = params if m[0].shape[0] == 0 else reference.loop_descend(meta_loss, params, betas, meta_steps, None, meta_fo)
         g = tuple(t[f] for t in goal)
-        losses.append(torch.stack(loop_problems(theta, g, lr, split, depth, goal_fo)).mean())
+        losses.append(torch.stack(loop_problems(theta, g, goal_lr, split, depth, goal_fo)).mean())
     return torch.stack(losses).mean()
