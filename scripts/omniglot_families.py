@@ -38,6 +38,7 @@ def main() -> None:
     p.add_argument("--meta-reduction", default="sum", choices=("sum", "mean"), help="Eq. 2 over the L task losses")
     p.add_argument("--eval-split", default="test", choices=("val", "test"), help="val: for choosing step sizes")
     p.add_argument("--data", default=None, help="reuse this built dataset (default: WORK/data)")
+    p.add_argument("--learn-step-sizes", action="store_true", help="learn alpha, beta, gamma per parameter tensor (issue 24)")
     p.add_argument("--train-only", action="store_true", help="only train (parallel processes share one --data)")
     p.add_argument("--eval-episodes", type=int, default=600)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
@@ -48,7 +49,7 @@ def main() -> None:
     cfg = omniglot_families_config(
         args.root, args.steps, args.hidden, beta=args.beta, gamma=args.gamma, meta_reduction=args.meta_reduction,
         data=args.data, eval_split=args.eval_split, eval_episodes=args.eval_episodes, workers=args.workers,
-        algorithms=algorithms,
+        algorithms=algorithms, learn_step_sizes=args.learn_step_sizes,
     )  # fmt: skip
     if args.train_only:
         for algo in algorithms:
