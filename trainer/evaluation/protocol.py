@@ -150,8 +150,7 @@ def predictions(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBatch
     forward = algo.forward
     params = algo.start_params(params)
     with torch.no_grad():
-        theta = fn.meta_adapt(forward, params, buffers, (msx, msy), (mqx, mqy), a, b, algo.task_steps, algo.meta_steps,
-                              algo.names, algo.meta_update_first_order(), True, algo.meta_reduction)  # fmt: skip
+        theta = meta_updated(algo, params, buffers, msx, msy, mqx, mqy, a, b)
         tuned = fn.adapt(forward, theta, buffers, gsx[0], gsy[0], g, steps, algo.names, first_order=True)
         return {
             "before_meta_update": forward(params, buffers, grid).squeeze(-1).tolist(),

@@ -10,7 +10,6 @@ by the one protocol (`trainer.evaluation.protocol`), with its own finetuning ste
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
@@ -33,6 +32,7 @@ from trainer.training import checkpoint as ckpt
 from trainer.training import family_oracle
 from trainer.training.checkpoint import seed_everything
 from trainer.training.loop import TrainConfig, train
+from trainer.training.run_folder import RunFolder
 
 # method -> (registered algorithm, inputs carry the true task parameters)
 METHODS = {
@@ -132,10 +132,9 @@ def _reduction(s: SinusoidConfig, state: dict | None) -> str:
 
 def _logged_time(folder: Path) -> dict:
     """Training time and last logged loss from a finished run's metrics.jsonl, if any."""
-    lines = (folder / "metrics.jsonl").read_text().splitlines() if (folder / "metrics.jsonl").exists() else []
-    if not lines:
+    last = RunFolder(folder).last_logged()
+    if not last:
         return {}
-    last = json.loads(lines[-1])
     return {"seconds": last.get("elapsed_s"), "final_metrics": {k: v for k, v in last.items() if k not in ("step", "elapsed_s")}}
 
 
