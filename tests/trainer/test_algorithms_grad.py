@@ -235,3 +235,45 @@ def test_equal_per_step_sizes_give_the_per_layer_objective_exactly():
     a = one.objective(params, one.init_step_sizes(params), {}, parts)[0]
     b = each.objective(params, each.init_step_sizes(params), {}, parts)[0]
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("per_step", [False, True])
+def test_fo_maltml_learns_step_sizes_by_the_first_order_hypergradient(per_step):
+    """FO-MALTML's step-size gradients equal fully first-order MALTML's (order 1), on the
+    torch.func path and the plain loop; its parameters still take the Reptile pseudo-gradient;
+    alpha acts only inside the held-constant meta gradient, so its gradient is zero."""
+    model, batch, params = setup(6)
+    hp = dict(HP, goal_steps=2, per_step_step_sizes=per_step)
+    fo = make_algorithm("fo-maltml", model, learn_step_sizes=True, **hp)
+    exact = make_algorithm("maltml", model, order=1, learn_step_sizes=True, **hp)
+    loop = make_algorithm("maltml", model, order=1, learn_step_sizes=True, impl="loop", **hp)
+    gen = torch.Generator().manual_seed(2)
+    sizes = {k: v + 0.3 * torch.randn((), generator=gen, dtype=v.dtype) for k, v in fo.init_step_sizes(params).items()}
+    pseudo, s_fo, _ = fo.outer_grads(params, sizes, {}, batch)
+    _, s_exact, _ = exact.outer_grads(params, sizes, {}, batch)
+    _, s_loop, _ = loop.outer_grads(params, sizes, {}, batch)
+    assert s_fo.keys() == sizes.keys()
+    assert rel_err(s_fo, s_exact) < 1e-9 and rel_err(s_fo, s_loop) < 1e-9
+    assert all(float(v.abs()) == 0 for k, v in s_fo.items() if k.startswith("alpha"))
+    assert all(float(v.abs()) > 0 for k, v in s_fo.items() if k.startswith(("beta", "gamma")))
+    fixed = make_algorithm("fo-maltml", model, **hp)
+    pseudo_fixed, none, _ = fixed.outer_grads(params, sizes, {}, batch)
+    assert none == {} and all(torch.equal(pseudo[k], pseudo_fixed[k]) for k in params)
+
+
+def test_fo_maltml_gamma_hypergradient_is_exact_for_one_goal_step():
+    """With one goal step the goal gradient does not depend on gamma, so the first-order
+    hypergradient w.r.t. gamma is the exact derivative: central differences agree."""
+    model, batch, params = setup(7)
+    fo = make_algorithm("fo-maltml", model, learn_step_sizes=True, **HP)
+    sizes = fo.init_step_sizes(params)
+    _, s_fo, _ = fo.outer_grads(params, sizes, {}, batch)
+    parts, eps = batch_parts(batch), 1e-6
+
+    def loss(s):
+        return float(fo.target_params(params, s, {}, parts)[1])
+
+    for key in (k for k in sizes if k.startswith("gamma")):
+        plus, minus = ({**sizes, key: sizes[key] + d} for d in (eps, -eps))
+        fd = (loss(plus) - loss(minus)) / (2 * eps)
+        assert abs(fd - float(s_fo[key])) <= 1e-6 * max(abs(fd), 1e-3), (key, fd, float(s_fo[key]))

@@ -86,8 +86,10 @@ def test_analyze_refuses_bad_input_in_one_line(demo, tmp_path):
         run_analyze(AnalyzeConfig(checkpoint=str(tmp_path / "nothing"), episodes=test))
 
 
-def test_analyze_a_sinusoid_run_with_its_oracle(tmp_path):
-    args = ["--steps", "3", "--eval-families", "5", "--eval-val", "10", "--oracle-steps", "2", "--no-progress"]
+@pytest.mark.parametrize("learned", [[], ["--learn-step-sizes"]])
+def test_analyze_a_sinusoid_run_with_its_oracle(tmp_path, learned):
+    """Also with learned step sizes, where every family's oracle has its own."""
+    args = ["--steps", "3", "--eval-families", "5", "--eval-val", "10", "--oracle-steps", "2", "--no-progress", *learned]
     r = runner.invoke(app, ["sinusoid", "--out", str(tmp_path), "--algorithms", "maltml,maml,maml-oracle", *args])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["analyze", "--checkpoint", str(tmp_path), "--steps", "2", "--max-families", "3"])

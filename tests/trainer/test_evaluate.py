@@ -74,6 +74,27 @@ def test_per_family_params_give_each_family_its_own_model():
         torch.testing.assert_close(loss[f], alone[f])
 
 
+def test_per_family_step_sizes_give_each_family_its_own_sizes():
+    """With a family axis on the log step sizes too (maml-oracle with learned sizes), family f
+    is meta-updated and finetuned with its own sizes, on vmap and the plain loop alike."""
+    torch.manual_seed(4)
+    model = MLP(1, (8,), 1)
+    algo = make_algorithm("maml", model, alpha=0.01, gamma=0.01, learn_step_sizes=True)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    stacked = {k: torch.stack([v, v]) for k, v in params.items()}
+    base = algo.init_step_sizes(params)
+    each = [{k: v + math.log(scale) for k, v in base.items()} for scale in (1.0, 30.0)]
+    sizes = {k: torch.stack([e[k] for e in each]) for k in base}
+    batch = sinusoid.sample_batch(torch.Generator().manual_seed(5), 2, SHAPE)
+    for impl in ("vmap", "loop"):
+        loss, _ = family_curves(algo, stacked, sizes, {}, batch, 2, True, impl=impl, per_family_params=True)
+        for f in range(2):
+            alone, _ = family_curves(algo, params, each[f], {}, batch, 2, True, impl=impl)
+            torch.testing.assert_close(loss[f], alone[f])
+    assert not torch.allclose(family_curves(algo, params, each[0], {}, batch, 2, True)[0][1],
+                              family_curves(algo, params, each[1], {}, batch, 2, True)[0][1])  # fmt: skip
+
+
 def test_map_over_loop_matches_vmap_on_dicts_and_tuples():
     def f(p, x, c):
         return {"s": p["w"].sum() * x + c}, x.sum()

@@ -349,13 +349,26 @@ def compiled_or_eager(f: Callable, label: str, backend: bool | str = True) -> Ca
 
 class PseudoGradient(Algorithm):
     """Reptile-style: grads are theta - theta' (averaged), fed to the same Adam loop.
-    First order by construction: no step-size gradients, no plain-loop reference."""
+    First order by construction, no plain-loop reference. A subclass whose ``target_params``
+    loss is the adapted validation loss may learn its step sizes (``learns_step_sizes``):
+    their gradient is that loss's first-order hypergradient (every inner gradient held
+    constant, only the step sizes scaling them differentiated)."""
 
     def target_params(self, params, step_sizes, buffers, parts) -> tuple[dict, torch.Tensor]:
         raise NotImplementedError
 
     def _target_from_tensors(self, params, step_sizes, buffers, tensors, k):
-        return self.target_params(self.start_params(params), step_sizes, buffers, split_parts(tensors, k))
+        """(theta', loss, step-size gradients or {})."""
+        parts = split_parts(tensors, k)
+        if not self.learn_step_sizes:
+            return (*self.target_params(self.start_params(params), step_sizes, buffers, parts), {})
+
+        def loss_of(sizes):
+            target, loss = self.target_params(self.start_params(params), sizes, buffers, parts)
+            return loss, (target, loss)
+
+        size_grads, (target, loss) = grad(loss_of, has_aux=True)(step_sizes)
+        return target, loss, size_grads
 
     def first_order_version(self) -> Algorithm:
         return self  # first order by construction
@@ -366,8 +379,8 @@ class PseudoGradient(Algorithm):
         if self.compile and self._compiled is None:
             self._compiled = compiled_or_eager(self._target_from_tensors, self.name, self.compile)
         step = self._compiled if self.compile else self._target_from_tensors
-        target, loss = step(params, step_sizes, buffers, batch_tensors(batch), batch.shape.support_size)
+        target, loss, size_grads = step(params, step_sizes, buffers, batch_tensors(batch), batch.shape.support_size)
         # With the zeroing trick the head's initialization is never used: nothing moves it.
         grads = {k: torch.zeros_like(p) if self.zero_head and k in self.heads else (p - target[k]).detach()
                  for k, p in params.items()}  # fmt: skip
-        return grads, {}, {"loss": loss.detach(), "acc": loss.new_zeros(())}
+        return grads, size_grads, {"loss": loss.detach(), "acc": loss.new_zeros(())}

@@ -14,10 +14,21 @@ from trainer.core.step_sizes import LEVELS, level_lrs
 class FOMALTML(PseudoGradient):
     """First-order two-level Reptile: per family, meta_steps first-order meta-finetuning
     steps on the L tasks, then goal_steps first-order finetuning steps (gamma) on each
-    goal task's support; theta' = mean over families and goal tasks."""
+    goal task's support; theta' = mean over families and goal tasks.
+
+    With learned step sizes, beta and gamma follow the goal validation loss's first-order
+    hypergradient (`PseudoGradient`), which equals fully first-order MALTML's (order 1)
+    step-size gradient. Alpha acts only inside the meta-update's gradient, which first order
+    holds constant, so its gradient is zero: alpha stays at its initial value."""
 
     finetune_level: ClassVar[str] = "gamma"
     trains_meta_step: ClassVar[bool] = True
+    learns_step_sizes: ClassVar[bool] = True
+
+    @classmethod
+    def sinusoid_hparams(cls, s) -> dict:
+        return {**super().sinusoid_hparams(s), "learn_step_sizes": s.learn_step_sizes,
+                "per_step_step_sizes": s.per_step_step_sizes}  # fmt: skip
 
     def meta_update_first_order(self) -> bool:
         return True

@@ -78,8 +78,9 @@ def finetune_sizes(sizes: dict[str, torch.Tensor], level: str, override: float |
 
 
 def mean_step_sizes(sizes: dict[str, torch.Tensor]) -> dict[str, float]:
-    """{level: mean positive step size over the parameter tensors} (for reports)."""
+    """{level: mean positive step size over the parameter tensors (and over the families, for
+    sizes with a family axis)} (for reports)."""
     levels: dict[str, list[float]] = {}
     for k, v in sizes.items():
-        levels.setdefault(k.split(":")[0], []).append(float(v.exp()))
+        levels.setdefault(k.split(":")[0], []).append(float(v.exp().mean()))
     return {lv: sum(vs) / len(vs) for lv, vs in levels.items()}

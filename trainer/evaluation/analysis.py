@@ -27,7 +27,7 @@ from trainer.algorithms import Algorithm, batch_parts
 from trainer.core import functional as fn
 from trainer.core.step_sizes import LEVELS, level_lrs
 from trainer.evaluation.activations import as_rows, record, row_subset
-from trainer.evaluation.protocol import family_curves, meta_updated, own_step_sizes
+from trainer.evaluation.protocol import families_sizes, family_curves, meta_updated, own_step_sizes
 from trainer.evaluation.similarity import similarity
 from trainer.models import head_names
 
@@ -62,6 +62,11 @@ class Analyzed:
     def theta(self, family: int) -> dict:
         return {k: v[family] for k, v in self.params.items()} if self.per_family else self.params
 
+    def sizes(self, family: int) -> dict:
+        """The log step sizes family ``family`` is adapted with, as the protocol takes them."""
+        own = own_step_sizes(self.algo, self.step_sizes)
+        return {k: v.squeeze(0) for k, v in families_sizes(own, family, family + 1).items()} if self.per_family else own
+
 
 def subset(algo: Algorithm, which: str) -> frozenset[str] | None:
     """The parameter names that adapt: all (None), the head's or the body's."""
@@ -84,7 +89,7 @@ def _points(m: Analyzed, theta: dict, parts: tuple, goal: int, lrs: tuple, steps
 def family_similarity(m: Analyzed, family: int, parts: tuple, layers: Sequence[str], measures: Sequence[str],
                       steps: int, impl: str, max_rows: int, seed: int) -> dict:  # fmt: skip
     """{measure: {pair: {layer: float}}} for one family, averaged over its goal tasks."""
-    lrs = tuple(level_lrs(own_step_sizes(m.algo, m.step_sizes), lv) for lv in LEVELS)
+    lrs = tuple(level_lrs(m.sizes(family), lv) for lv in LEVELS)
     theta, theta_prime = m.theta(family), None
     goals = parts[6].shape[0]
     sums = {s: {p: dict.fromkeys(layers, 0.0) for p in PAIRS} for s in measures}
@@ -133,9 +138,12 @@ def ablation_grid(m: Analyzed, batches: Sequence[FamilyBatch], steps: int, impl:
             names = (subset(m.algo, row if row != "none" else "all"), subset(m.algo, col))
             losses, accs, labels, start = [], [], False, 0
             for batch in batches:
-                theta = {k: v[start : start + len(batch)] for k, v in m.params.items()} if m.per_family else m.params
+                theta, own = m.params, sizes
+                if m.per_family:
+                    theta = {k: v[start : start + len(batch)] for k, v in m.params.items()}
+                    own = families_sizes(sizes, start, start + len(batch))
                 start += len(batch)
-                loss, acc = family_curves(m.algo, theta, sizes, m.buffers, batch, steps, row != "none", impl,
+                loss, acc = family_curves(m.algo, theta, own, m.buffers, batch, steps, row != "none", impl,
                                           m.per_family, names)  # fmt: skip
                 losses.append(loss[:, steps].cpu())
                 accs.append(acc[:, steps].cpu())

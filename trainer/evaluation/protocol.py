@@ -39,14 +39,21 @@ def own_step_sizes(algo: Algorithm, step_sizes: dict, finetune_lr: float | None 
 
 def step_size_record(algo, sizes: dict) -> dict:
     """The step sizes a method ends with: per level the mean and each parameter tensor's
-    (per-step sizes: step s >= 1 under "<level>@<s>")."""
+    (per-step sizes: step s >= 1 under "<level>@<s>"; one model per family, as the
+    maml-oracle: each size's mean over the families)."""
     levels = {}
     for lv in LEVELS:
         schedule = level_lrs(sizes, lv)
         for s, lrs in enumerate(schedule if isinstance(schedule, list) else [schedule]):
-            levels[lv if s == 0 else f"{lv}@{s}"] = {k: float(v) for k, v in lrs.items()}
+            levels[lv if s == 0 else f"{lv}@{s}"] = {k: float(v.mean()) for k, v in lrs.items()}
     return {"mean": mean_step_sizes(sizes), "per_tensor": levels, "learned": bool(algo.learn_step_sizes),
             "finetune_level": algo.finetune_level}  # fmt: skip
+
+
+def families_sizes(step_sizes: dict, start: int, stop: int) -> dict:
+    """Log step sizes for families start..stop-1 of a per-family run: sizes with a family axis
+    (learned per family, as the maml-oracle's) cut to them, shared scalar sizes as they are."""
+    return {k: v[start:stop] if v.dim() else v for k, v in step_sizes.items()}
 
 
 def meta_updated(algo: Algorithm, theta, buffers, msx, msy, mqx, mqy, a, b, impl: str = "vmap",
@@ -73,15 +80,15 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
 
     ``impl``: "vmap" batches families and goal tasks; "loop" runs them one by one
     (same numbers, much faster for conv nets on CPU). ``per_family_params``: every
-    parameter has a leading family axis (one model per family, e.g. maml-oracle).
-    ``names``: (meta-update's, goal steps') adapted parameter names, None meaning all;
-    default: the method's own at both levels (the freezing ablations change them).
+    parameter and log step size has a leading family axis (one model per family, with its
+    own step sizes, e.g. maml-oracle). ``names``: (meta-update's, goal steps') adapted
+    parameter names, None meaning all; default: the method's own at both levels (the
+    freezing ablations change them).
     """
-    a, b, g = (level_lrs(step_sizes, lv) for lv in LEVELS)
     forward = algo.forward
     meta_names, goal_names = (algo.names, algo.names) if names is None else names
 
-    def goal_curve(theta, sx, sy, vx, vy):
+    def goal_curve(theta, g, sx, sy, vx, vy):
         losses, accs = [], []
         for s in range(steps + 1):
             if s:
@@ -92,16 +99,19 @@ def family_curves(algo: Algorithm, params, step_sizes, buffers, batch: FamilyBat
             accs.append(fn.accuracy(pred, vy) if vy.dtype == torch.int64 else pred.new_zeros(()))
         return torch.stack(losses), torch.stack(accs)
 
-    def family(theta, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
+    def family(theta, sizes, msx, msy, mqx, mqy, gsx, gsy, gvx, gvy):
+        a, b, g = (level_lrs(sizes, lv) for lv in LEVELS)
         theta = algo.start_params(theta)  # zeroing trick: a zero head first
         if meta_update:
             theta = meta_updated(algo, theta, buffers, msx, msy, mqx, mqy, a, b, impl, meta_names)
-        loss, acc = fn.map_over(goal_curve, (None, 0, 0, 0, 0), impl)(theta, gsx, gsy, gvx, gvy)
+        loss, acc = fn.map_over(goal_curve, (None, None, 0, 0, 0, 0), impl)(theta, g, gsx, gsy, gvx, gvy)
         return loss.mean(0), acc.mean(0)
 
+    own = 0 if per_family_params else None
+    if per_family_params:  # shared sizes serve every family's model
+        step_sizes = {k: v if v.dim() else v.expand(len(batch)) for k, v in step_sizes.items()}
     with torch.no_grad():  # torch.func.grad still differentiates inside
-        dims = (0 if per_family_params else None,) + (0,) * 8
-        return fn.map_over(family, dims, impl)(params, *batch_parts(batch))
+        return fn.map_over(family, (own, own) + (0,) * 8, impl)(params, step_sizes, *batch_parts(batch))
 
 
 def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterable[FamilyBatch], steps: int,
@@ -111,18 +121,22 @@ def episode_curves(algo: Algorithm, params, step_sizes, buffers, batches: Iterab
     """The protocols' curves (both by default) over every episode of ``batches``:
     ``{protocol: {"loss": [episodes, steps+1], "accuracy": ...}}`` on the CPU ("accuracy"
     for labels only), finetuning with the method's own step sizes (`own_step_sizes`).
-    ``per_family_params``: ``params`` hold one model per episode, in order.
+    ``per_family_params``: ``params`` hold one model per episode, in order, and
+    ``step_sizes`` its log step sizes (or shared ones, without the family axis).
     ``progress``: a bar on stderr over the episodes (``total`` of them, when known)."""
     step_sizes = own_step_sizes(algo, step_sizes, finetune_lr)
     parts: dict[str, dict[str, list[torch.Tensor]]] = {p: {"loss": [], "accuracy": []} for p in protocols}
     start, labels = 0, False
     bar = tqdm(total=total, desc="evaluating", unit="episode", disable=not progress, mininterval=1.0)
     for batch in batches:
-        theta = {k: v[start : start + len(batch)] for k, v in params.items()} if per_family_params else params
+        theta, sizes = params, step_sizes
+        if per_family_params:
+            theta = {k: v[start : start + len(batch)] for k, v in params.items()}
+            sizes = families_sizes(step_sizes, start, start + len(batch))
         start += len(batch)
         labels = batch.goal_y.dtype == torch.int64
         for protocol in protocols:
-            loss, acc = family_curves(algo, theta, step_sizes, buffers, batch, steps,
+            loss, acc = family_curves(algo, theta, sizes, buffers, batch, steps,
                                       protocol == WITH, impl, per_family_params)  # fmt: skip
             parts[protocol]["loss"].append(loss.cpu())
             parts[protocol]["accuracy"].append(acc.cpu())

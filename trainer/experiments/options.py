@@ -104,7 +104,9 @@ RUN_OPTIONS: dict[str, tuple[Any, str, tuple[str, ...]]] = {
     "goal_steps": (1, "Finetuning steps on goal tasks during training.", ()),
     "order": (3, "MALTML derivative order: 3 exact, 2 first-order task steps, 1 fully first order.", ()),
     "meta_reduction": ("sum", "Eq. 2's meta-finetuning step over the L task losses: sum (as the paper) or mean.", ()),
-    "learn_step_sizes": (False, "Learn alpha/beta/gamma per parameter tensor (MALTML, MAML).", ()),
+    "learn_step_sizes": (False, "Learn alpha/beta/gamma per parameter tensor (MALTML, the MAML family and the "
+                                "maml-oracle by their gradients; FO-MALTML beta and gamma by the first-order "
+                                "hypergradient).", ()),
     "per_step_step_sizes": (False, "One step size per step as well as per level and parameter tensor (MAML++'s "
                                    "per-layer per-step sizes; with --learn-step-sizes each is learned).", ()),
     # MAML++'s stabilizers (Antoniou et al. 2019) and the zeroing trick, all off by default (docs/tuning.md).

@@ -181,21 +181,23 @@ def train_maml_oracle(s: SinusoidConfig, held_out: list[FamilyBatch]):
     state = family_oracle.load(folder, init, phases) if done else None
     reduction = _reduction(s, state)
     algo = make_algorithm("maml", model, label="maml-oracle", alpha=s.maml_alpha, beta=s.beta, gamma=s.gamma,
-                          task_steps=s.task_steps, meta_steps=s.meta_steps, meta_reduction=reduction)  # fmt: skip
+                          task_steps=s.task_steps, meta_steps=s.meta_steps, meta_reduction=reduction,
+                          learn_step_sizes=s.learn_step_sizes, per_step_step_sizes=s.per_step_step_sizes)  # fmt: skip
     if done:
-        params, seconds, steps = state["model"], state["seconds"], state["step"]
+        params, sizes, seconds, steps = state["model"], state["step_sizes"], state["seconds"], state["step"]
+        sizes = algo.init_step_sizes(init) if sizes is None else sizes  # saved before learned sizes: fixed ones
     else:
         if s.eval_only:
             raise FewtaskError(f"no maml-oracle checkpoint in {folder}; train it first (drop --eval-only)")
-        params, seconds = family_oracle.train_family_oracles(
+        params, sizes, seconds = family_oracle.train_family_oracles(
             algo, init, phases, s.oracle_steps, s.oracle_tasks, s.shots, s.queries, s.lr, s.seed,
             compile=s.compile, progress=s.progress,
         )  # fmt: skip
         steps = s.oracle_steps
-        family_oracle.save(folder, params, phases, steps, seconds, reduction)
+        family_oracle.save(folder, params, sizes, phases, steps, seconds, reduction)
     summary = {"steps": steps, "seconds": round(seconds, 1), "families": len(phases), "tasks_per_step": s.oracle_tasks,
                "evaluated_from_checkpoint": done}  # fmt: skip
-    return algo, params, algo.init_step_sizes(init), summary
+    return algo, params, sizes, summary
 
 
 def run_seed(s: SinusoidConfig, methods: list[str], spec, held_out: list[FamilyBatch], grid) -> tuple[dict, dict, dict]:
