@@ -163,7 +163,7 @@ def _problems(pool, seed=5):
 
 def _learning(kind: str, net, pool, per_step: bool = False, meta_steps: int = 1):
     """(batch, algorithm) learning its step sizes; per step: one per (level, step, tensor)."""
-    learned = dict(learn_step_sizes=True, per_step_step_sizes=per_step, online_steps=SPEC.steps)
+    learned = {"learn_step_sizes": True, "per_step_step_sizes": per_step, "online_steps": SPEC.steps}
     if kind == "oml":
         return _problems(pool), OML(net, lr=0.1, **learned)
     batch = sample_families(torch.Generator().manual_seed(2), pool, torch.tensor([0.5, 2.0]), 2, 1, SPEC, torch.float64)
