@@ -118,14 +118,18 @@ def test_bad_settings_raise_before_any_work(tmp_path, kwargs, message):
         continual_oml(ContinualOMLConfig(out=tmp_path, **kwargs))
 
 
-def test_continual_families_compares_maltml_and_oml_with_and_without_meta_finetuning(tmp_path):
+def tiny_families(tmp_path: Path, *extra: str) -> list[str]:
+    """`continual`'s arguments on tiny families built in tmp_path (2 functions x 2 online steps)."""
     from fewtask_data.builders.continual_sines import build_continual_families
 
     build_continual_families(tmp_path / "fams", families=4, test_families=2,
                              spec=ContinualSpec(functions=2, steps_per_function=2, batch=3, train_pool=20, eval_pool=20))  # fmt: skip
-    args = ["continual", "--families", str(tmp_path / "fams"), "--out", str(tmp_path / "run"), "--steps", "2", "--width", "8",
-            "--eval-problems", "3", "--val-problems", "1", "--test-points", "10", "--lr-grid", "0.01,0.1", "--no-progress"]  # fmt: skip
-    r = runner.invoke(app, args)
+    return ["continual", "--families", str(tmp_path / "fams"), "--out", str(tmp_path / "run"), "--steps", "2", "--width", "8",
+            "--eval-problems", "3", "--val-problems", "1", "--test-points", "10", "--no-progress", *extra]  # fmt: skip
+
+
+def test_continual_families_compares_maltml_and_oml_with_and_without_meta_finetuning(tmp_path):
+    r = runner.invoke(app, tiny_families(tmp_path, "--lr-grid", "0.01,0.1"))
     assert r.exit_code == 0, r.output
     report = check_results(tmp_path / "run" / "results.json")
     assert set(report["methods"]) == {"maltml", "oml"} and len(report["extra"]["test_frequencies"]) == 2
@@ -139,14 +143,7 @@ def test_continual_families_compares_maltml_and_oml_with_and_without_meta_finetu
 
 
 def test_learned_step_sizes_are_trained_recorded_and_used_by_the_evaluation(tmp_path):
-    from fewtask_data.builders.continual_sines import build_continual_families
-
-    build_continual_families(tmp_path / "fams", families=4, test_families=2,
-                             spec=ContinualSpec(functions=2, steps_per_function=2, batch=3, train_pool=20, eval_pool=20))  # fmt: skip
-    args = ["continual", "--families", str(tmp_path / "fams"), "--out", str(tmp_path / "run"), "--steps", "2", "--width", "8",
-            "--eval-problems", "3", "--val-problems", "1", "--test-points", "10", "--lr", "0.01", "--learn-step-sizes",
-            "--no-progress"]  # fmt: skip
-    r = runner.invoke(app, args)
+    r = runner.invoke(app, tiny_families(tmp_path, "--lr", "0.01", "--learn-step-sizes"))
     assert r.exit_code == 0, r.output
     report = check_results(tmp_path / "run" / "results.json")
     maltml, oml = (report["methods"][m]["train"][0]["step_sizes"] for m in ("maltml", "oml"))
@@ -160,3 +157,39 @@ def test_learned_step_sizes_are_trained_recorded_and_used_by_the_evaluation(tmp_
     assert r.exit_code == 0, r.output
     one = check_results(tmp_path / "oml" / "results.json")
     assert one["extra"]["methods"]["oml"]["inner_lr"] == "learned" and "alpha" in one["methods"]["oml"]["train"][0]["step_sizes"]
+
+
+def test_per_step_step_sizes_are_trained_recorded_and_used_by_the_evaluation(tmp_path):
+    """Issue 24: one learned size per (level, step, tensor) in both continual commands: the
+    online levels one per mini-batch of the trajectory, MALTML's beta one per meta step;
+    results.json records each schedule, and the evaluation uses the learned ones."""
+    r = runner.invoke(app, tiny_families(tmp_path, "--lr", "0.01", "--meta-steps", "2", "--learn-step-sizes",
+                                         "--per-step-step-sizes"))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = check_results(tmp_path / "run" / "results.json")
+    maltml, oml = (report["methods"][m]["train"][0]["step_size_schedules"] for m in ("maltml", "oml"))
+    assert set(maltml) == {"alpha", "beta", "gamma"} and set(oml) == {"alpha"}
+    steps = {"alpha": 4, "beta": 2, "gamma": 4}  # 2 functions x 2 mini-batches; --meta-steps 2
+    for schedules in (maltml, oml):
+        for level, tensors in schedules.items():
+            assert tensors and all(len(v) == steps[level] for v in tensors.values()), level
+    assert any(v != pytest.approx(0.003, rel=1e-9) for v in maltml["gamma"]["layers.7.bias"])  # trained
+    assert "alpha@3" in report["methods"]["oml"]["train"][0]["step_sizes"]  # the mean over tensors, per step
+    for m in ("maltml", "oml"):
+        for p in ("with_meta_update", "without_meta_update"):
+            assert report["extra"]["methods"][m][p]["inner_lr"] == "learned"
+    r = runner.invoke(app, ["continual-oml", "--out", str(tmp_path / "oml"), "--methods", "oml", "--curve", "2",
+                            "--learn-step-sizes", "--per-step-step-sizes", *TINY])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    one = check_results(tmp_path / "oml" / "results.json")
+    schedules = one["methods"]["oml"]["train"][0]["step_size_schedules"]
+    assert one["extra"]["methods"]["oml"]["inner_lr"] == "learned"
+    assert set(schedules) == {"alpha"} and {len(v) for v in schedules["alpha"].values()} == {6}  # 3 functions x 2
+
+
+@pytest.mark.parametrize("command", [["continual-oml"], ["continual", "--families", "no-such-folder"]])
+def test_per_step_sizes_without_learned_ones_are_a_one_line_error(tmp_path, command):
+    r = cli(*command, "--out", str(tmp_path / "run"), "--per-step-step-sizes")
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "--per-step-step-sizes needs --learn-step-sizes" in r.stderr
+    assert not (tmp_path / "run").exists()  # before any work

@@ -161,29 +161,71 @@ def _problems(pool, seed=5):
     return sample_problems(torch.Generator().manual_seed(seed), pool, 3, SPEC, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("kind", ["oml", "maltml"])
-def test_learned_step_sizes_gradients_match_the_loop_and_finite_differences(kind):
-    """Issue 24: the online step (alpha) per PLN tensor, and for MALTML-continual beta per
-    tensor and the goal's online step (gamma) per PLN tensor, learned like the parameters."""
-    net, params, pool = setup()
+def _learning(kind: str, net, pool, per_step: bool = False, meta_steps: int = 1):
+    """(batch, algorithm) learning its step sizes; per step: one per (level, step, tensor)."""
+    learned = {"learn_step_sizes": True, "per_step_step_sizes": per_step, "online_steps": SPEC.steps}
     if kind == "oml":
-        batch, algo = _problems(pool), OML(net, lr=0.1, learn_step_sizes=True)
-        assert {k.partition(":")[0] for k in algo.init_step_sizes(params)} == {"alpha"}
-    else:
-        batch = sample_families(torch.Generator().manual_seed(2), pool, torch.tensor([0.5, 2.0]), 2, 1, SPEC, torch.float64)
-        algo = MALTMLContinual(net, lr=0.1, beta=0.05, learn_step_sizes=True)
-        assert {k.partition(":")[0] for k in algo.init_step_sizes(params)} == {"alpha", "beta", "gamma"}
+        return _problems(pool), OML(net, lr=0.1, **learned)
+    batch = sample_families(torch.Generator().manual_seed(2), pool, torch.tensor([0.5, 2.0]), 2, 1, SPEC, torch.float64)
+    return batch, MALTMLContinual(net, lr=0.1, beta=0.05, meta_steps=meta_steps, **learned)
+
+
+def _level_and_tensor(key: str) -> tuple[str, str]:
+    """``"alpha@3:layers.2.bias"`` -> ("alpha", "layers.2.bias")."""
+    tag, _, name = key.partition(":")
+    return tag.partition("@")[0], name
+
+
+@pytest.mark.parametrize("per_step", [False, True], ids=["per-tensor", "per-step"])
+@pytest.mark.parametrize("kind", ["oml", "maltml"])
+def test_learned_step_sizes_gradients_match_the_loop_and_finite_differences(kind, per_step):
+    """Issue 24: the online step (alpha) per PLN tensor, and for MALTML-continual beta per
+    tensor and the goal's online step (gamma) per PLN tensor, learned like the parameters;
+    per step (MAML++), one per (level, step, tensor): each online step of the trajectory its
+    own alpha (and gamma), each meta step its own beta. Per step, every size is checked."""
+    net, params, pool = setup()
+    batch, algo = _learning(kind, net, pool, per_step, meta_steps=2 if per_step else 1)  # per step: beta's schedule too
+    steps = {"alpha": SPEC.steps, "beta": 2, "gamma": SPEC.steps} if per_step else {"alpha": 1, "beta": 1, "gamma": 1}
+    tensors = {"alpha": 4, "beta": 8, "gamma": 4}  # the PLN's 2 layers, every layer
+    levels = ("alpha",) if kind == "oml" else ("alpha", "beta", "gamma")
+    init = algo.init_step_sizes(params)
+    assert {_level_and_tensor(k)[0] for k in init} == set(levels)
+    assert len(init) == sum(steps[lv] * tensors[lv] for lv in levels)
     gen = torch.Generator().manual_seed(6)
-    sizes = {k: v + 0.2 * torch.randn((), generator=gen, dtype=v.dtype) for k, v in algo.init_step_sizes(params).items()}
+    sizes = {k: v + 0.2 * torch.randn((), generator=gen, dtype=v.dtype) for k, v in init.items()}
     g, s, m = algo.outer_grads(params, sizes, {}, batch)
     algo.impl = "loop"
     g2, s2, m2 = algo.outer_grads(params, sizes, {}, batch)
     assert float(m["loss"]) == pytest.approx(float(m2["loss"]), rel=1e-12)
     assert max_diff(g, g2) < 1e-10 and max_diff(s, s2) < 1e-10
     algo.impl = "vmap"
-    for key in list(sizes)[:2] + list(sizes)[-1:]:
+    for key in list(sizes) if per_step else list(sizes)[:2] + list(sizes)[-1:]:
         fd = finite_difference(lambda z: algo.objective(params, batch, z), sizes, key, ())
         assert s[key].item() == pytest.approx(fd, rel=1e-5, abs=1e-9), key
+
+
+@pytest.mark.parametrize("kind", ["oml", "maltml"])
+def test_equal_per_step_sizes_are_exactly_the_per_tensor_objective(kind):
+    """Per-step sizes that start equal (as they do) give the per-tensor objective bitwise, and
+    each per-tensor size's gradient is the sum of its steps' (the chain rule)."""
+    net, params, pool = setup()
+    batch, per_tensor = _learning(kind, net, pool, meta_steps=2)
+    per_step = _learning(kind, net, pool, per_step=True, meta_steps=2)[1]
+    a, b = per_tensor.init_step_sizes(params), per_step.init_step_sizes(params)
+    assert torch.equal(per_tensor.objective(params, batch, a), per_step.objective(params, batch, b))
+    sa, sb = per_tensor.outer_grads(params, a, {}, batch)[1], per_step.outer_grads(params, b, {}, batch)[1]
+    for key, v in sa.items():
+        summed = sum(g for k, g in sb.items() if _level_and_tensor(k) == _level_and_tensor(key))
+        assert float(v) == pytest.approx(float(summed), rel=1e-10, abs=1e-14), key
+
+
+def test_per_step_sizes_need_learned_sizes_and_the_trajectory_length():
+    net, _, _ = setup()
+    with pytest.raises(FewtaskError, match="^--per-step-step-sizes needs --learn-step-sizes") as err:
+        OML(net, per_step_step_sizes=True, online_steps=6)
+    assert "\n" not in str(err.value)
+    with pytest.raises(FewtaskError, match="need the trajectory's online steps"):
+        MALTMLContinual(net, learn_step_sizes=True, per_step_step_sizes=True)
 
 
 def test_fixed_step_sizes_keep_the_learned_objective_at_its_start():

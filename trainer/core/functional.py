@@ -133,8 +133,9 @@ def descend_online(
 ) -> Params:  # fmt: skip
     """Online SGD along a trajectory (OML's inner loop): one step on ``loss_fn(params, batch)``
     per entry of ``batches`` (a tensor or tuple of tensors with the steps on the leading
-    axis), in order. ``grad_fn(params, batch)``, when given, computes that gradient in
-    closed form instead of `torch.func.grad` (same value; cheaper for hundreds of tiny steps)."""
+    axis), in order, step s of size ``at_step(lrs, s)`` (a per-step schedule: its entry s,
+    the last one past its end). ``grad_fn(params, batch)``, when given, computes that gradient
+    in closed form instead of `torch.func.grad` (same value; cheaper for hundreds of tiny steps)."""
     keys = adapting(params, names)
     steps = tree_leaves(batches)[0].shape[0]
     for s in range(steps):
@@ -143,7 +144,7 @@ def descend_online(
             g = _grad_of(lambda p: loss_fn(p, batch), params, keys, first_order)
         else:
             g = {k: (v.detach() if first_order else v) for k, v in grad_fn(params, batch).items() if k in keys}
-        params = sgd_step(params, g, lrs)
+        params = sgd_step(params, g, at_step(lrs, s))
     return params
 
 

@@ -34,13 +34,18 @@ def init_step_sizes(params: dict[str, torch.Tensor], alpha: float, beta: float, 
     values = {"alpha": alpha, "beta": beta, "gamma": gamma}
     for level, v in values.items():
         check_step_size(f"step size {level}", v)
-    tags = {lv: [lv] + [f"{lv}@{s}" for s in range(1, (per_step or {}).get(lv, 1))] for lv in LEVELS}
+    tags = {lv: step_tags(lv, (per_step or {}).get(lv, 1)) for lv in LEVELS}
     return {
         f"{tag}:{name}": torch.tensor(math.log(values[level]), dtype=p.dtype, device=p.device)
         for level in LEVELS
         for tag in tags[level]
         for name, p in params.items()
     }
+
+
+def step_tags(level: str, steps: int = 1) -> list[str]:
+    """The key tags of a level's ``steps`` step sizes: ``["alpha", "alpha@1", ...]`` (one: per tensor only)."""
+    return [level] + [f"{level}@{s}" for s in range(1, steps)]
 
 
 def _tag_step(tag: str) -> tuple[str, int]:
@@ -74,6 +79,18 @@ def finetune_sizes(sizes: dict[str, torch.Tensor], level: str, override: float |
         if lv == level:
             target = "gamma" if s == 0 else f"gamma@{s}"
             out[f"{target}:{name}"] = value if override is None else torch.full_like(value, math.log(override))
+    return out
+
+
+def step_size_schedules(sizes: dict[str, torch.Tensor]) -> dict[str, dict[str, list[float]]]:
+    """{level: {param name: [its positive step size at step 0, 1, ...]}} (for reports; one
+    entry per tensor without per-step sizes)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for level in LEVELS:
+        schedule = level_lrs(sizes, level)
+        for lrs in schedule if isinstance(schedule, list) else [schedule]:
+            for name, v in lrs.items():
+                out.setdefault(level, {}).setdefault(name, []).append(float(v))
     return out
 
 

@@ -6,6 +6,10 @@ then the MSE on fresh points of each of its F functions. The inner step is the o
 a grid with the lowest mean MSE on separate validation problems. A problem's score is its
 mean MSE over the functions (the unit of `trainer.evaluation.stats`' intervals);
 `per_function` summarizes each function position (the bars of the figures).
+
+A method with learned step sizes is evaluated with them instead of the grid: per PLN
+tensor, or per step (a schedule: the trajectory's step s takes entry s, as in training, and
+a step past its end the last entry; evaluation trajectories have training's length).
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ def test_points(batch: ContinualBatch, spec: ContinualSpec, n: int, seed: int) -
     return function_points(gen, batch.functions.double(), n, spec, batch.traj_x.dtype)
 
 
-def function_mse(params: Params, batch: ContinualBatch, test: tuple[torch.Tensor, torch.Tensor], lr: float,
+def function_mse(params: Params, batch: ContinualBatch, test: tuple[torch.Tensor, torch.Tensor], lr,
                  split: int, depth: int) -> torch.Tensor:  # fmt: skip
-    """[P, F]: per problem, each function's MSE after one online pass over the trajectory."""
+    """[P, F]: per problem, each function's MSE after one online pass over the trajectory
+    (``lr``: a number, learned sizes per tensor or their per-step schedule, `oml.learn_online`)."""
 
     test_x, test_y = test
     with torch.no_grad():
@@ -41,14 +46,16 @@ def function_mse(params: Params, batch: ContinualBatch, test: tuple[torch.Tensor
 
 
 def lr_label(lr) -> float | str:
-    """An online step for reports: the number, or "learned" for learned per-tensor sizes."""
-    return "learned" if isinstance(lr, dict) else lr
+    """An online step for reports: the number, or "learned" for learned sizes (per tensor, or
+    a per-step schedule of them)."""
+    return "learned" if isinstance(lr, (dict, list)) else lr
 
 
 def choose(params: Params, batch: ContinualBatch, test, depth: int, lrs: Sequence,
            splits: Sequence[int]) -> tuple[float | dict, int, dict[str, float]]:  # fmt: skip
     """(lr, split) with the lowest mean MSE on the validation problems, and every candidate's.
-    A candidate online step is a number or learned per-tensor sizes ({name: tensor})."""
+    A candidate online step is a number, learned per-tensor sizes ({name: tensor}) or a
+    per-step schedule of them (a list)."""
     scores = {(i, s): float(function_mse(params, batch, test, lr, s, depth).mean()) for s in splits for i, lr in enumerate(lrs)}
     i, split = min(scores, key=scores.get)
     return lrs[i], split, {f"lr={lr_label(lrs[k[0]])},split={k[1]}": v for k, v in scores.items()}

@@ -20,9 +20,9 @@ from fewtask_data import FewtaskError, io
 from fewtask_data.sources.continual_sines import (
     ContinualSpec, family_batches, load_family_definitions, problem_batches, sample_problems,
 )  # fmt: skip
-from trainer.core.step_sizes import level_lrs, mean_step_sizes
+from trainer.core.step_sizes import level_lrs, mean_step_sizes, step_size_schedules
 from trainer.domains.continual.net import ARCHES, build_net
-from trainer.domains.continual.oml import OML, MALTMLContinual
+from trainer.domains.continual.oml import OML, MALTMLContinual, check_per_step
 from trainer.evaluation import continual as evaluation
 from trainer.evaluation import plots, report
 from trainer.experiments.options import (
@@ -71,6 +71,10 @@ class ContinualTraining(Config):
     learn_step_sizes: bool = run_option("learn_step_sizes", help="Learn the online step per PLN tensor (OML: alpha; "
                                         "MALTML: alpha, beta per tensor, gamma), starting at --inner-lr and --beta; each "
                                         "method is then evaluated with its learned online step instead of --lr-grid.")
+    per_step_step_sizes: bool = run_option("per_step_step_sizes", help="With --learn-step-sizes (needed): one learned "
+                                           "size per (level, step, tensor), MAML++'s per-step sizes; an online level's "
+                                           "step s is the trajectory's s-th mini-batch (F*S steps), MALTML's beta one "
+                                           "per meta step. Evaluation takes step s's size at step s.")  # fmt: skip
     impl: str = run_option("impl")
     seed: int = run_option("seed")
     resume: bool = run_option("resume")
@@ -89,6 +93,7 @@ class ContinualTraining(Config):
 
     def check(self) -> None:
         self.grid()
+        check_per_step(self.learn_step_sizes, self.per_step_step_sizes)
         if self.arch not in ARCHES:
             raise FewtaskError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHES)}")
         try:
@@ -97,6 +102,11 @@ class ContinualTraining(Config):
             raise FewtaskError(f"--device {self.device!r} is not a torch device; use cpu or cuda") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise FewtaskError("--device cuda but no CUDA device is available; use --device cpu")
+
+    def step_size_settings(self, spec: ContinualSpec) -> dict:
+        """The learned-step-size settings of OML and MALTML-continual (per step: the trajectory's F*S steps)."""
+        return {"learn_step_sizes": self.learn_step_sizes, "per_step_step_sizes": self.per_step_step_sizes,
+                "online_steps": spec.steps}  # fmt: skip
 
     def net(self, spec: ContinualSpec):
         seed_everything(self.seed)
@@ -133,6 +143,8 @@ def train_to(c: ContinualTraining, method: str, model, algo, batches, steps: int
     summary = {"seed": c.seed, "steps": result.step, "seconds": round(result.seconds, 1), "final_metrics": result.last_metrics}
     if result.step_sizes:
         summary["step_sizes"] = mean_step_sizes(result.step_sizes)
+        if c.per_step_step_sizes:  # the whole schedule: {level: {tensor: [size at step 0, 1, ...]}}
+            summary["step_size_schedules"] = step_size_schedules(result.step_sizes)
     return summary, result.step_sizes
 
 
@@ -196,16 +208,15 @@ def family_method(c: ContinualFamiliesConfig, method: str, defs, grid) -> tuple[
     spec = defs.spec
     train_pool, train_freqs = defs.pools["train"], defs.frequencies["train"]
     model = c.net(spec)
+    learned = c.step_size_settings(spec) if method == "maltml" else {}
     maltml = MALTMLContinual(model, lr=c.inner_lr, beta=c.beta, meta_steps=c.meta_steps, order=c.order, impl=c.impl,
-                             name=method, meta_reduction=c.meta_reduction,
-                             learn_step_sizes=c.learn_step_sizes and method == "maltml")  # fmt: skip
+                             name=method, meta_reduction=c.meta_reduction, **learned)  # fmt: skip
     if method == "maltml":
         algo = maltml
         batches = lambda start: family_batches(c.seed, train_pool, train_freqs, c.families_per_step, c.meta_problems,  # noqa: E731
                                                c.goal_problems, spec, start)  # fmt: skip
     else:  # OML on problems of the training families (as many problems per step as MALTML's goal problems)
-        algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method,
-                   learn_step_sizes=c.learn_step_sizes)  # fmt: skip
+        algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method, **c.step_size_settings(spec))
         batches = lambda start: problem_batches(c.seed, train_pool, c.problems, spec, start, train_freqs)  # noqa: E731
     record, sizes = train_to(c, method, model, algo, batches, c.steps, c.lr)
     params = {k: v.detach() for k, v in model.named_parameters()}

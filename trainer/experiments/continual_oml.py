@@ -71,7 +71,7 @@ def score(params, depth: int, splits: list[int], grid: list[float], sets) -> tup
 def meta_train_in_stages(c: ContinualOMLConfig, method: str, model, pool, sets, stages, spec, grid, progress):
     """OML (or the oracle, on the evaluation pool) trained stage by stage, scored after each;
     --max-seconds budgets the whole curve, not each stage. Returns (mse, record, details, curve)."""
-    algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method, learn_step_sizes=c.learn_step_sizes)
+    algo = OML(model, lr=c.inner_lr, first_order=c.first_order, impl=c.impl, name=method, **c.step_size_settings(spec))
     batches = lambda start: problem_batches(c.seed, pool, c.problems, spec, start)  # noqa: E731
     curve, spent = [], 0.0
     for steps in stages:

@@ -73,9 +73,12 @@ def layer_of(name: str) -> int:
     return int(name.split(".")[1])
 
 
-def per_tensor(lr, names) -> dict:
+def per_tensor(lr, names):
     """One step size per parameter tensor: ``lr`` itself when it already is one (learned
-    sizes, {name: tensor}), else the number ``lr`` for each of ``names``."""
+    sizes, {name: tensor}, or a per-step schedule of them, a list: `functional.at_step`),
+    else the number ``lr`` for each of ``names``."""
+    if isinstance(lr, list):
+        return lr
     return dict(lr) if isinstance(lr, dict) else {k: lr for k in names}
 
 

@@ -30,7 +30,7 @@ from torch.func import grad, vmap
 from fewtask_data import FewtaskError
 from trainer.algorithms.base import AlgorithmProtocol, Levels, order_flags
 from trainer.core import functional as fn
-from trainer.core.step_sizes import check_step_size, level_lrs
+from trainer.core.step_sizes import check_step_size, level_lrs, step_tags
 from trainer.domains.continual import reference
 from trainer.domains.continual.net import ContinualNet, Params, mse_grads, online_names, per_tensor, run_layers
 
@@ -40,7 +40,9 @@ def learn_online(params: Params, h: torch.Tensor, traj_y: torch.Tensor, lr: floa
     """Each problem's PLN after its online pass: ``h`` [P, steps, b, width] are the RLN
     features of the problems' trajectories, ``traj_y`` [P, steps, b, 1]. Returns only the
     PLN's parameters, one set per problem ([P, ...]). The online gradients are
-    `net.mse_grads` (backpropagation written out, checked against torch.func.grad)."""
+    `net.mse_grads` (backpropagation written out, checked against torch.func.grad). ``lr``: a
+    number, sizes per PLN tensor, or a per-step schedule of them (`net.per_tensor`): the
+    trajectory's step s takes entry s, a step past its end the last one (`functional.at_step`)."""
     pln = {k: params[k] for k in online_names(params, split)}
     lrs = per_tensor(lr, pln)
 
@@ -91,6 +93,13 @@ def meta_finetune(params: Params, meta_tensors, lr: float, beta: float, meta_ste
     return fn.descend_tasks(losses, params, betas, meta_steps, None, meta_first_order, reduction)
 
 
+def check_per_step(learn: bool, per_step: bool) -> None:
+    """A one-line error for per-step sizes that are not learned: fixed, each step's would be
+    the same number, so the option would silently do nothing."""
+    if per_step and not learn:
+        raise FewtaskError("--per-step-step-sizes needs --learn-step-sizes (fixed sizes are the same at every step)")
+
+
 @dataclass
 class OML(AlgorithmProtocol):
     """OML for the training loop (`trainer.training.loop.train`): ``outer_grads`` of the mean OML
@@ -108,9 +117,16 @@ class OML(AlgorithmProtocol):
     # Learn the online step size per PLN tensor (under level alpha, the method's finetuning
     # level), starting at ``lr``; MALTML-continual also beta per tensor and gamma per PLN tensor.
     learn_step_sizes: bool = False
+    # MAML++'s per-step sizes: one learned size per (level, step, tensor), the online levels'
+    # step s being the s-th mini-batch of the trajectory (``online_steps`` = F * S of them).
+    per_step_step_sizes: bool = False
+    online_steps: int = 0
 
     def __post_init__(self) -> None:
         check_step_size("inner step size", self.lr)
+        check_per_step(self.learn_step_sizes, self.per_step_step_sizes)
+        if self.per_step_step_sizes and self.online_steps < 1:
+            raise FewtaskError(f"per-step step sizes need the trajectory's online steps (>= 1), got {self.online_steps}")
         if self.impl not in ("vmap", "loop"):
             raise FewtaskError(f"impl must be vmap or loop, got {self.impl!r}")
         if self.model.split >= self.model.depth:
@@ -121,8 +137,12 @@ class OML(AlgorithmProtocol):
         """Fixed step sizes: nothing for the loop to learn or checkpoint; learned: their logs."""
         return self.log_sizes(params) if self.learn_step_sizes else {}
 
+    def steps_of(self, level: str) -> int:
+        """Sizes per tensor of an online level (alpha, gamma): 1, or per step the trajectory's steps."""
+        return self.online_steps if self.per_step_step_sizes else 1
+
     def log_sizes(self, params: Params) -> dict[str, torch.Tensor]:
-        return _logs(params, {"alpha": (self.lr, online_names(params, self.split))})
+        return _logs(params, {"alpha": (self.lr, online_names(params, self.split), self.steps_of("alpha"))})
 
     def objective(self, params: Params, batch, sizes: dict | None = None) -> torch.Tensor:
         lr = level_lrs(sizes, "alpha") if sizes else self.lr
@@ -156,10 +176,12 @@ class OML(AlgorithmProtocol):
         return dict(zip(p, g[: len(p)])), dict(zip(s, g[len(p) :])), {"loss": loss.detach()}
 
 
-def _logs(params: Params, levels: dict[str, tuple[float, Iterable[str]]]) -> dict[str, torch.Tensor]:
-    """Log step sizes ``"<level>:<tensor>"`` for each level's (value, tensor names)."""
-    return {f"{level}:{k}": torch.tensor(math.log(value), dtype=params[k].dtype, device=params[k].device)
-            for level, (value, names) in levels.items() for k in sorted(names)}  # fmt: skip
+def _logs(params: Params, levels: dict[str, tuple[float, Iterable[str], int]]) -> dict[str, torch.Tensor]:
+    """Log step sizes ``"<level>:<tensor>"`` for each level's (value, tensor names, steps);
+    with steps > 1 also step s's ``"<level>@<s>:<tensor>"`` (`step_sizes.step_tags`)."""
+    return {f"{tag}:{k}": torch.tensor(math.log(value), dtype=params[k].dtype, device=params[k].device)
+            for level, (value, names, steps) in levels.items() for tag in step_tags(level, steps)
+            for k in sorted(names)}  # fmt: skip
 
 
 @dataclass
@@ -185,9 +207,14 @@ class MALTMLContinual(OML):
     def levels(self) -> Levels:
         return Levels(self.lr, self.beta, self.lr, None, self.meta_steps, None, self.order, self.meta_reduction)
 
+    def steps_of(self, level: str) -> int:
+        """Per step, beta's schedule has one size per meta step (the online levels: `OML.steps_of`)."""
+        return self.meta_steps if level == "beta" and self.per_step_step_sizes else super().steps_of(level)
+
     def log_sizes(self, params: Params) -> dict[str, torch.Tensor]:
         online = online_names(params, self.split)
-        return _logs(params, {"alpha": (self.lr, online), "beta": (self.beta, params), "gamma": (self.lr, online)})
+        levels = {"alpha": (self.lr, online), "beta": (self.beta, params), "gamma": (self.lr, online)}
+        return _logs(params, {lv: (*v, self.steps_of(lv)) for lv, v in levels.items()})
 
     def sizes(self, sizes: dict | None) -> tuple:
         """(alpha, beta, gamma): the learned per-tensor sizes, or the fixed numbers."""

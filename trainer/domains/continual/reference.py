@@ -21,7 +21,7 @@ def loop_problem_loss(params, traj_x, traj_y, rand_x, rand_y, lr, split, depth, 
     for s in range(traj_x.shape[0]):
         loss = F.mse_loss(run_layers(p, traj_x[s], 0, depth, depth), traj_y[s])
         gs = torch.autograd.grad(loss, [p[k] for k in names], create_graph=not first_order, retain_graph=True)
-        p = fn.sgd_step(p, dict(zip(names, gs)), lrs)
+        p = fn.sgd_step(p, dict(zip(names, gs)), fn.at_step(lrs, s))
     x = torch.cat([traj_x.reshape(-1, traj_x.shape[-1]), rand_x])
     y = torch.cat([traj_y.reshape(-1, 1), rand_y])
     return F.mse_loss(run_layers(p, x, 0, depth, depth), y)
