@@ -2,9 +2,10 @@
 policy-gradient steps (step size of the method's finetuning level, fresh trajectories of
 the current policy at every step), with and without MALTML's meta-update on the family's
 L tasks. A method that learned its step sizes is scored with its own (`own_step_sizes`:
-MALTML's alpha and beta in the meta-update and gamma on the goal steps, MAML's alpha). Summaries are `trainer.evaluation.stats`' (with the number of adaptations that
-diverged: a step too large for a near-deterministic policy overflows its log-probabilities
-and returns NaN, and the summary over the others)."""
+MALTML's alpha and beta in the meta-update and gamma on the goal steps, MAML's alpha).
+Summaries are `trainer.evaluation.stats`' (with the number of adaptations that diverged: a
+step too large for a near-deterministic policy overflows its log-probabilities and returns
+NaN, and the summary over the others)."""
 
 from __future__ import annotations
 
