@@ -61,8 +61,8 @@ def main() -> None:
 
     config = RLTrainConfig(a.iterations, out / "maml" / f"seed-{a.seed}", a.seed, resume=a.resume, checkpoint_every=1,
                            max_seconds=60 * a.max_minutes)  # fmt: skip
-    params, budget = train_or_load(policy.init(torch.Generator().manual_seed(a.seed)), objective,
-                                   lambda gen: Sampler(make_env, policy, settings, gen), config, "maml", a.eval_only, show)  # fmt: skip
+    params, budget, _ = train_or_load(policy.init(torch.Generator().manual_seed(a.seed)), objective,
+                                      lambda gen: Sampler(make_env, policy, settings, gen), config, "maml", a.eval_only, show)  # fmt: skip
     t0 = time.perf_counter()
     goals = tasks_in(SPACE, BAND, a.eval_tasks, torch.Generator().manual_seed(1234))
     sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(1234 + a.seed))

@@ -41,13 +41,18 @@ def step_size_record(algo, sizes: dict) -> dict:
     """The step sizes a method ends with: per level the mean and each parameter tensor's
     (per-step sizes: step s >= 1 under "<level>@<s>"; one model per family, as the
     maml-oracle: each size's mean over the families)."""
+    return sizes_record(sizes, algo.learn_step_sizes, algo.finetune_level)
+
+
+def sizes_record(sizes: dict, learned: bool, finetune_level: str) -> dict:
+    """`step_size_record` of any method's log step sizes: whether they were learned and the
+    level its goal steps take (the RL methods have no `Algorithm`)."""
     levels = {}
     for lv in LEVELS:
         schedule = level_lrs(sizes, lv)
         for s, lrs in enumerate(schedule if isinstance(schedule, list) else [schedule]):
             levels[lv if s == 0 else f"{lv}@{s}"] = {k: float(v.mean()) for k, v in lrs.items()}
-    return {"mean": mean_step_sizes(sizes), "per_tensor": levels, "learned": bool(algo.learn_step_sizes),
-            "finetune_level": algo.finetune_level}  # fmt: skip
+    return {"mean": mean_step_sizes(sizes), "per_tensor": levels, "learned": bool(learned), "finetune_level": finetune_level}
 
 
 def families_sizes(step_sizes: dict, start: int, stop: int) -> dict:

@@ -1,23 +1,48 @@
 """Evaluation on held-out goals and families: mean return after 0..S vanilla
 policy-gradient steps (step size of the method's finetuning level, fresh trajectories of
 the current policy at every step), with and without MALTML's meta-update on the family's
-L tasks. Summaries are `trainer.evaluation.stats`' (with the number of adaptations that
-diverged: a step too large for a near-deterministic policy overflows its log-probabilities
-and returns NaN, and the summary over the others)."""
+L tasks. A method that learned its step sizes is scored with its own (`own_step_sizes`:
+MALTML's alpha and beta in the meta-update and gamma on the goal steps, MAML's alpha).
+Summaries are `trainer.evaluation.stats`' (with the number of adaptations that diverged: a
+step too large for a near-deterministic policy overflows its log-probabilities and returns
+NaN, and the summary over the others)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
-from trainer.core.functional import Params
-from trainer.domains.rl.methods import Sampler, adapt, meta_update
+from trainer.core.functional import Params, at_step
+from trainer.core.step_sizes import finetune_sizes, level_lrs
+from trainer.domains.rl.methods import Sampler, StepSize, adapt, meta_update
 from trainer.domains.rl.rollout import rollout
 
 
 def _leaves(params: Params) -> Params:
     return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+
+
+def own_step_sizes(sizes: Params, finetune_level: str, fixed: StepSize | Sequence[float]) -> tuple:
+    """(goal-step size, log step sizes of the meta-update) a method is scored with: with
+    learned ``sizes`` its own (its ``finetune_level``'s, MALTML's gamma or MAML's alpha, per
+    tensor or per step, and its alpha and beta; `core.step_sizes.finetune_sizes`, as the
+    protocol on examples), else ``fixed`` and {} (the settings' numbers)."""
+    if not sizes:
+        return fixed, {}
+    own = finetune_sizes(sizes, finetune_level)
+    return level_lrs(own, "gamma"), own
+
+
+def step_rates(lr: StepSize | Sequence[float], steps: int) -> list:
+    """One step size per step: a number or per-tensor sizes for every step, a learned per-step
+    schedule (per-tensor dicts; past its end, its last: `functional.at_step`), or one number per step."""
+    if isinstance(lr, list) and lr and isinstance(lr[0], Mapping):
+        return [at_step(lr, s) for s in range(steps)]
+    rates = [lr] * steps if isinstance(lr, (int, float, Mapping)) else list(lr)
+    if len(rates) != steps:
+        raise ValueError(f"{len(rates)} step sizes for {steps} steps")
+    return rates
 
 
 NOISELESS_LOG_STD = -30.0  # exp(-30) ~ 1e-13: the sampled action is the mean action
@@ -30,15 +55,13 @@ def mean_action_returns(sampler: Sampler, params: Params, goals: torch.Tensor) -
     return rollout(sampler.make_env(goals, 1), sampler.policy, quiet, torch.Generator().manual_seed(0)).returns()[..., 0]
 
 
-def finetune_curves(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float], steps: int,
+def finetune_curves(sampler: Sampler, params: Params, goals: torch.Tensor, lr: StepSize | Sequence[float], steps: int,
                     mean_action: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """One sampled adaptation of 0..steps policy-gradient steps, scored per goal by the mean
     undiscounted return of its sampled trajectories and (``mean_action``) by the policy's
     mean action: ([*lead, steps+1], the same or None). ``params`` have leading axes that
-    are a prefix of the goals' (or none); ``lr`` is one step size for every step or one per step."""
-    rates = [lr] * steps if isinstance(lr, (int, float)) else list(lr)
-    if len(rates) != steps:
-        raise ValueError(f"{len(rates)} step sizes for {steps} steps")
+    are a prefix of the goals' (or none); ``lr``: the step sizes (`step_rates`)."""
+    rates = step_rates(lr, steps)
     params = _leaves(sampler.policy.broadcast(params, goals.shape[:-1]))
     sampled, quiet = [], []
     for rate in rates:
@@ -55,25 +78,27 @@ def finetune_curves(sampler: Sampler, params: Params, goals: torch.Tensor, lr: f
     return torch.stack(sampled, -1).detach(), (torch.stack(quiet, -1) if mean_action else None)
 
 
-def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float | Sequence[float],
+def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: StepSize | Sequence[float],
                      steps: int, mean_action: bool = False) -> torch.Tensor:  # fmt: skip
     """`finetune_curves`' sampled scores, or with ``mean_action`` its mean-action scores."""
     sampled, quiet = finetune_curves(sampler, params, goals, lr, steps, mean_action)
     return quiet if mean_action else sampled
 
 
-def family_curves(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: float,
-                  steps: int, meta: bool, mean_action: bool = False, chunk: int = 10) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+def family_curves(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: StepSize,
+                  steps: int, meta: bool, mean_action: bool = False, chunk: int = 10,
+                  sizes: Params | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """Per family [F, steps+1], the mean over its goal tasks of `finetune_curves`' sampled
     (and with ``mean_action`` mean-action) scores, after (``meta``) or without the
     meta-update V_beta on the family's L tasks ``meta_goals`` [F, L, 2]; ``chunk``
-    families at a time (the meta-update keeps a second-order graph)."""
+    families at a time (the meta-update keeps a second-order graph). ``lr`` and ``sizes``:
+    the goal steps' and the meta-update's step sizes (`own_step_sizes`)."""
     sampled, quiet = [], []
     for start in range(0, meta_goals.shape[0], chunk):
         meta_part, goal_part = meta_goals[start : start + chunk], goal_goals[start : start + chunk]
         params = theta
         if meta:
-            params, _ = meta_update(sampler, _leaves(theta), meta_part, True, [])
+            params, _ = meta_update(sampler, _leaves(theta), meta_part, True, [], sizes)
             params = {k: v.detach() for k, v in params.items()}
         drawn, still = finetune_curves(sampler, params, goal_part, lr, steps, mean_action)
         sampled.append(drawn.mean(-2))

@@ -114,9 +114,9 @@ def train_and_score(c, space, fams, name: str, seed: int):
     policy, make_env, settings = policy_parts(c, space, name)
     theta = policy.init(torch.Generator().manual_seed(seed))
     config = c.train_config(c.out / name / f"seed-{seed}", seed)
-    params, budget = train_or_load(theta, objective_of(name, c, space, bands_of(fams["train"])),
-                                   lambda gen: Sampler(make_env, policy, settings, gen), config, name, c.eval_only,
-                                   progress_line(f"{name} seed {seed}"))  # fmt: skip
+    params, budget, _ = train_or_load(theta, objective_of(name, c, space, bands_of(fams["train"])),
+                                      lambda gen: Sampler(make_env, policy, settings, gen), config, name, c.eval_only,
+                                      progress_line(f"{name} seed {seed}"))  # fmt: skip
     meta, goal = held_out_tasks(c, space, fams)
     curves = {}
     for protocol in report.PROTOCOLS:

@@ -4,7 +4,10 @@ MALTML, FO-MALTML, MAML, pretrain and an oracle are trained with TRPO on the tra
 crops (`fewtask-data build navigation-families`) and scored on held-out crops after 0..S
 goal steps, with and without the meta-update V_beta on L tasks of the crop, in the one
 results schema (returns per held-out family, paired over the same families and goals).
-`NavigationCommon` holds the options it shares with `navigation-maml`.
+`NavigationCommon` holds the options it shares with `navigation-maml` (and continual-rl),
+`NavigationStepSizes` the learned step sizes of both navigation commands: the paper's
+fixed ones by default; with --learn-step-sizes (Adam only) MALTML learns alpha, beta and
+gamma per policy tensor, MAML its inner step alpha, and each is scored with its own.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ import typer
 from fewtask_data import FewtaskError, io
 from fewtask_data.sources.navigation import goals_in, load_navigation_families
 from trainer.core.functional import REDUCTIONS
+from trainer.core.step_sizes import mean_step_sizes
 from trainer.domains.rl import dice
 from trainer.domains.rl.env import check_horizon, env_maker
-from trainer.domains.rl.methods import RLSettings, Sampler, direct, maltml, maml, meta_update
+from trainer.domains.rl.methods import RLSettings, Sampler, direct, initial_step_sizes, maltml, maml, meta_update
 from trainer.domains.rl.policy import GaussianMLP
 from trainer.domains.rl.rollout import rollout
 from trainer.evaluation import plots, report
-from trainer.evaluation.rl import describe, family_curves
+from trainer.evaluation.protocol import sizes_record
+from trainer.evaluation.rl import describe, family_curves, own_step_sizes
 from trainer.evaluation.trajectories import trajectory_figure
 from trainer.experiments.options import (
     Config, methods_option, option, parse_ints, parse_names, parse_seeds, run_option, step_size_option, typer_command,
@@ -36,6 +41,9 @@ EXPERIMENT = "MALTML on 2D navigation crop families (Devos & Dandi, section 4.2)
 FAMILY_METHODS = ("maltml", "fo-maltml", "maml", "pretrain", "oracle")
 PAIRS = (("maltml", "maml"), ("fo-maltml", "maml"), ("maltml", "pretrain"), ("maltml", "fo-maltml"))
 OFF_SCALE = -200.0  # a curve with a mean below this (a wrecked policy) would flatten the others in the plot
+# The methods that can learn their step sizes, and the level their goal steps take (the
+# others adapt nothing in training: nothing to learn a step size from).
+GOAL_LEVEL = {"maltml": "gamma", "fo-maltml": "gamma", "maml": "alpha"}
 
 
 @dataclass(kw_only=True)
@@ -76,15 +84,60 @@ class NavigationCommon(Config):
         self.hidden_sizes = tuple(parse_ints(self.hidden, "--hidden"))
         RLTrainConfig(0, Path("."), optimizer=self.optimizer, max_kl=self.max_kl, lr=self.lr)  # validates them
 
-    def train_config(self, out: Path, seed: int) -> RLTrainConfig:
+    def train_config(self, out: Path, seed: int, learn_step_sizes: bool = False) -> RLTrainConfig:
         return RLTrainConfig(self.iterations, out, seed, self.optimizer, self.max_kl, self.lr, self.checkpoint_every,
-                             self.resume, 60 * self.max_minutes)  # fmt: skip
+                             self.resume, 60 * self.max_minutes, learn_step_sizes)  # fmt: skip
 
     def settings(self, **changes) -> RLSettings:
         """The RL settings of a method: these options, with ``changes`` (its step sizes, order)."""
         base = dict(trajectories=self.trajectories, estimator=self.estimator, order=self.order,
                     meta_reduction=self.meta_reduction)  # fmt: skip
         return RLSettings(**{**base, **changes})
+
+
+@dataclass(kw_only=True)
+class NavigationStepSizes(NavigationCommon):
+    """`NavigationCommon` with learned step sizes (navigation, navigation-maml) and the goal
+    steps of training (several make per-step step sizes mean something)."""
+
+    goal_steps: int = run_option("goal_steps", help="Goal steps per task in training (MALTML's gamma steps, MAML's "
+                                 "inner steps), each on fresh trajectories of the current policy.")  # fmt: skip
+    learn_step_sizes: bool = run_option("learn_step_sizes", help="Learn the step sizes per policy tensor, from the "
+                                        "given ones, with Adam (--optimizer adam; TRPO refuses it): MALTML and "
+                                        "FO-MALTML alpha, beta and gamma, MAML its inner step alpha; each is evaluated "
+                                        "with its own. Default: fixed step sizes, as the paper.")  # fmt: skip
+    per_step_step_sizes: bool = run_option("per_step_step_sizes")
+
+    def check(self) -> None:
+        super().check()
+        RLTrainConfig(0, Path("."), optimizer=self.optimizer, learn_step_sizes=self.learn_step_sizes)  # TRPO refuses them
+
+    def settings(self, **changes) -> RLSettings:
+        return super().settings(**{"goal_steps": self.goal_steps, **changes})
+
+    def start_step_sizes(self, method: str, settings: RLSettings, theta) -> dict:
+        """The log step sizes ``method`` starts learning from, or {} (fixed step sizes)."""
+        if not (self.learn_step_sizes and method in GOAL_LEVEL):
+            return {}
+        return initial_step_sizes(settings, theta, GOAL_LEVEL[method], self.per_step_step_sizes)
+
+
+def training_record(method: str, seed: int, budget: dict, sizes: dict) -> dict:
+    """results.json's training record of a method and seed: its budget and, when it learned
+    them, its step sizes (`protocol.sizes_record`; their means are logged too)."""
+    record = {"seed": seed, **budget}
+    if sizes:
+        record["step_sizes"] = sizes_record(sizes, True, GOAL_LEVEL[method])
+        means = ", ".join(f"{level} {value:.4g}" for level, value in mean_step_sizes(sizes).items())
+        typer.echo(f"{method} seed {seed}: learned step sizes (mean over policy tensors) {means}")
+    return record
+
+
+def learned_step_size_figure(out: Path, budgets: dict) -> None:
+    """step_sizes.png: each learned step size of the first seed's methods, when any learned."""
+    learned = {m: b[0]["step_sizes"] for m, b in budgets.items() if b and "step_sizes" in b[0]}
+    if learned:
+        plots.step_size_figure(out / "step_sizes.png", learned, "learned step sizes per policy tensor (first seed)")
 
 
 def progress_line(label: str):
@@ -110,7 +163,7 @@ def row(summary: dict) -> str:
 
 
 @dataclass(kw_only=True)
-class NavigationConfig(NavigationCommon):
+class NavigationConfig(NavigationStepSizes):
     """`fewtask-train navigation`'s options (MALTML on crop families, paper section 4.2)."""
 
     out: Path = option(Path("runs/navigation"), "Output folder: one subfolder per method and seed, results.json, PNGs.")
@@ -121,10 +174,15 @@ class NavigationConfig(NavigationCommon):
     tasks: int = run_option("tasks")
     goal_tasks: int = run_option("goal_tasks", help="Goal tasks per family (C), in training and evaluation.")
     maml_tasks: int = option(20, "Tasks per meta-batch of maml/pretrain/oracle (one goal from each of as many training families).")
+    task_steps: int = run_option("task_steps", help="Task steps (alpha) on each meta task inside the meta-update.")
+    meta_steps: int = run_option("meta_steps", help="Meta steps (beta, Eq. 2) of the meta-update.")
     alpha: float = step_size_option("alpha", 0.5, "MALTML's meta tasks; MAML's inner step")
     beta: float = step_size_option("beta", 0.1, "on the *sum* of the L task losses, Eq. 2")
     gamma: float = step_size_option("gamma", 0.5, "training and evaluation finetuning")
     test_families: int = option(0, "Held-out test families to evaluate (0: every one in the file).")
+
+    def settings(self, **changes) -> RLSettings:
+        return super().settings(**{"task_steps": self.task_steps, "meta_steps": self.meta_steps, **changes})
 
 
 def family_objective(method: str, c: NavigationConfig, crops: torch.Tensor):
@@ -133,12 +191,13 @@ def family_objective(method: str, c: NavigationConfig, crops: torch.Tensor):
     def pick(gen: torch.Generator, count: int) -> torch.Tensor:
         return crops[torch.randint(len(crops), (count,), generator=gen)]
 
-    def objective(sampler, params, gen, graph):
+    def objective(sampler, params, gen, graph, sizes=None):
         if method in ("maltml", "fo-maltml"):
             chosen = pick(gen, c.batch_families)
-            return maltml(sampler, params, goals_in(chosen, c.tasks, gen), goals_in(chosen, c.goal_tasks, gen), graph)
+            meta_goals, goal_goals = goals_in(chosen, c.tasks, gen), goals_in(chosen, c.goal_tasks, gen)
+            return maltml(sampler, params, meta_goals, goal_goals, graph, sizes)
         goals = goals_in(pick(gen, c.maml_tasks), 1, gen)[:, 0]
-        return (maml if method == "maml" else direct)(sampler, params, goals, graph)
+        return maml(sampler, params, goals, graph, sizes) if method == "maml" else direct(sampler, params, goals, graph)
 
     return objective
 
@@ -152,11 +211,12 @@ def on_scale_curves(methods: dict, metric: str = "return") -> tuple[dict, list[s
     return keep, [k for k in curves if k not in keep]
 
 
-def family_paths(make_env, policy, settings, params, meta_goals, goal_goals, seed: int) -> dict[str, list]:
-    """A few sampled paths on the first held-out crop's first goal, before and after the meta-update."""
+def family_paths(make_env, policy, settings, params, sizes, meta_goals, goal_goals, seed: int) -> dict[str, list]:
+    """A few sampled paths on the first held-out crop's first goal, before and after the
+    meta-update (with the method's learned ``sizes``, or the settings' when {})."""
     sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(seed))
     leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-    tuned, _ = meta_update(sampler, leaves, meta_goals[:1], True, [])
+    tuned, _ = meta_update(sampler, leaves, meta_goals[:1], True, [], sizes)
     paths = {}
     for label, p in (("before meta-update", params), ("after meta-update", {k: v.detach() for k, v in tuned.items()})):
         traj = rollout(make_env(goal_goals[:1, :1], 3), policy, policy.broadcast(p, (1, 1)), torch.Generator().manual_seed(0))
@@ -167,24 +227,28 @@ def family_paths(make_env, policy, settings, params, meta_goals, goal_goals, see
 
 def train_and_score(c: NavigationConfig, method: str, seed: int, crops, meta_goals, goal_goals):
     """Train (or load) one method for one seed and score it on the held-out crops under both
-    protocols: (curves, budget record, policy pieces for the path figure)."""
+    protocols: (curves, budget record, policy pieces for the path figure). A method that
+    learned its step sizes is scored with its own (`own_step_sizes`), the others with gamma."""
     oracle = method == "oracle"
     settings = c.settings(alpha=c.alpha, beta=c.beta, gamma=c.gamma, **({"order": 1} if method == "fo-maltml" else {}))
     policy = GaussianMLP(4 if oracle else 2, 2, c.hidden_sizes)
     theta = policy.init(torch.Generator().manual_seed(seed))
     make_env = env_maker(c.horizon, oracle)
-    config = c.train_config(c.out / method / f"seed-{seed}", seed)
-    params, budget = train_or_load(theta, family_objective(method, c, crops), lambda gen: Sampler(make_env, policy, settings, gen),
-                                   config, method, c.eval_only, progress_line(f"{method} seed {seed}"))  # fmt: skip
+    start = c.start_step_sizes(method, settings, theta)
+    config = c.train_config(c.out / method / f"seed-{seed}", seed, bool(start))
+    params, budget, sizes = train_or_load(theta, family_objective(method, c, crops),
+                                          lambda gen: Sampler(make_env, policy, settings, gen), config, method,
+                                          c.eval_only, progress_line(f"{method} seed {seed}"), start)  # fmt: skip
+    goal_lr, own = own_step_sizes(sizes, GOAL_LEVEL.get(method, "gamma"), c.gamma)
     curves = {}
     for protocol in report.PROTOCOLS:
         sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed + seed))
-        sampled, quiet = family_curves(sampler, params, meta_goals, goal_goals, c.gamma, c.eval_steps,
-                                       protocol == report.WITH, c.eval_mean_action)  # fmt: skip
+        sampled, quiet = family_curves(sampler, params, meta_goals, goal_goals, goal_lr, c.eval_steps,
+                                       protocol == report.WITH, c.eval_mean_action, sizes=own)  # fmt: skip
         curves[protocol] = rl_curves(sampled, quiet)
     typer.echo(f"{method} seed {seed}: return with / without meta-update after 0..{c.eval_steps} steps: "
                f"{describe(curves[report.WITH]['return'])} | {describe(curves[report.WITHOUT]['return'])}")  # fmt: skip
-    return curves, {"seed": seed, **budget}, (make_env, policy, settings, params)
+    return curves, training_record(method, seed, budget, sizes), (make_env, policy, settings, params, own)
 
 
 def run_navigation(c: NavigationConfig) -> dict:
@@ -232,6 +296,7 @@ def write_figures(out: Path, methods: dict, budgets: dict, crop: list, meta_goal
     if off_scale:
         typer.echo(f"returns_vs_steps.png leaves out (a mean below {OFF_SCALE:.0f} or diverged): {', '.join(off_scale)}")
     plots.learning_figure(out / "learning_curves.png", budgets, "crop families: training")
+    learned_step_size_figure(out, budgets)
     for method, p in paths.items():
         trajectory_figure(out / f"trajectories_{method}.png", crop, meta_goals[0].tolist(), goal_goals[0, 0].tolist(), p,
                           f"{method}: a held-out crop, paths before/after the meta-update")  # fmt: skip

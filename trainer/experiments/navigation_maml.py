@@ -4,7 +4,8 @@ score them and a random policy on fixed test goals after 0..3 policy-gradient st
 
 Defaults are the published settings: 20 trajectories per task, 20 tasks per meta-batch,
 inner step 0.1, horizon 100, one inner step, TRPO with max KL 0.01, 100 iterations, 40
-test goals. (maml_rl's own script uses inner step 0.5: see docs/navigation.md.)
+test goals. (maml_rl's own script uses inner step 0.5: see docs/navigation.md.) With
+--learn-step-sizes (Adam) MAML learns its inner step per policy tensor and is scored with it.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from trainer.domains.rl.env import env_maker, uniform_goals
 from trainer.domains.rl.methods import Sampler, direct, maml
 from trainer.domains.rl.policy import GaussianMLP
 from trainer.evaluation import plots, report
-from trainer.evaluation.rl import describe, finetune_curves
-from trainer.experiments.navigation import NavigationCommon, progress_line, rl_curves, row
+from trainer.evaluation.rl import describe, finetune_curves, own_step_sizes
+from trainer.experiments.navigation import (
+    GOAL_LEVEL, NavigationStepSizes, learned_step_size_figure, progress_line, rl_curves, row, training_record,
+)  # fmt: skip
 from trainer.experiments.options import methods_option, option, parse_names, typer_command
 from trainer.training.policy_loop import train_or_load
 
@@ -37,7 +40,7 @@ MAML_METHODS = ("maml", "pretrain", "random", "oracle")
 
 
 @dataclass(kw_only=True)
-class NavigationMamlConfig(NavigationCommon):
+class NavigationMamlConfig(NavigationStepSizes):
     """`fewtask-train navigation-maml`'s options (the published MAML settings)."""
 
     out: Path = option(Path("runs/navigation-maml"), "Output folder: one subfolder per method and seed, results.json, PNGs.")
@@ -46,7 +49,8 @@ class NavigationMamlConfig(NavigationCommon):
     alpha: float = option(0.1, "Inner policy-gradient step (training and evaluation).")
     test_goals: int = option(40, "Test goals (the same for every method and seed).")
     eval_alphas: str = option("", "Evaluation step sizes, one per step (e.g. 0.5,0.25,0.25 as in maml_rl's "
-                                  "test_maml_point.py); empty: --alpha for every step.")  # fmt: skip
+                                  "test_maml_point.py); empty: --alpha for every step. A MAML that learned its "
+                                  "step sizes takes its own instead.")  # fmt: skip
     eval_trajectories: int = option(0, "Trajectories per goal and evaluation step (maml_rl's test: 40); 0: --trajectories.")
 
     def check(self) -> None:
@@ -75,23 +79,26 @@ def train_and_score(c: NavigationMamlConfig, method: str, seed: int, test_goals:
     theta = policy.init(torch.Generator().manual_seed(seed))
     make_env = env_maker(c.horizon, oracle)
     if method == "random":
-        params, budget = theta, {"iterations": 0}
+        params, budget, sizes = theta, {"iterations": 0}, {}
     else:
-        step = maml if method == "maml" else direct
 
-        def objective(sampler, p, gen, graph):
-            return step(sampler, p, uniform_goals(gen, c.tasks), graph)
+        def objective(sampler, p, gen, graph, sizes=None):
+            goals = uniform_goals(gen, c.tasks)
+            return maml(sampler, p, goals, graph, sizes) if method == "maml" else direct(sampler, p, goals, graph)
 
-        config = c.train_config(c.out / method / f"seed-{seed}", seed)
-        params, budget = train_or_load(theta, objective, lambda gen: Sampler(make_env, policy, settings, gen), config,
-                                       method, c.eval_only, progress_line(f"{method} seed {seed}"))  # fmt: skip
+        start = c.start_step_sizes(method, settings, theta)
+        config = c.train_config(c.out / method / f"seed-{seed}", seed, bool(start))
+        params, budget, sizes = train_or_load(theta, objective, lambda gen: Sampler(make_env, policy, settings, gen),
+                                              config, method, c.eval_only, progress_line(f"{method} seed {seed}"),
+                                              start)  # fmt: skip
     eval_settings = replace(settings, trajectories=c.eval_trajectories or c.trajectories)
     sampler = Sampler(make_env, policy, eval_settings, torch.Generator().manual_seed(c.eval_seed + seed))
-    sampled, quiet = finetune_curves(sampler, params, test_goals, c.eval_step_sizes(), c.eval_steps, c.eval_mean_action)
+    rates, _ = own_step_sizes(sizes, GOAL_LEVEL["maml"], c.eval_step_sizes())  # learned: MAML's own inner step
+    sampled, quiet = finetune_curves(sampler, params, test_goals, rates, c.eval_steps, c.eval_mean_action)
     typer.echo(f"{method} seed {seed}: return after 0..{c.eval_steps} steps {describe(sampled)}")
     if quiet is not None:
         typer.echo(f"{method} seed {seed}: mean-action return after 0..{c.eval_steps} steps {describe(quiet)}")
-    return {report.WITHOUT: rl_curves(sampled, quiet)}, {"seed": seed, **budget}
+    return {report.WITHOUT: rl_curves(sampled, quiet)}, training_record(method, seed, budget, sizes)
 
 
 def run_navigation_maml(c: NavigationMamlConfig) -> dict:
@@ -114,6 +121,7 @@ def run_navigation_maml(c: NavigationMamlConfig) -> dict:
     plots.curve_figure(out / "returns_vs_steps.png", returns, f"2D navigation, {c.test_goals} test goals",
                        "policy-gradient steps", "mean return")  # fmt: skip
     plots.learning_figure(out / "learning_curves.png", budgets, "2D navigation: training")
+    learned_step_size_figure(out, budgets)
     for m, r in results["methods"].items():
         typer.echo(f"{m:>8}: {row(r[report.WITHOUT]['return'])}   (published {' / '.join(str(v) for v in PUBLISHED[m])})")
         if c.eval_mean_action:

@@ -7,8 +7,13 @@ uninterrupted run would (tests/trainer/test_rl_train.py). trainer/training/loop.
 takes one gradient per batch; TRPO needs the objective re-evaluated on the same samples,
 hence this loop; the run folder (lock, resume, log, time) is the same (`run_folder`).
 
+Learned step sizes (`trainer.domains.rl.methods.initial_step_sizes`): Adam trains their logs
+beside the policy, from the same objective's gradient; TRPO refuses them (its trust region
+bounds the policy's KL, which says nothing about a step size). The checkpoint holds them.
+
 Output folder: ``checkpoint.pt`` and ``metrics.jsonl`` (one line per logged iteration:
-mean return before and after adaptation, KL, whether the step was accepted, seconds).
+mean return before and after adaptation, KL, whether the step was accepted, learned step
+sizes' means per level, seconds).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 
 from fewtask_data import FewtaskError
 from trainer.core.functional import Params
+from trainer.core.step_sizes import mean_step_sizes
 from trainer.domains.rl.methods import Outcome, Sampler
 from trainer.training import checkpoint as ckpt
 from trainer.training.run_folder import RunFolder
@@ -31,8 +37,11 @@ from trainer.training.trpo import TrpoSettings, trpo_step
 OPTIMIZERS = ("trpo", "adam")
 
 # objective(sampler, params, generator, graph) -> Outcome; the generator draws the tasks;
-# graph=False: values only (the inner steps build no graph for outer derivatives)
-Objective = Callable[[Sampler, Params, torch.Generator, bool], Outcome]
+# graph=False: values only (the inner steps build no graph for outer derivatives). With
+# learned step sizes it takes their logs as a fifth argument.
+Objective = Callable[..., Outcome]
+LEARNED_NEEDS_ADAM = ("--learn-step-sizes needs --optimizer adam (TRPO's trust region bounds the policy's KL, "
+                      "not its step sizes)")  # fmt: skip
 
 
 @dataclass
@@ -46,6 +55,7 @@ class RLTrainConfig:
     checkpoint_every: int = 10
     resume: bool = False
     max_seconds: float = 0.0  # stop (and checkpoint) after this much training time; 0 = all iterations
+    learn_step_sizes: bool = False  # Adam trains the objective's log step sizes too
 
     def __post_init__(self) -> None:
         if self.iterations < 0:
@@ -54,6 +64,8 @@ class RLTrainConfig:
             raise FewtaskError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
         if not self.max_kl > 0 or not self.lr > 0:
             raise FewtaskError("--max-kl and --lr must be positive")
+        if self.learn_step_sizes and self.optimizer != "adam":
+            raise FewtaskError(LEARNED_NEEDS_ADAM)
         self.out = Path(self.out)
 
 
@@ -67,29 +79,36 @@ def signature_of(params: Params) -> dict[str, list[int]]:
 
 
 def train_policy(theta: Params, objective: Objective, make_sampler: Callable[[torch.Generator], Sampler],
-                 config: RLTrainConfig, label: str, progress: Callable[[int, dict], None] | None = None) -> tuple[Params, int]:  # fmt: skip
+                 config: RLTrainConfig, label: str, progress: Callable[[int, dict], None] | None = None,
+                 step_sizes: Params | None = None) -> tuple[Params, int, Params]:  # fmt: skip
     """Train (or resume) ``theta``, holding the run folder's lock; returns the final
-    parameters and the iteration reached."""
+    parameters, the iteration reached and the final log step sizes ({} when fixed).
+    ``step_sizes``: the initial log step sizes, given exactly when ``config.learn_step_sizes``."""
+    if config.learn_step_sizes != bool(step_sizes):
+        raise ValueError("learned step sizes need their initial values, and only they do")
     with RunFolder(config.out, step_key="iteration").locked() as folder:
-        return _train_policy(folder, theta, objective, make_sampler, config, label, progress)
+        return _train_policy(folder, theta, objective, make_sampler, config, label, progress, step_sizes or {})
 
 
-def _train_policy(folder: RunFolder, theta, objective, make_sampler, config, label, progress) -> tuple[Params, int]:
+def _train_policy(folder: RunFolder, theta, objective, make_sampler, config, label, progress,
+                  sizes: Params) -> tuple[Params, int, Params]:  # fmt: skip
     """The body of `train_policy` (same arguments), run while the run folder's lock is held."""
     theta = {k: v.detach().clone() for k, v in theta.items()}
-    adam = _adam(theta, config.lr) if config.optimizer == "adam" else None
+    sizes = {k: v.detach().clone() for k, v in sizes.items()}
+    adam = _adam(theta, sizes, config.lr) if config.optimizer == "adam" else None
     start = 0
-    state = folder.start(config.resume, signature_of(theta), label)
+    state = folder.start(config.resume, signature_of(theta), label, _sizes_check(sizes, folder.checkpoint_path))
     if state is not None:
         theta = {k: v.clone() for k, v in state["model"].items()}
+        sizes = {k: v.clone() for k, v in state.get("step_sizes", {}).items()}
         if adam is not None:
-            adam = _adam(theta, config.lr)
-            adam[1].load_state_dict(state["optimizer"])
+            adam = _adam(theta, sizes, config.lr)
+            adam[2].load_state_dict(state["optimizer"])
         start = state["step"]
 
     def save(iteration: int) -> None:
-        folder.save({"model": theta, "optimizer": adam[1].state_dict() if adam else None, "step": iteration,
-                     "seconds": folder.seconds(), "config": {**asdict(config), "out": str(config.out)},
+        folder.save({"model": theta, "step_sizes": sizes, "optimizer": adam[2].state_dict() if adam else None,
+                     "step": iteration, "seconds": folder.seconds(), "config": {**asdict(config), "out": str(config.out)},
                      "algorithm": label, "signature": signature_of(theta)})  # fmt: skip
 
     iteration = start
@@ -100,7 +119,8 @@ def _train_policy(folder: RunFolder, theta, objective, make_sampler, config, lab
             record: dict = {}
 
             def evaluate(params: Params, differentiate: bool = True):
-                outcome = objective(sampler, params, iteration_generator(config.seed, iteration, 1), differentiate)
+                learned = (adam[1],) if adam and adam[1] else ()  # the objective differentiates the log step sizes too
+                outcome = objective(sampler, params, iteration_generator(config.seed, iteration, 1), differentiate, *learned)
                 sampler.rewind()
                 if not record:
                     record.update(returns_before=float(outcome.first_returns.mean()), returns_after=float(outcome.returns.mean()))
@@ -111,6 +131,8 @@ def _train_policy(folder: RunFolder, theta, objective, make_sampler, config, lab
             else:
                 stats = _adam_step(adam, evaluate)
                 theta = {k: v.detach() for k, v in adam[0].items()}
+                sizes = {k: v.detach() for k, v in adam[1].items()}
+                stats.update({f"step_size_{level}": v for level, v in mean_step_sizes(sizes).items()})
             stats = {k: round(v, 6) for k, v in stats.items()}
             line = {"iteration": iteration, **record, **stats, "elapsed_s": round(folder.seconds(), 2)}
             log(line)
@@ -123,16 +145,30 @@ def _train_policy(folder: RunFolder, theta, objective, make_sampler, config, lab
                 break
     if config.iterations == start and not folder.checkpoint_path.exists():
         save(start)
-    return theta, iteration
+    return theta, iteration, sizes
 
 
-def _adam(theta: Params, lr: float):
+def _sizes_check(sizes: Params, path: Path) -> Callable[[dict], None]:
+    """Refuses to resume a checkpoint whose learned step sizes (or their absence) differ from this run's."""
+
+    def check(state: dict) -> None:
+        if set(state.get("step_sizes", {})) != set(sizes):
+            had = "learned" if state.get("step_sizes") else "fixed"
+            raise FewtaskError(f"checkpoint {path} was trained with {had} step sizes of other levels or steps; resume "
+                               "with its --learn-step-sizes/--per-step-step-sizes or use a fresh --out")  # fmt: skip
+
+    return check
+
+
+def _adam(theta: Params, sizes: Params, lr: float):
+    """(policy leaves, log step size leaves, one Adam over both, the policy's first)."""
     leaves = {k: v.detach().clone().requires_grad_() for k, v in theta.items()}
-    return leaves, torch.optim.Adam(list(leaves.values()), lr=lr)
+    size_leaves = {k: v.detach().clone().requires_grad_() for k, v in sizes.items()}
+    return leaves, size_leaves, torch.optim.Adam([*leaves.values(), *size_leaves.values()], lr=lr)
 
 
 def _adam_step(adam, evaluate) -> dict[str, float]:
-    leaves, opt = adam
+    leaves, _, opt = adam
     loss, divergence = evaluate(leaves)
     opt.zero_grad()
     loss.backward()
@@ -142,21 +178,24 @@ def _adam_step(adam, evaluate) -> dict[str, float]:
 
 def train_or_load(theta: Params, objective: Objective, make_sampler: Callable[[torch.Generator], Sampler],
                   config: RLTrainConfig, label: str, eval_only: bool,
-                  progress: Callable[[int, dict], None] | None = None) -> tuple[Params, dict]:  # fmt: skip
-    """Train ``theta`` (`train_policy`), or with ``eval_only`` load the finished checkpoint;
-    returns (parameters, budget record: iterations, seconds of training, folder, learning curve)."""
+                  progress: Callable[[int, dict], None] | None = None,
+                  step_sizes: Params | None = None) -> tuple[Params, dict, Params]:  # fmt: skip
+    """Train ``theta`` (`train_policy`; ``step_sizes``: initial learned ones), or with
+    ``eval_only`` load the finished checkpoint; returns (parameters, budget record:
+    iterations, seconds of training, folder, learning curve; log step sizes, {} when fixed)."""
     path = config.out / ckpt.CHECKPOINT_NAME
     if eval_only:
         state = ckpt.load(path, signature_of(theta))
         params, iterations, seconds = state["model"], state["step"], state.get("seconds", 0.0)
+        sizes = state.get("step_sizes", {})  # as trained: a checkpoint from before learned sizes had none
     else:
         t0 = time.perf_counter()
-        params, iterations = train_policy(theta, objective, make_sampler, config, label, progress)
+        params, iterations, sizes = train_policy(theta, objective, make_sampler, config, label, progress, step_sizes)
         seconds = time.perf_counter() - t0
         if config.resume and path.exists():
             seconds = ckpt.load(path)["seconds"]
     return params, {"iterations": iterations, "seconds": round(seconds, 1), "folder": str(config.out),
-                    "learning_curve": learning_curve(config.out)}  # fmt: skip
+                    "learning_curve": learning_curve(config.out)}, sizes  # fmt: skip
 
 
 def learning_curve(folder: Path) -> list[float]:

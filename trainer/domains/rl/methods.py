@@ -14,10 +14,16 @@ The levels follow the supervised ones (`trainer.core.functional.meta_adapt`): th
 order gives each level's first-order flag (`trainer.algorithms.base.order_flags`: task steps
 inside V_beta, V_beta's step, the goal steps, which are also MAML's), and V_beta reduces
 the L query losses by ``meta_reduction`` (Eq. 2's sum, or their mean).
+
+Step sizes are the settings' fixed numbers, or learned: log step sizes per (level, policy
+tensor) keyed as in `trainer.core.step_sizes` (``"<level>:<name>"``, per step
+``"<level>@<s>:<name>"``), passed as ``sizes`` to `maml`, `maltml` and `meta_update`; the
+objective is then differentiable in them (`initial_step_sizes`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import InitVar, dataclass
 from typing import Callable
 
@@ -25,7 +31,8 @@ import torch
 
 from fewtask_data import FewtaskError
 from trainer.algorithms.base import Levels
-from trainer.core.functional import Params, reduce_tasks, sgd_step
+from trainer.core.functional import Params, at_step, reduce_tasks, sgd_step
+from trainer.core.step_sizes import init_step_sizes, level_lrs
 from trainer.domains.rl import dice, returns
 from trainer.domains.rl.policy import Policy, kl
 from trainer.domains.rl.rollout import Trajectories, rollout
@@ -66,6 +73,28 @@ class RLSettings:
     def levels(self) -> Levels:
         return Levels(self.alpha, self.beta, self.gamma, self.task_steps, self.meta_steps, self.goal_steps, self.order,
                       self.meta_reduction)  # fmt: skip
+
+
+# A step size: a fixed number, one per policy tensor, or a per-step schedule of those (`at_step`)
+StepSize = float | Mapping[str, torch.Tensor] | list
+
+
+def level_step_size(settings: RLSettings, level: str, sizes: Params | None = None) -> StepSize:
+    """A level's step size: the settings' fixed number, or with learned log step sizes
+    ``sizes`` its per-tensor values (a per-step schedule when they have per-step keys)."""
+    return level_lrs(sizes, level) if sizes else getattr(settings, level)
+
+
+def initial_step_sizes(settings: RLSettings, theta: Params, goal_level: str, per_step: bool = False) -> Params:
+    """Log step sizes per (level, policy tensor) at the settings' alpha, beta and gamma
+    (`core.step_sizes.init_step_sizes`); ``per_step``: one per step as well, over the steps
+    the objective takes at each level: MALTML's task (alpha), meta (beta) and goal (gamma)
+    steps, or MAML's (``goal_level`` alpha) goal steps."""
+    s = settings
+    steps = {"alpha": s.task_steps, "beta": s.meta_steps, "gamma": s.goal_steps}
+    if goal_level == "alpha":  # MAML: only its goal steps, at alpha
+        steps = {"alpha": s.goal_steps}
+    return init_step_sizes(theta, s.alpha, s.beta, s.gamma, steps if per_step else None)
 
 
 @dataclass
@@ -125,31 +154,34 @@ def _inner_loss(d: Draw, logp: torch.Tensor, estimator: str) -> torch.Tensor:
     return dice.pg_loss(logp, d.adv, d.traj.mask)
 
 
-def _step(params: Params, loss: torch.Tensor, lr: float, graph: bool, first_order: bool) -> Params:
-    """One gradient step on the parameters that require grad (the others are held fixed).
-    ``first_order`` takes the step's direction as a constant; with ``graph`` the loss's graph
-    is kept all the same: the exact estimator's upstream log-probs share it."""
+def _step(params: Params, loss: torch.Tensor, lr: float | Mapping[str, torch.Tensor], graph: bool,
+          first_order: bool) -> Params:  # fmt: skip
+    """One gradient step on the parameters that require grad (the others are held fixed),
+    of size ``lr`` (a number, or one per tensor). ``first_order`` takes the step's direction
+    as a constant; with ``graph`` the loss's graph is kept all the same: the exact
+    estimator's upstream log-probs share it."""
     names = [k for k, v in params.items() if v.requires_grad]
     create = graph and not first_order
     grads = torch.autograd.grad(loss.sum(), [params[k] for k in names], create_graph=create, retain_graph=graph)
     if first_order or not graph:
         grads = [g.detach() for g in grads]
-    return sgd_step(params, dict(zip(names, grads)), {k: lr for k in names})
+    return sgd_step(params, dict(zip(names, grads)), lr if isinstance(lr, Mapping) else {k: lr for k in names})
 
 
 def _upstream_of(d: Draw, logp: torch.Tensor) -> torch.Tensor:
     return (logp - d.ref).sum((-2, -1))
 
 
-def adapt(sampler: Sampler, params: Params, goals: torch.Tensor, lr: float, steps: int, upstream: torch.Tensor,
+def adapt(sampler: Sampler, params: Params, goals: torch.Tensor, lr: StepSize, steps: int, upstream: torch.Tensor,
           graph: bool, first: list, first_order: bool = False) -> tuple[Params, torch.Tensor]:  # fmt: skip
-    """U: ``steps`` policy-gradient steps, each on fresh trajectories of the current
-    policy; ``upstream`` accumulates their log-probs (relative to the sampling values)."""
+    """U: ``steps`` policy-gradient steps of size ``lr`` (`StepSize`), each on fresh
+    trajectories of the current policy; ``upstream`` accumulates their log-probs (relative
+    to the sampling values)."""
     s = sampler.settings
-    for _ in range(steps):
+    for step in range(steps):
         d, logp = sampler.draw(goals, params, outer=False)
         first.append(d)
-        params = _step(params, _inner_loss(d, logp, s.estimator), lr, graph, first_order)
+        params = _step(params, _inner_loss(d, logp, s.estimator), at_step(lr, step), graph, first_order)
         upstream = upstream + _upstream_of(d, logp)
     return params, upstream
 
@@ -170,52 +202,58 @@ def _zeros(goals: torch.Tensor) -> torch.Tensor:
     return goals.new_zeros(goals.shape[:-1])
 
 
-def maml(sampler: Sampler, theta: Params, goals: torch.Tensor, graph: bool = True) -> Outcome:
-    """MAML on tasks ``goals`` [T, g]: ``goal_steps`` inner steps of size alpha per task."""
+def maml(sampler: Sampler, theta: Params, goals: torch.Tensor, graph: bool = True, sizes: Params | None = None) -> Outcome:
+    """MAML on tasks ``goals`` [T, g]: ``goal_steps`` inner steps of size alpha per task
+    (``sizes``: learned log step sizes instead of the settings' alpha)."""
     s, first = sampler.settings, []
     params = sampler.policy.broadcast(theta, goals.shape[:-1])
-    params, up = adapt(sampler, params, goals, s.alpha, s.goal_steps, _zeros(goals), graph, first, s.levels.flags.goal)
+    alpha = level_step_size(s, "alpha", sizes)
+    params, up = adapt(sampler, params, goals, alpha, s.goal_steps, _zeros(goals), graph, first, s.levels.flags.goal)
     return outer(sampler, params, goals, up, first)
 
 
-def meta_update(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, graph: bool,
-                first: list) -> tuple[Params, torch.Tensor]:  # fmt: skip
+def meta_update(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, graph: bool, first: list,
+                sizes: Params | None = None) -> tuple[Params, torch.Tensor]:  # fmt: skip
     """V_beta (Eq. 2) for families [F] (any leading axes) on their L tasks ``meta_goals``
     [F, L, g]: each meta step adapts every task (task_steps of size alpha on fresh
     trajectories), draws query trajectories from the adapted policies, and descends the
     sum (Eq. 2; or the mean, ``meta_reduction``) of the L query losses (size beta). Returns
     the family policies [F] and their upstream log-probs [F]. The task steps always keep
     their graph: the meta step's *value* differentiates through them (unless first
-    order); ``graph=False`` only skips the meta step's."""
+    order); ``graph=False`` only skips the meta step's. ``sizes``: learned log step sizes
+    (their alpha and beta) instead of the settings' numbers."""
     s = sampler.settings
     flags = s.levels.flags
+    alpha, beta = (level_step_size(s, level, sizes) for level in ("alpha", "beta"))
     families, tasks = meta_goals.shape[:-2], meta_goals.shape[:-1]
     params = sampler.policy.broadcast(theta, families)
     up = meta_goals.new_zeros(families)
     if tasks[-1] == 0:
         return params, up
-    for _ in range(s.meta_steps):
+    for step in range(s.meta_steps):
         task_params = sampler.policy.broadcast(params, tasks)
-        task_params, task_up = adapt(sampler, task_params, meta_goals, s.alpha, s.task_steps,
+        task_params, task_up = adapt(sampler, task_params, meta_goals, alpha, s.task_steps,
                                      _zeros(meta_goals), True, first, flags.task)  # fmt: skip
         d, logp = sampler.draw(meta_goals, task_params, outer=False)
         query = reduce_tasks(_inner_loss(d, logp, s.estimator), s.meta_reduction)  # [F]
-        params = _step(params, query, s.beta, graph, flags.meta)
+        params = _step(params, query, at_step(beta, step), graph, flags.meta)
         up = up + (task_up + _upstream_of(d, logp)).sum(-1)
     return params, up
 
 
 def maltml(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor,
-           graph: bool = True) -> Outcome:  # fmt: skip
+           graph: bool = True, sizes: Params | None = None) -> Outcome:  # fmt: skip
     """MALTML (Algorithm 1) for families [F]: V_beta on the L meta tasks, then
     ``goal_steps`` steps of size gamma on each of the C goal tasks ``goal_goals``
-    [F, C, g], and the outer objective on fresh trajectories of the goal policies."""
+    [F, C, g], and the outer objective on fresh trajectories of the goal policies.
+    ``sizes``: learned log step sizes (alpha, beta, gamma) instead of the settings' numbers."""
     s, first = sampler.settings, []
-    params, up = meta_update(sampler, theta, meta_goals, graph, first)
+    params, up = meta_update(sampler, theta, meta_goals, graph, first, sizes)
     goal_lead = goal_goals.shape[:-1]
     params = sampler.policy.broadcast(params, goal_lead)
     up = up.unsqueeze(-1).expand(goal_lead)
-    params, up = adapt(sampler, params, goal_goals, s.gamma, s.goal_steps, up, graph, first, s.levels.flags.goal)
+    gamma = level_step_size(s, "gamma", sizes)
+    params, up = adapt(sampler, params, goal_goals, gamma, s.goal_steps, up, graph, first, s.levels.flags.goal)
     return outer(sampler, params, goal_goals, up, first)
 
 
