@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 
@@ -48,6 +48,7 @@ class TuneCommon(Config):
     seed: int = option(0, "Seed of the TPE sampler and of every trial's training.")
     pruner: str = option("median", "median (Optuna's MedianPruner after 3 finished trials) or none.")
     config: str = option("", "JSON file of the training command's option values: the base every trial starts from.")
+    own_config_file: ClassVar[bool] = False  # --config holds the training command's options (the trials' base)
 
     def check(self) -> None:
         parse_names(self.stages, STAGES, "stage")
