@@ -21,13 +21,13 @@ from trainer.experiments.navigation_maml import NavigationMamlConfig
 from trainer.experiments.options import bounds
 from trainer.experiments.sinusoid import SinusoidConfig
 from trainer.experiments.sinusoid_maml import SinusoidMamlConfig
-from trainer.experiments.tune import TuneImageConfig, TuneSinusoidConfig
+from trainer.experiments.tune import TuneContinualConfig, TuneImageConfig, TuneNavigationConfig, TuneSinusoidConfig
 
 REQUIRED = {ContinualFamiliesConfig: {"families": "fams"}, FitConfig: {"data": "data"}, ContinualRLConfig: {"families": "fams"},
-            AnalyzeConfig: {"checkpoint": "run"}}  # fmt: skip
+            AnalyzeConfig: {"checkpoint": "run"}, TuneContinualConfig: {"families": "fams"}}  # fmt: skip
 CONFIGS = [SinusoidConfig, SinusoidMamlConfig, NavigationConfig, NavigationMamlConfig, ContinualOMLConfig,
            ContinualFamiliesConfig, FitConfig, ContinualRLConfig, AnalyzeConfig]  # fmt: skip
-TUNING = [TuneImageConfig, TuneSinusoidConfig]  # fewer numbers of their own: the search's budget
+TUNING = [TuneImageConfig, TuneSinusoidConfig, TuneNavigationConfig, TuneContinualConfig]  # fewer numbers: the search's budget
 FEWER_OPTIONS = {AnalyzeConfig: 6}  # analysis trains nothing: no step sizes or training counts
 
 

@@ -1,6 +1,9 @@
-"""`fewtask-train tune`: a CI-sized hierarchical study on the embedded glyphs, a killed
-search that resumes to the full count without rerunning finished trials, best.json as a
-training config, and `--config` precedence (command line > file > defaults)."""
+"""`fewtask-train tune`: CI-sized hierarchical studies (embedded glyphs, navigation crops,
+continual frequency families) whose best.json the training command takes with --config, a
+killed search that resumes to the full count without rerunning finished trials, trials
+trained in chunks that resume exactly, validation families that are never the test ones,
+bad methods and budgets as one-line errors, and `--config` precedence (command line > file
+> defaults)."""
 
 from __future__ import annotations
 
@@ -10,15 +13,41 @@ import json
 import optuna
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from fewtask_data import FewtaskError
+from fewtask_data.sources.continual_sines import ContinualSpec, load_family_definitions
+from trainer.cli import app
 from trainer.experiments import tune
 from trainer.experiments.fit import FitConfig
+from trainer.experiments.navigation import NavigationConfig
 from trainer.experiments.options import Config, option, read_config_file, typer_command
 from trainer.experiments.sinusoid import SinusoidConfig
 from trainer.experiments.tune_space import stage_space
-from trainer.experiments.tune_targets import SinusoidTarget
+from trainer.experiments.tune_targets import ContinualTarget, SinusoidTarget, validation_families
 
 torch.set_num_threads(1)
+runner = CliRunner()
+# navigation and continual at test size, as the training commands' --config files (the trials' base)
+NAV_BASE = {"trajectories": 3, "horizon": 6, "hidden": "8", "tasks": 2, "goal_tasks": 1, "maml_tasks": 3, "batch_families": 2}
+CONTINUAL_BASE = {"width": 8, "eval_problems": 3, "val_problems": 1, "test_points": 10, "lr_grid": "0.01,0.1"}
+
+
+def nav_families(tmp_path):
+    from fewtask_data.builders.navigation import build_navigation_families
+
+    build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 2, "test": 2})
+    (tmp_path / "base.json").write_text(json.dumps(NAV_BASE))
+    return tmp_path / "fam"
+
+
+def continual_families(tmp_path):
+    from fewtask_data.builders.continual_sines import build_continual_families
+
+    spec = ContinualSpec(functions=2, steps_per_function=2, batch=3, train_pool=20, eval_pool=20)
+    build_continual_families(tmp_path / "fams", families=4, test_families=2, spec=spec)
+    (tmp_path / "base.json").write_text(json.dumps(CONTINUAL_BASE))
+    return tmp_path / "fams"
 
 
 @pytest.mark.slow
@@ -71,6 +100,133 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, monke
     SinusoidConfig(**read_config_file(SinusoidConfig, str(tmp_path / "maml" / "best.json")))
 
 
+@pytest.mark.slow
+def test_tiny_navigation_study_writes_a_config_navigation_takes(tmp_path):
+    fam = nav_families(tmp_path)
+    cfg = tune.TuneNavigationConfig(families=str(fam), config=str(tmp_path / "base.json"), method="maltml,pretrain",
+                                    trials=2, steps=2, evals=2, out=tmp_path / "tune")  # fmt: skip
+    summary = tune.run_tune(cfg, tune.navigation_target)
+    rec = summary["methods"]["maltml"]["stages"]
+    assert rec["outer"]["finished"] == rec["step_sizes"]["finished"] == 2
+    assert set(rec["outer"]["best_params"]) == {"max_kl", "batch_families"}  # TRPO's rate
+    assert set(summary["methods"]["pretrain"]["stages"]["step_sizes"]["best_params"]) == {"gamma"}  # its goal step
+    assert summary["methods"]["pretrain"]["stages"]["steps"].get("skipped")  # nothing per level to search
+    best = tmp_path / "tune" / "maltml" / "best.json"
+    values = json.loads(best.read_text())
+    assert values["methods"] == "maltml" and values["iterations"] == 2 and values["horizon"] == 6
+    assert {"alpha", "beta", "gamma", "max_kl"} <= set(values)
+    r = runner.invoke(app, ["navigation", "--config", str(best), "--seeds", "0", "--eval-steps", "1",
+                            "--out", str(tmp_path / "run")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    trained = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert trained["config"]["alpha"] == values["alpha"] and trained["methods"]["maltml"]["train"][0]["iterations"] == 2
+    assert "| steps | skipped:" in (tmp_path / "tune" / "report.md").read_text()
+
+
+def test_navigation_trials_score_val_crops_and_resume_exactly_in_chunks(tmp_path):
+    from fewtask_data.sources.navigation import load_navigation_families
+
+    fam = nav_families(tmp_path)
+    crops = load_navigation_families(fam)
+    cfg = tune.TuneNavigationConfig(families=str(fam), config=str(tmp_path / "base.json"), steps=2, evals=2, out=tmp_path)
+    target = tune.navigation_target(cfg, tmp_path)
+    inside = lambda g, c: bool(((g >= c[:, None, :2]) & (g <= c[:, None, :2] + c[:, None, 2:])).all())  # noqa: E731
+    assert inside(target.meta_goals, crops["val"]) and inside(target.goal_goals, crops["val"])
+    assert not inside(target.goal_goals, crops["test"])
+    seen = []
+    chunked = target.trial("maml", {"alpha": 0.3}, tmp_path / "a", lambda n, s: seen.append(n))
+    whole = dataclasses.replace(target, evals=1).trial("maml", {"alpha": 0.3}, tmp_path / "b", lambda n, s: None)
+    assert seen == [1, 2] and chunked == whole  # 1 + 1 iterations resumed = 2 at once
+    assert set(target.space("maml", "steps")) <= {f.name for f in dataclasses.fields(NavigationConfig)}
+
+
+@pytest.mark.slow
+def test_tiny_continual_study_writes_a_config_continual_takes(tmp_path):
+    fams = continual_families(tmp_path)
+    cfg = tune.TuneContinualConfig(families=fams, config=str(tmp_path / "base.json"), method="maltml,oml", trials=2,
+                                   steps=2, evals=2, val_families=3, out=tmp_path / "tune")  # fmt: skip
+    summary = tune.run_tune(cfg, lambda c, out: tune.continual_target(c))
+    maltml, oml = (summary["methods"][m]["stages"] for m in ("maltml", "oml"))
+    assert [s["finished"] for s in maltml.values()] == [2, 2, 2]
+    assert set(maltml["step_sizes"]["best_params"]) == {"inner_lr", "beta"}
+    assert set(maltml["steps"]["best_params"]) == {"meta_steps"}
+    assert set(oml["outer"]["best_params"]) == {"lr", "problems"} and oml["steps"].get("skipped")
+    assert all(s["best_value"] < 0 for s in maltml.values())  # minus an MSE
+    best = tmp_path / "tune" / "maltml" / "best.json"
+    values = json.loads(best.read_text())
+    assert values["methods"] == "maltml" and values["steps"] == 2 and values["width"] == 8
+    r = runner.invoke(app, ["continual", "--config", str(best), "--families", str(fams), "--no-progress",
+                            "--out", str(tmp_path / "run")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    trained = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert trained["config"]["inner_lr"] == values["inner_lr"] and trained["methods"]["maltml"]["train"][0]["steps"] == 2
+
+
+def test_continual_validation_families_are_never_the_test_ones(tmp_path):
+    defs = load_family_definitions(continual_families(tmp_path))
+    val = validation_families(defs, 3, 1000)
+    train = defs.frequencies["train"]
+    assert len(val.frequencies["test"]) == 3 and not set(val.frequencies["test"]) & {*train, *defs.frequencies["test"]}
+    assert all(min(train) <= w <= max(train) for w in val.frequencies["test"])
+    assert not any(torch.equal(val.pools["test"], p) for p in defs.pools.values())
+    assert val.pools["train"] is defs.pools["train"] and val.frequencies["train"] == train  # training untouched
+    with pytest.raises(FewtaskError, match="--val-seed 0 draws the family build's own function pool"):
+        validation_families(defs, 3, 0)  # the build's seed
+
+
+def test_killed_continual_search_resumes_and_chunks_resume_exactly(tmp_path, monkeypatch):
+    fams = continual_families(tmp_path)
+    calls, kill = [], {"on": True}
+    real = ContinualTarget.trial
+
+    def trial(self, method, values, folder, report):
+        calls.append(dict(values))
+        if len(calls) == 3 and kill["on"]:
+            raise KeyboardInterrupt  # the search is killed during its third trial
+        return real(self, method, values, folder, report)
+
+    monkeypatch.setattr(ContinualTarget, "trial", trial)
+    cfg = tune.TuneContinualConfig(families=fams, config=str(tmp_path / "base.json"), method="oml", stages="step_sizes",
+                                   trials=4, steps=2, evals=2, val_families=2, out=tmp_path / "tune", pruner="none")  # fmt: skip
+    with pytest.raises(KeyboardInterrupt):
+        tune.run_tune(cfg, lambda c, out: tune.continual_target(c))
+    kill["on"], calls[:] = False, []
+    summary = tune.run_tune(cfg, lambda c, out: tune.continual_target(c))
+    assert len(calls) == 2 and summary["methods"]["oml"]["stages"]["step_sizes"]["finished"] == 4
+    target = tune.continual_target(cfg)
+    chunked = real(target, "oml", {"inner_lr": 0.01}, tmp_path / "a", lambda n, s: None)
+    whole = real(dataclasses.replace(target, evals=1), "oml", {"inner_lr": 0.01}, tmp_path / "b", lambda n, s: None)
+    assert chunked == pytest.approx(whole, rel=1e-6)  # 1 + 1 outer steps resumed = 2 at once
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (lambda t: tune.TuneNavigationConfig(method="maltml,reptile", out=t), "unknown navigation method reptile; choose from"),
+        (lambda t: tune.TuneNavigationConfig(method="oracle", out=t), "unknown navigation method oracle"),
+        (lambda t: tune.TuneContinualConfig(families=t, method="maml", out=t), "unknown continual method maml; choose from"),
+        (lambda t: tune.TuneContinualConfig(families=t, steps=0, out=t), "^--steps must be >= 1"),
+        (lambda t: tune.TuneNavigationConfig(trials=0, out=t), "^--trials must be >= 1"),
+        (lambda t: tune.TuneContinualConfig(families=t, val_families=0, out=t), "^--val-families must be >= 1"),
+    ],
+)
+def test_bad_methods_and_budgets_are_one_line_errors_before_any_work(tmp_path, config, message):
+    out = tmp_path / "tune"
+    with pytest.raises(FewtaskError, match=message) as err:
+        tune.run_tune(config(out), lambda c, o: pytest.fail("built a target"))
+    assert "\n" not in str(err.value) and not out.exists()
+
+
+def test_tune_config_is_the_training_commands_base(tmp_path, monkeypatch):
+    """`tune ... --config FILE` gives the trials' base (the training command's options), not tune's own."""
+    seen = {}
+    monkeypatch.setattr(tune, "run_tune", lambda cfg, target_of: seen.update(cfg=cfg) or {"methods": {}})
+    (tmp_path / "base.json").write_text(json.dumps(NAV_BASE))
+    r = runner.invoke(app, ["tune", "navigation", "--config", str(tmp_path / "base.json"), "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert seen["cfg"].config == str(tmp_path / "base.json") and seen["cfg"].trials == 8
+
+
 def test_search_spaces_fit_each_method():
     assert set(stage_space("image", "maltml", "step_sizes", 10)) == {"alpha", "beta", "gamma"}
     assert set(stage_space("image", "pretrain", "step_sizes", 10)) == {"alpha"}  # its goal step size
@@ -78,6 +234,14 @@ def test_search_spaces_fit_each_method():
     assert "multi_step_loss" not in stage_space("image", "reptile", "steps", 10)
     assert stage_space("image", "fo-maltml", "steps", 10)["meta_steps"] == ("int", 1, 10)
     assert set(stage_space("sinusoid", "maml", "outer", 10)) == {"lr", "families"}
+    assert set(stage_space("navigation", "maml", "outer", 10, "trpo")) == {"max_kl", "maml_tasks"}
+    assert set(stage_space("navigation", "maltml", "outer", 10, "adam")) == {"lr", "batch_families"}
+    assert set(stage_space("navigation", "maml", "step_sizes", 10)) == {"alpha", "gamma"}  # gamma: its goal step
+    assert set(stage_space("navigation", "fo-maltml", "step_sizes", 10)) == {"alpha", "beta", "gamma"}
+    assert stage_space("navigation", "pretrain", "steps", 10) == {}
+    assert set(stage_space("continual", "maltml", "step_sizes", 10)) == {"inner_lr", "beta"}
+    assert set(stage_space("continual", "oml", "outer", 10)) == {"lr", "problems"}
+    assert stage_space("continual", "maltml", "steps", 10) == {"meta_steps": ("int", 1, 3)}
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -26,7 +26,7 @@ from trainer.domains.continual.oml import OML, MALTMLContinual, check_per_step
 from trainer.evaluation import continual as evaluation
 from trainer.evaluation import plots, report
 from trainer.experiments.options import (
-    Config, methods_option, option, parse_names, run_option, step_size_option, typer_command,
+    Config, config_option, methods_option, option, parse_names, run_option, step_size_option, typer_command,
 )  # fmt: skip
 from trainer.training import checkpoint as ckpt
 from trainer.training.checkpoint import seed_everything
@@ -163,6 +163,7 @@ class ContinualFamiliesConfig(ContinualTraining):
 
     families: Path = option(..., "Family definitions from `fewtask-data build continual-sine-families` (folder or manifest.json).")
     out: Path = option(Path("runs/continual"), "Output folder: one subfolder per method, results.json, figures.")
+    config: str = config_option()
     methods: str = methods_option(FAMILY_METHODS)
     steps: int = run_option("steps", 300)
     families_per_step: int = option(1, "MALTML: families per outer step (B).")

@@ -33,7 +33,8 @@ from trainer.evaluation.protocol import sizes_record
 from trainer.evaluation.rl import describe, family_curves, own_step_sizes
 from trainer.evaluation.trajectories import trajectory_figure
 from trainer.experiments.options import (
-    Config, methods_option, option, parse_ints, parse_names, parse_seeds, run_option, step_size_option, typer_command,
+    Config, config_option, methods_option, option, parse_ints, parse_names, parse_seeds, run_option, step_size_option,
+    typer_command,
 )  # fmt: skip
 from trainer.training.policy_loop import OPTIMIZERS, RLTrainConfig, train_or_load
 
@@ -167,6 +168,7 @@ class NavigationConfig(NavigationStepSizes):
     """`fewtask-train navigation`'s options (MALTML on crop families, paper section 4.2)."""
 
     out: Path = option(Path("runs/navigation"), "Output folder: one subfolder per method and seed, results.json, PNGs.")
+    config: str = config_option()
     families: str = option("", "Family-definition folder (fewtask-data build navigation-families); empty: build the "
                                "default families into OUT/families.")  # fmt: skip
     methods: str = methods_option(FAMILY_METHODS)
@@ -251,16 +253,22 @@ def train_and_score(c: NavigationConfig, method: str, seed: int, crops, meta_goa
     return curves, training_record(method, seed, budget, sizes), (make_env, policy, settings, params, own)
 
 
+def family_folder(families: str, out: Path) -> Path:
+    """--families, or (empty) the default crop families built into OUT/families: 500 train, 50 val, 40 test."""
+    if families:
+        return Path(families)
+    from fewtask_data.builders.navigation import build_navigation_families
+
+    build_navigation_families(out / "families", counts={"train": 500, "val": 50, "test": 40})
+    return out / "families"
+
+
 def run_navigation(c: NavigationConfig) -> dict:
     c.check()
     methods = parse_names(c.methods, FAMILY_METHODS)
     torch.set_num_threads(c.threads)
     out = io.ensure_writable(c.out)
-    source = Path(c.families) if c.families else out / "families"
-    if not c.families:
-        from fewtask_data.builders.navigation import build_navigation_families
-
-        build_navigation_families(source, counts={"train": 500, "val": 50, "test": 40})
+    source = family_folder(c.families, out)
     crops = load_navigation_families(source)
     test = crops["test"][: c.test_families or None]
     if len(test) < 2:

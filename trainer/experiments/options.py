@@ -84,6 +84,10 @@ class Config:
     (`check_numbers`), so a command, a script and a test building the config all get the
     same one-line error. A subclass with its own ``__post_init__`` calls this one."""
 
+    # whether a ``config`` option holds this command's own option values (`with_config_file`);
+    # `tune`'s holds the training command's, which its targets read
+    own_config_file: typing.ClassVar[bool] = True
+
     def __post_init__(self) -> None:
         check_numbers(self)
 
@@ -185,7 +189,7 @@ def typer_command(config: type, run: Callable[[Any], None], doc: str) -> Callabl
 
     def command(ctx: typer.Context, **values: Any) -> None:
         values = {k: str(v) if isinstance(v, Path) and hints[k] is str else v for k, v in values.items()}
-        if values.get("config"):
+        if values.get("config") and config.own_config_file:
             values = with_config_file(config, values, explicit_options(ctx))
         run(config(**values))
 

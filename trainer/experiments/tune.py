@@ -2,6 +2,8 @@
 
     fewtask-train tune image --method maltml,maml,pretrain --trials 8 --steps 300 --out runs/tune-demo
     fewtask-train tune sinusoid --method maltml,maml --trials 20 --steps 2000 --out runs/tune-sin
+    fewtask-train tune navigation --method maltml,maml --trials 8 --steps 30 --out runs/tune-nav
+    fewtask-train tune continual --families data/csf --method maltml,oml --trials 8 --steps 100 --out runs/tune-cont
 
 Per method, the stages of `tune_space.STAGES` run in order (outer optimisation, then step
 sizes, then steps per level and stabilizers), each an Optuna study of ``--trials`` trials
@@ -10,7 +12,7 @@ are scored on validation families (`tune_targets`); TPE samples them (seeded) an
 pruner stops a trial whose intermediate validation score trails the others'. Everything
 lives in OUT: the studies in OUT/study.db (SQLite; a killed search resumes where it stopped,
 finished trials are never rerun), each trial's run in OUT/<method>/<stage>-<trial>, and per
-method OUT/<method>/best.json (what `fit`/`sinusoid --config` takes), plus tune.json,
+method OUT/<method>/best.json (what the training command's `--config` takes), plus tune.json,
 report.md and the PNGs of `tune_report`.
 """
 
@@ -19,18 +21,25 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import typer
 
 from fewtask_data import FewtaskError, io
 from trainer.experiments.options import Config, option, parse_names, read_config_file, typer_command
 from trainer.experiments.tune_report import write_report
-from trainer.experiments.tune_space import STAGES, stage_space, suggest
-from trainer.experiments.tune_targets import ImageTarget, SinusoidTarget
+from trainer.experiments.tune_space import STAGES, suggest
+from trainer.experiments.tune_targets import (
+    ContinualTarget, ImageTarget, NavigationTarget, SinusoidTarget, validation_families,
+)  # fmt: skip
 
-IMAGE_METHODS = ("maltml", "fo-maltml", "maml", "fomaml", "anil", "boil", "reptile", "pretrain")
-SINUSOID_METHODS = ("maltml", "fo-maltml", "maml", "fomaml", "reptile", "pretrain")
+# The methods each experiment tunes (navigation's oracle sees the goal: a reference, not a method to tune).
+METHODS = {
+    "image": ("maltml", "fo-maltml", "maml", "fomaml", "anil", "boil", "reptile", "pretrain"),
+    "sinusoid": ("maltml", "fo-maltml", "maml", "fomaml", "reptile", "pretrain"),
+    "navigation": ("maltml", "fo-maltml", "maml", "pretrain"),
+    "continual": ("maltml", "oml"),
+}
 DB_NAME = "study.db"
 
 
@@ -42,23 +51,34 @@ class TuneCommon(Config):
     out: Path = option(Path("runs/tune"), "Run folder: study.db, one folder per method with best.json, report.md, PNGs.")
     stages: str = option(",".join(STAGES), f"Comma-separated stages, in order, from: {', '.join(STAGES)}.")
     trials: int = option(8, "Trials per stage and method (finished and pruned ones count; a resumed search runs the rest).")
-    steps: int = option(200, "Outer training steps per trial.")
+    steps: int = option(200, "Outer training steps per trial.", low=1)
     evals: int = option(4, "Validation scores per trial (the pruner's intermediate values).")
-    score_steps: int = option(1, "Goal finetuning steps before a trial's validation score.")
     seed: int = option(0, "Seed of the TPE sampler and of every trial's training.")
     pruner: str = option("median", "median (Optuna's MedianPruner after 3 finished trials) or none.")
     config: str = option("", "JSON file of the training command's option values: the base every trial starts from.")
+    kind: ClassVar[str]  # the experiment: its methods (METHODS) and search spaces
+    own_config_file: ClassVar[bool] = False  # --config holds the training command's options (the trials' base)
 
-    def check(self) -> None:
+    def check(self) -> list[str]:
+        """The methods to tune; a one-line error for a bad stage, pruner or method of this experiment."""
         parse_names(self.stages, STAGES, "stage")
         if self.pruner not in ("median", "none"):
             raise FewtaskError(f"--pruner must be median or none, got {self.pruner!r}")
+        return parse_names(self.method, METHODS[self.kind], f"{self.kind} method")
 
 
 @dataclass(kw_only=True)
-class TuneImageConfig(TuneCommon):
+class TuneGoalSteps(TuneCommon):
+    """The experiments scored after goal finetuning steps (every one but continual's online pass)."""
+
+    score_steps: int = option(1, "Goal finetuning steps before a trial's validation score.")
+
+
+@dataclass(kw_only=True)
+class TuneImageConfig(TuneGoalSteps):
     """`tune image`: `fit` on image families scored on validation-split episodes."""
 
+    kind: ClassVar[str] = "image"
     data: str = option("", "Built dataset with a val split (default: the demo's embedded glyphs, built into OUT/data).")
     val_episodes: int = option(100, "Fixed validation-split episodes every trial is scored on (OUT/val.h5).")
     tiny: bool = option(False, "The embedded glyphs at test size (5 scripts x 6 characters x 6 drawers, 3-way, "
@@ -66,11 +86,34 @@ class TuneImageConfig(TuneCommon):
 
 
 @dataclass(kw_only=True)
-class TuneSinusoidConfig(TuneCommon):
+class TuneSinusoidConfig(TuneGoalSteps):
     """`tune sinusoid`: the sinusoid experiment's training scored on validation families."""
 
+    kind: ClassVar[str] = "sinusoid"
     val_families: int = option(200, "Held-out validation families every trial is scored on.")
     val_seed: int = option(1000, "Seed of the validation families (the test families use the sinusoid --eval-seed).")
+
+
+@dataclass(kw_only=True)
+class TuneNavigationConfig(TuneGoalSteps):
+    """`tune navigation`: `navigation`'s training (iterations) scored on the val crops."""
+
+    kind: ClassVar[str] = "navigation"
+    families: str = option("", "Crop families with a val split (fewtask-data build navigation-families); empty: "
+                               "navigation's default families, built into OUT/families.")  # fmt: skip
+    val_families: int = option(50, "Validation crops every trial is scored on: the first N of the val split.")
+    val_seed: int = option(1000, "Seed of the validation crops' goals (navigation's test goals use --eval-seed).")
+
+
+@dataclass(kw_only=True)
+class TuneContinualConfig(TuneCommon):
+    """`tune continual`: `continual`'s training (outer steps) scored on validation frequency families."""
+
+    kind: ClassVar[str] = "continual"
+    families: Path = option(..., "Family definitions from `fewtask-data build continual-sine-families`.")
+    val_families: int = option(5, "Validation families every trial is scored on: frequencies drawn with --val-seed in "
+                                   "the training families' span, over a fresh function pool (never the test families).")
+    val_seed: int = option(1000, "Seed of the validation families and their function pool (not the build's --seed).")
 
 
 def image_target(cfg: TuneImageConfig, out: Path) -> ImageTarget:
@@ -95,6 +138,40 @@ def sinusoid_target(cfg: TuneSinusoidConfig) -> SinusoidTarget:
     given = read_config_file(SinusoidConfig, cfg.config) if cfg.config else {}
     base = SinusoidConfig(**{**given, "seed": cfg.seed, "eval_families": cfg.val_families})
     return SinusoidTarget(base, cfg.steps, cfg.evals, cfg.score_steps, cfg.val_seed, cfg.val_families)
+
+
+def navigation_target(cfg: TuneNavigationConfig, out: Path) -> NavigationTarget:
+    """`navigation`'s settings (the --config file's on top) on the val crops' goals, drawn with --val-seed."""
+    import torch
+
+    from fewtask_data.sources.navigation import goals_in, load_navigation_families
+    from trainer.experiments.navigation import NavigationConfig, family_folder
+
+    given = read_config_file(NavigationConfig, cfg.config) if cfg.config else {}
+    families = family_folder(cfg.families or given.get("families", ""), out)
+    # the budget is iterations, the same for every method: no time limit
+    base = NavigationConfig(**{**given, "families": str(families), "seeds": str(cfg.seed), "max_minutes": 0.0})
+    base.check()
+    crops = load_navigation_families(families)
+    val = crops.get("val", torch.empty(0, 4))[: cfg.val_families]
+    if len(val) < 2:
+        raise FewtaskError(f"{families} has {len(val)} val crops; tuning needs 2 or more (build with --val-families)")
+    gen = torch.Generator().manual_seed(cfg.val_seed)
+    meta_goals, goal_goals = goals_in(val, base.tasks, gen), goals_in(val, base.goal_tasks, gen)
+    return NavigationTarget(base, crops["train"], meta_goals, goal_goals, cfg.steps, cfg.evals, cfg.score_steps)
+
+
+def continual_target(cfg: TuneContinualConfig) -> ContinualTarget:
+    """`continual`'s settings (the --config file's on top) on validation families drawn with --val-seed."""
+    from fewtask_data.sources.continual_sines import load_family_definitions
+    from trainer.experiments.continual import ContinualFamiliesConfig
+
+    given = read_config_file(ContinualFamiliesConfig, cfg.config) if cfg.config else {}
+    base = ContinualFamiliesConfig(**{**given, "families": cfg.families, "seed": cfg.seed, "progress": False,
+                                      "max_seconds": 0.0})  # fmt: skip
+    base.check()
+    defs = validation_families(load_family_definitions(cfg.families), cfg.val_families, cfg.val_seed)
+    return ContinualTarget(base, defs, cfg.steps, cfg.evals)
 
 
 def storage_url(out: Path) -> str:
@@ -125,7 +202,7 @@ def objective(target, method: str, stage: str, fixed: dict, out: Path):
     """The Optuna objective of one stage: the earlier stages' values fixed, this stage's suggested."""
     import optuna
 
-    space = stage_space(target.kind, method, stage, target.steps)
+    space = target.space(method, stage)
 
     def run(trial) -> float:
         values = {**fixed, **{name: suggest(trial, name, spec) for name, spec in space.items()}}
@@ -155,6 +232,10 @@ def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
     fixed: dict[str, Any] = {}
     record: dict[str, Any] = {"method": method, "stages": {}}
     for stage in parse_names(cfg.stages, STAGES, "stage"):
+        if not target.space(method, stage):  # e.g. pretraining has no steps per level in navigation
+            record["stages"][stage] = {"finished": 0, "best_value": None, "best_params": {}, "best_trial": None,
+                                       "skipped": f"{method} has no option of this stage in {target.kind}"}  # fmt: skip
+            continue
         study = open_study(cfg, f"{method}:{stage}", out)
         remaining = cfg.trials - finished(study)
         if remaining > 0:
@@ -179,11 +260,9 @@ def _best(study):
 
 def run_tune(cfg: TuneCommon, target_of) -> dict:
     """Tune every method of ``cfg`` (``target_of(cfg, out)`` builds the target once); returns tune.json."""
-    cfg.check()
+    methods = cfg.check()
     out = io.ensure_writable(Path(cfg.out))
     target = target_of(cfg, out)
-    allowed = IMAGE_METHODS if target.kind == "image" else SINUSOID_METHODS
-    methods = parse_names(cfg.method, allowed, "method")
     summary = {"experiment": target.kind, "config": {k: str(v) if isinstance(v, Path) else v for k, v in cfg.__dict__.items()},
                "methods": {m: tune_method(cfg, target, m, out) for m in methods}}  # fmt: skip
     io.write_json(out / "tune.json", summary)
@@ -201,9 +280,19 @@ def run_sinusoid(cfg: TuneSinusoidConfig) -> None:
     _echo(cfg, summary)
 
 
+def run_navigation(cfg: TuneNavigationConfig) -> None:
+    summary = run_tune(cfg, navigation_target)
+    _echo(cfg, summary)
+
+
+def run_continual(cfg: TuneContinualConfig) -> None:
+    summary = run_tune(cfg, lambda c, out: continual_target(c))
+    _echo(cfg, summary)
+
+
 def _echo(cfg: TuneCommon, summary: dict) -> None:
     for method, rec in summary["methods"].items():
-        last = list(rec["stages"].values())[-1]
+        last = next((s for s in reversed(rec["stages"].values()) if not s.get("skipped")), {"best_value": None})
         typer.echo(f"{method}: best validation score {last['best_value']}; config in {Path(cfg.out) / method / 'best.json'}")
     typer.echo(f"report: {Path(cfg.out) / 'report.md'}")
 
@@ -212,3 +301,7 @@ tune_app = typer.Typer(help="Hierarchical hyperparameter search (Optuna) on vali
                        no_args_is_help=True)  # fmt: skip
 tune_app.command("image")(typer_command(TuneImageConfig, run_image, "Tune methods on image families (`fit` + val episodes)."))
 tune_app.command("sinusoid")(typer_command(TuneSinusoidConfig, run_sinusoid, "Tune methods on sinusoid families."))
+tune_app.command("navigation")(typer_command(TuneNavigationConfig, run_navigation, "Tune methods on navigation crop "
+                                                                                  "families (scored on the val crops)."))
+tune_app.command("continual")(typer_command(TuneContinualConfig, run_continual, "Tune MALTML and OML on continual "
+                                                                               "frequency families (validation families)."))

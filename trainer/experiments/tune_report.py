@@ -41,12 +41,16 @@ def stage_figures(out: Path, storage: str, method: str, stage: str) -> list[str]
 def write_report(out: Path, summary: dict, storage: str) -> Path:
     """OUT/report.md and the PNGs it shows, from tune.json's ``summary`` and the studies in ``storage``."""
     lines = [f"# tune {summary['experiment']}", "",
-             "Scores are on validation families (accuracy for images, minus the MSE for sinusoids), each method as "
+             "Scores are on validation families (accuracy for images, mean return for navigation, minus the MSE for "
+             "sinusoids and continual problems), each method as "
              "it is meant to be used; stages run in order, each with the earlier stages' best fixed.", ""]  # fmt: skip
     for method, rec in summary["methods"].items():
         lines += [f"## {method}", "", "| stage | finished trials | best score | best values |", "|---|---|---|---|"]
         figures = []
         for stage, s in rec["stages"].items():
+            if s.get("skipped"):
+                lines.append(f"| {stage} | skipped: {s['skipped']} | | |")
+                continue
             values = ", ".join(f"{k}={_fmt(v)}" for k, v in s["best_params"].items())
             lines.append(f"| {stage} | {s['finished']} | {_fmt(s['best_value'])} | {values} |")
             figures += stage_figures(out, storage, method, stage)

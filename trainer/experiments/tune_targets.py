@@ -12,6 +12,12 @@ training command's option values (what `--config` takes).
   into the run folder), scored by `eval`'s protocol on fixed validation-split episodes (val.h5).
 - `SinusoidTarget`: `sinusoid`'s training, scored on held-out validation families drawn with
   their own seed (``val_seed``), never the test families (``eval_seed``).
+- `NavigationTarget`: `navigation`'s training and scoring (`train_and_score`), on the family
+  file's **val** crops with goals drawn with ``val_seed``, never the test crops; score = the
+  mean return after ``score_steps`` goal steps.
+- `ContinualTarget`: `continual`'s training and scoring (`family_method`) with the test
+  families replaced by validation families (`validation_families`: fresh frequencies and a
+  fresh function pool, never the test ones); score = minus the mean MSE after the online pass.
 """
 
 from __future__ import annotations
@@ -21,18 +27,21 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from fewtask_data import FewtaskError
 from trainer.algorithms import algorithm_class
 from trainer.algorithms.maml import MAML
 from trainer.evaluation.report import WITH, WITHOUT
+from trainer.experiments.tune_space import Space, method_class, stage_space
 
 Report = Callable[[int, float], None]  # (outer steps so far, validation score): may raise optuna.TrialPruned
 QUIET = ("resume", "progress", "out", "config", "eval_only", "seeds", "algorithms", "algo", "data")
 
 
-def protocol_of(method: str) -> str:
+def protocol_of(method: str, kind: str = "image") -> str:
     """How a method is meant to be used: with its meta-update when it trains one."""
-    return WITH if algorithm_class(method).trains_meta_step else WITHOUT
+    return WITH if method_class(kind, method).trains_meta_step else WITHOUT
 
 
 def chunks(steps: int, evals: int) -> list[int]:
@@ -54,8 +63,16 @@ def changed(config: Any, default: Any) -> dict:
             and hasattr(default, f.name) and getattr(config, f.name) != getattr(default, f.name)}  # fmt: skip
 
 
+class Target:
+    """What `tune` asks of a target beside ``kind``, ``steps``, ``trial`` and ``best_config``:
+    the options a stage searches (by default the kind's space)."""
+
+    def space(self, method: str, stage: str) -> Space:
+        return stage_space(self.kind, method, stage, self.steps)
+
+
 @dataclass
-class ImageTarget:
+class ImageTarget(Target):
     """`fit` + validation episodes. ``base``: the training settings (a `DemoConfig`)."""
 
     base: Any
@@ -92,7 +109,7 @@ class ImageTarget:
 
 
 @dataclass
-class SinusoidTarget:
+class SinusoidTarget(Target):
     """`sinusoid`'s training + validation families. ``base``: a `SinusoidConfig`."""
 
     base: Any
@@ -134,7 +151,101 @@ class SinusoidTarget:
         return {"algorithms": method, **base, "steps": self.steps, **self.options(method, values)}
 
 
-def check_method(method: str, allowed: tuple[str, ...]) -> str:
-    if method not in allowed:
-        raise FewtaskError(f"tune cannot search {method!r} here; choose from {', '.join(allowed)}")
-    return method
+@dataclass
+class NavigationTarget(Target):
+    """`navigation`'s training + the family file's val crops. ``base``: a `NavigationConfig`
+    (families, seeds and budgets set); ``meta_goals`` [F, L, 2] and ``goal_goals`` [F, C, 2]:
+    the val crops' goals."""
+
+    base: Any
+    train_crops: torch.Tensor
+    meta_goals: torch.Tensor
+    goal_goals: torch.Tensor
+    steps: int
+    evals: int
+    score_steps: int
+    kind: str = "navigation"
+
+    def space(self, method: str, stage: str) -> Space:
+        """The kind's space for TRPO or Adam, without options `navigation` lacks (its steps per
+        level arrive with learned step sizes; a stage left empty is skipped)."""
+        space = stage_space(self.kind, method, stage, self.steps, self.base.optimizer)
+        return {k: v for k, v in space.items() if hasattr(self.base, k)}
+
+    def trial(self, method: str, values: dict, folder: Path, report: Report) -> float:
+        from trainer.experiments.navigation import train_and_score
+
+        seed = self.base.seed_list[0]
+        score = math.nan
+        for n in chunks(self.steps, self.evals):
+            c = replace(self.base, out=folder, methods=method, iterations=n, checkpoint_every=n, resume=True,
+                        eval_steps=self.score_steps, **values)  # fmt: skip
+            c.check()
+            # the command's own scoring, on the val crops (both protocols; the one the method is meant for counts)
+            curves, _, _ = train_and_score(c, method, seed, self.train_crops, self.meta_goals, self.goal_goals)
+            score = float(curves[protocol_of(method, self.kind)]["return"][:, self.score_steps].mean())
+            report(n, score)
+        return score
+
+    def best_config(self, method: str, values: dict) -> dict:
+        """`fewtask-train navigation --config` values: the families, method, trial budget and tuned options."""
+        from trainer.experiments.navigation import NavigationConfig
+
+        return {"families": self.base.families, "methods": method, **changed(self.base, NavigationConfig()),
+                "iterations": self.steps, **values}  # fmt: skip
+
+
+@dataclass
+class ContinualTarget(Target):
+    """`continual`'s training + validation families. ``base``: a `ContinualFamiliesConfig`;
+    ``defs``: the family definitions with their test split replaced by `validation_families`."""
+
+    base: Any
+    defs: Any
+    steps: int
+    evals: int
+    kind: str = "continual"
+
+    def trial(self, method: str, values: dict, folder: Path, report: Report) -> float:
+        from trainer.experiments.continual import family_method
+
+        score = math.nan
+        for n in chunks(self.steps, self.evals):
+            c = replace(self.base, out=folder, methods=method, steps=n, **values)
+            c.check()
+            # the command's own scoring (online step chosen on each family's validation problems), on validation families
+            curves, _, _ = family_method(c, method, self.defs, c.grid())
+            score = -float(curves[protocol_of(method, self.kind)]["mse"].mean())  # higher is better
+            report(n, score)
+        return score
+
+    def best_config(self, method: str, values: dict) -> dict:
+        """`fewtask-train continual --config` values: the families, method, trial budget and tuned options."""
+        from trainer.experiments.continual import ContinualFamiliesConfig
+
+        default = ContinualFamiliesConfig(families=self.base.families)
+        return {"families": str(self.base.families), "methods": method, **changed(self.base, default),
+                "steps": self.steps, **values}  # fmt: skip
+
+
+def validation_families(defs: Any, count: int, seed: int) -> Any:
+    """``defs`` (`FamilyDefinitions`) with its test split replaced by ``count`` validation
+    families: frequencies drawn with ``seed`` uniformly in the training families' span (none a
+    training or test one), over a fresh function pool drawn like the evaluation pool with
+    ``seed`` (the build has no val split; the test families and their pool are never scored)."""
+    from fewtask_data.builders.continual_sines import family_frequencies
+    from fewtask_data.sources.continual_sines import function_pool
+
+    train, taken = defs.frequencies["train"], {*defs.frequencies["train"], *defs.frequencies["test"]}
+    if len(set(train)) < 2:
+        raise FewtaskError("validation families are drawn in the training families' frequency span: need 2 or more")
+    pool = function_pool(seed, "eval", defs.spec)
+    if any(torch.equal(pool, p) for p in defs.pools.values()):
+        raise FewtaskError(f"--val-seed {seed} draws the family build's own function pool; choose another seed")
+    if (max(train) - min(train)) * 1e4 < 2 * (count + len(taken)):  # frequencies are rounded to 1e-4
+        raise FewtaskError(f"the training frequencies span too little for {count} more distinct validation families")
+    n, frequencies = count, []
+    while len(frequencies) < count:  # more draws of the same sequence until `count` avoid every built family
+        frequencies = [w for w in family_frequencies(seed, n, min(train), max(train)) if w not in taken]
+        n += count - len(frequencies)
+    return replace(defs, pools={**defs.pools, "test": pool}, frequencies={**defs.frequencies, "test": frequencies})
