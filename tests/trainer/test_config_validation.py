@@ -22,6 +22,9 @@ from trainer.experiments.options import bounds
 from trainer.experiments.sinusoid import SinusoidConfig
 from trainer.experiments.sinusoid_maml import SinusoidMamlConfig
 from trainer.experiments.tune import TuneContinualConfig, TuneImageConfig, TuneNavigationConfig, TuneSinusoidConfig
+from typer.testing import CliRunner
+
+from trainer.cli import app
 
 REQUIRED = {ContinualFamiliesConfig: {"families": "fams"}, FitConfig: {"data": "data"}, ContinualRLConfig: {"families": "fams"},
             AnalyzeConfig: {"checkpoint": "run"}, TuneContinualConfig: {"families": "fams"}}  # fmt: skip
@@ -73,3 +76,13 @@ def test_step_sizes_and_budgets_follow_their_rules():
     assert bounds(fields["max_minutes"], float) == (0.0, False, None)  # a budget may be 0: no limit
     assert bounds(fields["iterations"], int) == (0, False, None)
     assert bounds(fields["trajectories"], int) == (1, False, None)
+
+
+@pytest.mark.parametrize("command", ["sinusoid", "fit", "navigation", "navigation-maml", "continual", "continual-oml"])
+def test_per_step_step_sizes_without_learning_them_is_one_line_error(command, tmp_path):
+    """Fixed sizes are the same at every step: --per-step-step-sizes alone would do nothing."""
+    args = [command, "--per-step-step-sizes", "--out", str(tmp_path / "out")]
+    args += {"fit": ["--data", str(tmp_path)], "continual": ["--families", str(tmp_path)]}.get(command, [])
+    r = CliRunner().invoke(app, args)  # the console script prints a FewtaskError as one line (test_continual_cli)
+    assert isinstance(r.exception, FewtaskError) and "--per-step-step-sizes needs --learn-step-sizes" in str(r.exception)
+    assert not (tmp_path / "out").exists()

@@ -27,6 +27,13 @@ def check_step_size(label: str, value) -> None:
         raise FewtaskError(f"{label} must be > 0 (a positive finite number), got {value!r}")
 
 
+def check_per_step(learn: bool, per_step: bool) -> None:
+    """A one-line error for per-step sizes that are not learned: fixed, each step's would be
+    the same number, so the option would silently do nothing."""
+    if per_step and not learn:
+        raise FewtaskError("--per-step-step-sizes needs --learn-step-sizes (fixed sizes are the same at every step)")
+
+
 def init_step_sizes(params: dict[str, torch.Tensor], alpha: float, beta: float, gamma: float,
                     per_step: dict[str, int] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
     """Log step sizes, one scalar per (level, parameter tensor); with ``per_step`` ({level:

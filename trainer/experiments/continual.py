@@ -22,7 +22,7 @@ from fewtask_data.sources.continual_sines import (
 )  # fmt: skip
 from trainer.core.step_sizes import level_lrs, mean_step_sizes, step_size_schedules
 from trainer.domains.continual.net import ARCHES, build_net
-from trainer.domains.continual.oml import OML, MALTMLContinual, check_per_step
+from trainer.domains.continual.oml import OML, MALTMLContinual
 from trainer.evaluation import continual as evaluation
 from trainer.evaluation import plots, report
 from trainer.experiments.options import (
@@ -93,7 +93,6 @@ class ContinualTraining(Config):
 
     def check(self) -> None:
         self.grid()
-        check_per_step(self.learn_step_sizes, self.per_step_step_sizes)
         if self.arch not in ARCHES:
             raise FewtaskError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHES)}")
         try:

@@ -22,6 +22,7 @@ import typer
 
 from fewtask_data.cli.options import SHAPE_OPTIONS
 from fewtask_data.errors import FewtaskError
+from trainer.core.step_sizes import check_per_step
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *decls: str, cli_type: type | None = None,
@@ -90,6 +91,8 @@ class Config:
 
     def __post_init__(self) -> None:
         check_numbers(self)
+        if hasattr(self, "per_step_step_sizes"):
+            check_per_step(getattr(self, "learn_step_sizes", False), self.per_step_step_sizes)
 
 
 _KEEP = object()

@@ -30,7 +30,7 @@ from torch.func import grad, vmap
 from fewtask_data import FewtaskError
 from trainer.algorithms.base import AlgorithmProtocol, Levels, order_flags
 from trainer.core import functional as fn
-from trainer.core.step_sizes import check_step_size, level_lrs, step_tags
+from trainer.core.step_sizes import check_per_step, check_step_size, level_lrs, step_tags
 from trainer.domains.continual import reference
 from trainer.domains.continual.net import ContinualNet, Params, mse_grads, online_names, per_tensor, run_layers
 
@@ -91,13 +91,6 @@ def meta_finetune(params: Params, meta_tensors, lr: float, beta: float, meta_ste
     betas = per_tensor(beta, params)
     losses = lambda p: problems_loss(p, meta_tensors, lr, split, depth, task_first_order)  # noqa: E731
     return fn.descend_tasks(losses, params, betas, meta_steps, None, meta_first_order, reduction)
-
-
-def check_per_step(learn: bool, per_step: bool) -> None:
-    """A one-line error for per-step sizes that are not learned: fixed, each step's would be
-    the same number, so the option would silently do nothing."""
-    if per_step and not learn:
-        raise FewtaskError("--per-step-step-sizes needs --learn-step-sizes (fixed sizes are the same at every step)")
 
 
 @dataclass
