@@ -96,6 +96,7 @@ def test_a_second_training_into_the_same_folder_is_refused(tmp_path):
         (["--functions", "0"], "--functions must be >= 1"),
         (["--inner-lr", "0"], "--inner-lr must be > 0"),
         (["--curve", "5,2"], "--curve needs increasing step counts"),
+        (["--methods", "srnn", "--srnn-target", "0"], "--srnn-target must be > 0"),
     ],
 )
 def test_bad_input_is_one_line_error(tmp_path, args, message):
@@ -109,6 +110,7 @@ def test_bad_input_is_one_line_error(tmp_path, args, message):
     [
         ({"inner_lr": -1.0}, "--inner-lr must be > 0"),
         ({"methods": "sr-nn"}, "unknown method"),
+        ({"pretrain_recipe": "javed"}, "unknown --pretrain-recipe"),
         ({"arch": "huge"}, "unknown architecture"),
         ({"lr_grid": "0.1,-1"}, "--lr-grid needs step sizes > 0"),
     ],

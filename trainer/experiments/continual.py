@@ -107,9 +107,9 @@ class ContinualTraining(Config):
         return {"learn_step_sizes": self.learn_step_sizes, "per_step_step_sizes": self.per_step_step_sizes,
                 "online_steps": spec.steps}  # fmt: skip
 
-    def net(self, spec: ContinualSpec):
+    def net(self, spec: ContinualSpec, outputs: int = 1):
         seed_everything(self.seed)
-        return build_net(spec.in_features, self.arch, self.width or None).to(self.device)
+        return build_net(spec.in_features, self.arch, self.width or None, outputs).to(self.device)
 
     def on_device(self, make_batches):
         """``make_batches(start)`` with every batch moved to --device (sampled on the CPU)."""
@@ -130,11 +130,13 @@ def eval_sets(c: ContinualTraining, spec: ContinualSpec, pool: torch.Tensor, fre
 
 
 def train_to(c: ContinualTraining, method: str, model, algo, batches, steps: int, lr: float,
-             max_seconds: float | None = None) -> tuple[dict, dict]:  # fmt: skip
+             max_seconds: float | None = None, **schedule) -> tuple[dict, dict]:  # fmt: skip
     """Train (or resume) ``method`` to ``steps``, for at most ``max_seconds`` (default
-    ``c.max_seconds``; 0: no limit); returns the training summary and the (log) step sizes."""
+    ``c.max_seconds``; 0: no limit); ``schedule``: TrainConfig's learning-rate schedule
+    fields. Returns the training summary and the (log) step sizes."""
     config = TrainConfig(steps=steps, out=c.out / method, lr=lr, seed=c.seed, log_every=10, checkpoint_every=50,
-                         resume=True, progress=c.progress, max_seconds=c.max_seconds if max_seconds is None else max_seconds)  # fmt: skip
+                         resume=True, progress=c.progress, max_seconds=c.max_seconds if max_seconds is None else max_seconds,
+                         **schedule)  # fmt: skip
     result = train(model, algo, c.on_device(batches), config)
     with torch.no_grad():
         for k, p in model.named_parameters():

@@ -1,6 +1,7 @@
 """`fewtask-train continual-oml`: OML on incremental sines beside its baselines (Javed &
 White 2019, their figure: pretraining ~1.45, SR-NN ~0.86, OML ~0.35, oracle ~0.07 mean
-MSE after 10 functions); docs/continual.md.
+MSE after 10 functions); docs/continual.md. Pretraining and SR-NN train by
+`trainer.domains.continual.baselines` (``--pretrain-recipe``) and are scored alike.
 
 Defaults are the paper's: 10 functions, 40 mini-batches of 8 points each, pools of 400
 meta-training and 500 evaluation functions, RLN 6 + PLN 2 layers of 300, online step
@@ -22,7 +23,7 @@ import torch
 from fewtask_data import FewtaskError, io
 from fewtask_data.sources.continual_sines import function_pool, problem_batches
 from trainer.core.step_sizes import level_lrs
-from trainer.domains.continual.baselines import IIDRegression
+from trainer.domains.continual import baselines
 from trainer.domains.continual.oml import OML
 from trainer.evaluation import continual as evaluation
 from trainer.evaluation import plots, report
@@ -30,9 +31,9 @@ from trainer.experiments.continual import ContinualProblems, ContinualTraining, 
 from trainer.experiments.options import methods_option, option, parse_names, typer_command
 
 EXPERIMENT = "OML on incremental sines and its baselines (Javed & White 2019)"
-METHODS = ("oml", "oracle", "pretrain", "scratch")
-PAIRS = (("oml", "pretrain"), ("oml", "scratch"), ("oracle", "oml"))
-PUBLISHED = {"pretrain": 1.45, "sr-nn": 0.86, "oml": 0.35, "oracle": 0.07}  # read off the OML repository's plot
+METHODS = ("oml", "oracle", "pretrain", "scratch", "srnn")
+PAIRS = (("oml", "pretrain"), ("oml", "scratch"), ("oracle", "oml"), ("oml", "srnn"), ("srnn", "pretrain"))
+PUBLISHED = {"pretrain": 1.45, "srnn": 0.86, "oml": 0.35, "oracle": 0.07}  # read off the OML repository's plot
 
 
 @dataclass(kw_only=True)
@@ -40,13 +41,25 @@ class ContinualOMLConfig(ContinualTraining, ContinualProblems):
     """`fewtask-train continual-oml`'s options."""
 
     out: Path = option(Path("runs/continual-oml"), "Output folder: one subfolder per method, results.json, figures.")
-    methods: str = methods_option(METHODS)
+    methods: str = methods_option(METHODS, "oml,oracle,pretrain,scratch")
     curve: str = option("500,1000,2000", "Meta-training steps at which every method is evaluated (the last is the total).")
-    pretrain_steps: int = option(2000, "i.i.d. regression steps of the pretraining baseline.")
-    pretrain_lr: float = option(1e-3, "Adam learning rate of the pretraining baseline.")
-    pretrain_points: int = option(32, "Pretraining: i.i.d. points per function of each problem per step.")
+    pretrain_steps: int = option(2000, "Regression steps of the pretraining and SR-NN baselines.")
+    pretrain_recipe: str = option("ours", "Pretraining and SR-NN data and schedule: ours (fresh points of the functions "
+                                  "of --problems random problems, one output, Adam 1e-3) or published (the OML "
+                                  "repository's: the training pool in fixed groups of --functions, one group per step "
+                                  "and one output head per group, Adam 1e-4 x0.2 after steps 5,000 and 8,000; "
+                                  "evaluated with head 0).")
+    pretrain_lr: float = option(0.0, "Adam learning rate of the pretraining and SR-NN baselines (0: the recipe's).", low=0.0)
+    pretrain_points: int = option(32, "Pretraining: points per function per step.")
+    srnn_target: float = option(0.1, "SR-NN: Set-KL's target mean activation of a representation unit (the OML "
+                                "repository's 0.1).")
+    srnn_weight: float = option(1.0, "SR-NN: weight of the Set-KL penalty beside the MSE (the OML repository's 1).")
     max_seconds: float = option(0.0, "Stop each method's training after this many seconds over the whole --curve (0: no "
                                      "limit); the curve stops there.")  # fmt: skip
+
+    def check(self) -> None:
+        super().check()
+        baselines.recipe(self.pretrain_recipe)
 
     def stages(self) -> list[int]:
         try:
@@ -66,6 +79,25 @@ def score(params, depth: int, splits: list[int], grid: list[float], sets) -> tup
     mse = evaluation.function_mse(params, problems, test, lr, split, depth)
     return evaluation.problem_mse(mse), {"inner_lr": evaluation.lr_label(lr), "split": split, "validation": scores,
                                          "per_function": evaluation.per_function(mse)}  # fmt: skip
+
+
+def pretrain(c: ContinualOMLConfig, method: str, spec, pool) -> tuple[dict, dict]:
+    """Pretraining or SR-NN (the same, plus the sparsity penalty) by --pretrain-recipe;
+    returns (the training record, the one-output parameters the evaluation finetunes)."""
+    r = baselines.recipe(c.pretrain_recipe)
+    if r.grouped:
+        heads = baselines.groups(pool, spec)
+        batches = lambda start: baselines.grouped_batches(c.seed, pool, spec, c.pretrain_points, start)  # noqa: E731
+    else:
+        heads, iid = 1, dataclasses.replace(spec, rand_points=c.pretrain_points)
+        batches = lambda start: baselines.iid_batches(c.seed, pool, c.problems, iid, start)  # noqa: E731
+    model = c.net(spec, outputs=heads)
+    weight = c.srnn_weight if method == "srnn" else 0.0
+    algo = baselines.IIDRegression(model, name=method, sparsity_weight=weight, sparsity_target=c.srnn_target)
+    record, _ = train_to(c, method, model, algo, batches, c.pretrain_steps, c.pretrain_lr or r.lr,
+                         lr_milestones=r.milestones, lr_gamma=r.gamma)  # fmt: skip
+    record["recipe"] = c.pretrain_recipe
+    return record, baselines.head({k: v.detach() for k, v in model.named_parameters()}, model.depth)
 
 
 def meta_train_in_stages(c: ContinualOMLConfig, method: str, model, pool, sets, stages, spec, grid, progress):
@@ -108,11 +140,9 @@ def continual_oml(c: ContinualOMLConfig) -> dict:
         if method == "scratch":
             mse, details[method] = score(params, model.depth, [0], grid, sets)
             records[method] = [{"seed": c.seed, "steps": 0}]
-        elif method == "pretrain":
-            iid = dataclasses.replace(spec, rand_points=c.pretrain_points)
-            batches = lambda start: problem_batches(c.seed, train_pool, c.problems, iid, start)  # noqa: E731
-            records[method] = [train_to(c, method, model, IIDRegression(model), batches, c.pretrain_steps, c.pretrain_lr)[0]]
-            params = {k: v.detach() for k, v in model.named_parameters()}
+        elif method in ("pretrain", "srnn"):  # the same training and the same best-split evaluation
+            record, params = pretrain(c, method, spec, train_pool)
+            records[method] = [record]
             splits = sorted({0, *range(2, model.depth, 2), model.depth - 1})
             mse, details[method] = score(params, model.depth, splits, grid, sets)
         else:  # the oracle meta-trains on the evaluation pool
@@ -140,5 +170,5 @@ def _run(c: ContinualOMLConfig) -> None:
 
 
 continual_oml_command = typer_command(
-    ContinualOMLConfig, _run, "OML on incremental sines beside scratch, pretraining and the oracle (Javed & White 2019)."
+    ContinualOMLConfig, _run, "OML on incremental sines beside scratch, pretraining, SR-NN and the oracle (Javed & White 2019)."
 )

@@ -46,6 +46,10 @@ class TrainConfig:
     first_order_steps: int = 0
     cosine_lr: bool = False
     min_lr: float = 0.0
+    # Step decay (torch's MultiStepLR stepped once per outer step): Adam's rate times lr_gamma
+    # for every milestone already passed; the published OML pretraining baseline uses it.
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)  # caller's settings, stored in the checkpoint
 
     def __post_init__(self) -> None:
@@ -59,6 +63,8 @@ class TrainConfig:
             raise FewtaskError(f"first-order-steps must be >= 0, got {self.first_order_steps}")
         if not 0 <= self.min_lr <= self.lr:
             raise FewtaskError(f"min-lr must be between 0 and the learning rate {self.lr}, got {self.min_lr}")
+        if self.cosine_lr and self.lr_milestones:
+            raise FewtaskError("choose one learning-rate schedule: cosine annealing or milestones, not both")
         self.out = Path(self.out)
 
 
@@ -121,6 +127,12 @@ def cosine_lr(config: TrainConfig, step: int) -> float:
     min_lr at step ``steps + 1`` (torch's CosineAnnealingLR with T_max = steps)."""
     frac = (step - 1) / max(config.steps, 1)
     return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def step_decay_lr(config: TrainConfig, step: int) -> float:
+    """Adam's rate at outer step ``step`` (1-based) under MultiStepLR stepped after every
+    optimizer step: ``step - 1`` scheduler steps have passed, so milestone m counts from step m + 1."""
+    return config.lr * config.lr_gamma ** sum(m < step for m in config.lr_milestones)
 
 
 def scheduled(algorithm: AlgorithmProtocol, step: int, config: TrainConfig) -> AlgorithmProtocol:
@@ -221,6 +233,9 @@ def _train(folder: RunFolder, model, algorithm, make_batches, config, transform,
             if config.cosine_lr:  # a function of the step alone, so a resumed run follows it exactly
                 for group in opt.param_groups:
                     group["lr"] = cosine_lr(config, step)
+            elif config.lr_milestones:  # the same: a function of the step alone
+                for group in opt.param_groups:
+                    group["lr"] = step_decay_lr(config, step)
             opt.step()
             rate.add(len(batch))
             last = step

@@ -23,11 +23,13 @@ Params = dict[str, torch.Tensor]
 
 
 class ContinualNet(nn.Module):
-    def __init__(self, in_features: int, rln: int = 6, pln: int = 2, width: int = 300):
+    def __init__(self, in_features: int, rln: int = 6, pln: int = 2, width: int = 300, outputs: int = 1):
         super().__init__()
-        if rln < 0 or pln < 1 or width < 1:
-            raise FewtaskError(f"need rln >= 0, pln >= 1 and width >= 1 layers, got {rln}, {pln}, {width}")
-        sizes = [in_features] + [width] * (rln + pln - 1) + [1]
+        if rln < 0 or pln < 1 or width < 1 or outputs < 1:
+            raise FewtaskError(f"need rln >= 0, pln >= 1, width >= 1 and outputs >= 1, got {rln}, {pln}, {width}, {outputs}")
+        # outputs > 1: the published pretraining baseline's multi-head network (one head per
+        # group of functions, `baselines.head`); every learner online has one output
+        sizes = [in_features] + [width] * (rln + pln - 1) + [outputs]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.split = rln
         for layer in self.layers:  # the OML repository's init: Kaiming-normal weights, zero biases
@@ -42,11 +44,11 @@ class ContinualNet(nn.Module):
         return run_layers(dict(self.named_parameters()), x, 0, self.depth, self.depth)
 
 
-def build_net(in_features: int, arch: str = "paper", width: int | None = None) -> ContinualNet:
+def build_net(in_features: int, arch: str = "paper", width: int | None = None, outputs: int = 1) -> ContinualNet:
     if arch not in ARCHES:
         raise FewtaskError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHES)}")
     rln, pln, w = ARCHES[arch]
-    return ContinualNet(in_features, rln, pln, width or w)
+    return ContinualNet(in_features, rln, pln, width or w, outputs)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
