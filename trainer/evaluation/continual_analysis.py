@@ -14,8 +14,10 @@ own levels (`trainer.evaluation.continual`, `experiments.continual.family_evalua
   RLN is the first ``split`` layers, the PLN the rest.
 - The unit is the held-out evaluation problem (each has its own phi), as in the command's
   report; theta' is shared by the problems of a family.
-- Ablations: the online pass moves the PLN only (as trained and evaluated: the cell is
-  the command's MSE), every layer, or the RLN only; for MALTML the meta-update moves all /
+- Ablations: the online pass moves the PLN only (as trained and evaluated: with the run's
+  own step the cell is the command's MSE), every layer, or the RLN only, each column with
+  its online step chosen from the run's grid on the validation problems
+  (`choose_online_lrs`; learned sizes are used as learned); for MALTML the meta-update moves all /
   PLN / RLN (its step size set to 0 on the rest) or is skipped. Score: each problem's
   MSE on its test points, averaged over its functions (`evaluation.continual.problem_mse`).
 """
@@ -142,15 +144,32 @@ def similarities(groups: Sequence[tuple], lr, split: int, depth: int, layers: Se
     return stack_units(per_problem, layers, measures)
 
 
-def ablation_grid(groups: Sequence[tuple], lr, split: int, depth: int, rows: Sequence[str]) -> dict:
+def choose_online_lrs(groups: Sequence[tuple], row: str, candidates: Sequence, split: int, depth: int) -> dict:
+    """Per online column, the candidate step with the lowest mean MSE on the families'
+    validation problems at theta' (meta-update row ``row``), as the command chooses its step
+    for the PLN: a step tuned for the PLN alone can make a pass over every layer diverge.
+    ``groups``: (theta, {row: theta'}, problems, test, val problems, val test) per family."""
+    chosen = {}
+    for col in ONLINE:
+        def score(lr) -> float:
+            mse = torch.cat([problems_mse(online(g[1][row], g[4].traj_x, g[4].traj_y, lr, col, split, depth), g[5], depth)
+                             for g in groups])  # fmt: skip
+            return float(mse.mean())
+
+        scores = [score(lr) for lr in candidates]
+        chosen[col] = candidates[min(range(len(scores)), key=scores.__getitem__)]
+    return chosen
+
+
+def ablation_grid(groups: Sequence[tuple], lrs: dict, split: int, depth: int, rows: Sequence[str]) -> dict:
     """{meta row: {online column: {"mse": tensor [problems]}}}. ``groups``: (theta, {row:
-    theta' with the meta-update moving it}, problems, test points) per family."""
+    theta' with the meta-update moving it}, problems, test points, ...) per family; ``lrs``:
+    the online step of each column."""
     grid: dict = {}
     for row in rows:
         grid[row] = {}
         for col in ONLINE:
-            mse = [problems_mse(online(primes[row], b.traj_x, b.traj_y, lr, col, split, depth), test, depth)
-                   for _, primes, b, test in groups]  # fmt: skip
+            mse = [problems_mse(online(g[1][row], g[2].traj_x, g[2].traj_y, lrs[col], col, split, depth), g[3], depth)
+                   for g in groups]  # fmt: skip
             grid[row][col] = {"mse": torch.cat(mse)}
     return grid
-

@@ -220,6 +220,13 @@ def analyze_method(m: analysis.Analyzed, batches, cfg: AnalyzeConfig, measures: 
     }  # fmt: skip
 
 
+def _cell(summary: dict, scale: float) -> str:
+    """mean ± ci95; where some units diverged, the summary of the others and their count."""
+    if summary.get("diverged"):
+        return f"{scale * summary['finite_mean']:.3g} ± {scale * summary['finite_ci95']:.2g} ({summary['diverged']} diverged)"
+    return f"{scale * summary['mean']:.3g} ± {scale * summary['ci95']:.2g}"
+
+
 def ablation_lines(name: str, section: dict, steps: int) -> list[str]:
     """One method's ablation grid as a markdown table (mean ± ci95)."""
     metric = section["ablation"]["metric"]
@@ -231,7 +238,7 @@ def ablation_lines(name: str, section: dict, steps: int) -> list[str]:
     columns = list(next(iter(section["ablation"]["grid"].values())))
     lines += [f"| meta-update \\ {level} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row, cells in section["ablation"]["grid"].items():
-        text = [f"{scale * c[metric]['mean']:.3g} ± {scale * c[metric]['ci95']:.2g}" for c in cells.values()]
+        text = [_cell(c[metric], scale) for c in cells.values()]
         lines.append(f"| {row if row != 'none' else 'none (no meta-update)'} | " + " | ".join(text) + " |")
     return lines + [""]
 

@@ -151,27 +151,30 @@ def continual_sections(folder: Path, saved: dict, kind: str, cfg, measures: list
         groups = []
         for j, w in enumerate(freqs[:count]):
             if families:
-                problems, test, _, _ = continual.eval_sets(c, spec, pool, w, offset=1_000 * (j + 1))
+                sets = continual.eval_sets(c, spec, pool, w, offset=1_000 * (j + 1))
                 gen = torch.Generator().manual_seed(continual.EVAL_SEED - 1 - j)
                 meta = sample_problems(gen, pool, c.meta_problems, spec, [w] * c.meta_problems).tensors()
             else:
-                problems, test, _, _ = continual.eval_sets(c, spec, pool)
+                sets = continual.eval_sets(c, spec, pool)
             primes = {r: (params if r == "none" else cont.meta_updated(algo, params, meta, r, meta_sizes)) for r in rows}
-            groups.append((params, primes, problems, test))
+            groups.append((params, primes, *sets))
         typer.echo(f"analyzing {method} on {sum(len(g[2]) for g in groups)} held-out problems")
         point = "all" if maltml else "none"
-        sims = cont.similarities([(t, p[point], b, x) for t, p, b, x in groups], lr, model.split, model.depth, layers,
+        sims = cont.similarities([(g[0], g[1][point], g[2], g[3]) for g in groups], lr, model.split, model.depth, layers,
                                  measures, cfg.max_rows, cfg.seed)  # fmt: skip
-        grid = cont.ablation_grid(groups, lr, model.split, model.depth, rows)
+        learned = isinstance(lr, (dict, list))
+        lrs = dict.fromkeys(cont.ONLINE, lr) if learned else cont.choose_online_lrs(groups, point, c.grid(), model.split, model.depth)
+        lrs["pln"] = lr  # the run's own choice (the same rule, on the same validation problems)
+        grid = cont.ablation_grid(groups, lrs, model.split, model.depth, rows)
         similarity, cells = _summaries(sims, grid)
         sections[method] = {
             "algorithm": "MALTMLContinual" if maltml else "OML", "layers": layers, "split": model.split,
-            "rln": layers[: model.split], "pln": layers[model.split :], "online_lr": "learned" if isinstance(lr, (dict, list)) else lr,
+            "rln": layers[: model.split], "pln": layers[model.split :], "online_lr": "learned" if learned else lrs,
             "theta_prime": "after the family meta-update V_beta" if maltml else "= theta (OML has no family meta-update)",
             "similarity": similarity,
             "ablation": {"metric": "mse", "rows": "meta-update adapts", "columns": "online pass adapts", "grid": cells},
         }  # fmt: skip
-    units = sum(len(g[2]) for g in groups) if sections else 0
+    units = sum(len(g[2]) for g in groups) if sections else 0  # the last method's: every method has the same
     source = {"kind": kind, "run": str(folder), "probes": cont.PROBES,
               "unit": "held-out evaluation problem" + (" (of the held-out families)" if families else ""),
               "families": len(freqs[:count]) if families else None}  # fmt: skip
