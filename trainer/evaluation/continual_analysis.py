@@ -24,14 +24,20 @@ own levels (`trainer.evaluation.continual`, `experiments.continual.family_evalua
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from fewtask_data import FewtaskError
 from trainer.algorithms.base import order_flags
 from trainer.core import functional as fn
-from trainer.domains.continual.net import linear, mse_grads, online_names, per_tensor, run_layers
+from trainer.domains.continual.net import (
+    linear,
+    mse_grads,
+    online_names,
+    per_tensor,
+    run_layers,
+)
 from trainer.domains.continual.oml import MALTMLContinual, learn_online, meta_finetune
 from trainer.evaluation.analysis import mean_units, pair_similarities, stack_units
 from trainer.evaluation.continual import problem_mse
@@ -93,7 +99,7 @@ def online(params: dict, traj_x: torch.Tensor, traj_y: torch.Tensor, lr, which: 
             return {**params, **learn_online(params, h, traj_y, lr, split, depth, first_order=True)}
         names = names_of(params, which, split)
         lrs = per_tensor(_filled(lr, names), names)
-        grads = lambda q, batch: mse_grads(q, batch[0], batch[1], 0, depth)[1]  # noqa: E731
+        grads = lambda q, batch: mse_grads(q, batch[0], batch[1], 0, depth)[1]
         steps = (traj_x.transpose(0, 1), traj_y.transpose(0, 1))
         return fn.descend_online(lambda q, b: None, params, lrs, steps, names, True, grad_fn=grads)
 
@@ -115,7 +121,7 @@ def meta_updated(algo: MALTMLContinual, params: dict, meta_tensors, which: str, 
         keep = names_of(params, which, algo.split)
         alpha, beta, _ = algo.sizes(sizes)
         betas = per_tensor(beta, params)
-        mask = lambda b: {k: (v if k in keep else v * 0.0) for k, v in per_tensor(b, params).items()}  # noqa: E731
+        mask = lambda b: {k: (v if k in keep else v * 0.0) for k, v in per_tensor(b, params).items()}
         betas = [mask(b) for b in betas] if isinstance(betas, list) else mask(betas)
         flags = order_flags(algo.order)
         return meta_finetune(params, meta_tensors, alpha, betas, algo.meta_steps, algo.split, algo.depth, flags.task,
@@ -151,7 +157,7 @@ def choose_online_lrs(groups: Sequence[tuple], row: str, candidates: Sequence, s
     ``groups``: (theta, {row: theta'}, problems, test, val problems, val test) per family."""
     chosen = {}
     for col in ONLINE:
-        def score(lr) -> float:
+        def score(lr, col: str = col) -> float:
             mse = torch.cat([problems_mse(online(g[1][row], g[4].traj_x, g[4].traj_y, lr, col, split, depth), g[5], depth)
                              for g in groups])  # fmt: skip
             return float(mse.mean())

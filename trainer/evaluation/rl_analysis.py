@@ -22,14 +22,20 @@ tasks, then policy-gradient steps on fresh trajectories, each method's own step 
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from fewtask_data import FewtaskError
 from trainer.domains.rl.methods import RLSettings, Sampler, meta_update
 from trainer.domains.rl.policy import GaussianMLP
-from trainer.evaluation.analysis import ADAPT, META_ROWS, mean_units, pair_similarities, stack_units
+from trainer.evaluation.analysis import (
+    ADAPT,
+    META_ROWS,
+    mean_units,
+    pair_similarities,
+    stack_units,
+)
 from trainer.evaluation.rl import _leaves, family_curves, goal_stepped
 
 GRID = 16  # probe positions per axis and family

@@ -20,7 +20,11 @@ import torch
 import typer
 
 from fewtask_data import FewtaskError
-from fewtask_data.sources.continual_sines import function_pool, load_family_definitions, sample_problems
+from fewtask_data.sources.continual_sines import (
+    function_pool,
+    load_family_definitions,
+    sample_problems,
+)
 from fewtask_data.sources.navigation import goals_in, load_navigation_families
 from trainer.core.step_sizes import level_lrs
 from trainer.domains.continual.oml import MALTMLContinual
