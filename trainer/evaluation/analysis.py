@@ -152,3 +152,34 @@ def ablation_grid(m: Analyzed, batches: Sequence[FamilyBatch], steps: int, impl:
             if labels:
                 grid[row][col]["accuracy"] = torch.cat(accs).double()
     return grid
+
+
+def pair_similarities(acts: dict, layers: Sequence[str], measures: Sequence[str], max_rows: int,
+                      generator_seed: int) -> dict:  # fmt: skip
+    """{measure: {pair: {layer: float}}} of activations ``acts[point][layer]`` recorded at
+    theta, theta_prime and phi on the same inputs, with the row subsampling of
+    `family_similarity` (one draw per layer from ``generator_seed``, the same rows at all
+    three points): the RL and continual analyses' version of it."""
+    out = {s: {p: {} for p in PAIRS} for s in measures}
+    for layer in layers:
+        rows = {pt: as_rows(a[layer]) for pt, a in acts.items()}
+        keep = row_subset(rows["theta"].shape[0], max_rows, torch.Generator().manual_seed(generator_seed))
+        if keep is not None:
+            rows = {pt: r[keep] for pt, r in rows.items()}
+        for pair, (a, b) in PAIRS.items():
+            for s in measures:
+                out[s][pair][layer] = similarity(rows[a], rows[b], s)
+    return out
+
+
+def stack_units(per_unit: Sequence[dict], layers: Sequence[str], measures: Sequence[str]) -> dict:
+    """A list of `pair_similarities` results (one per unit) as {measure: {pair: {layer: tensor [units]}}}."""
+    return {s: {p: {layer: torch.tensor([u[s][p][layer] for u in per_unit], dtype=torch.float64) for layer in layers}
+                for p in PAIRS} for s in measures}  # fmt: skip
+
+
+def mean_units(per_goal: Sequence[dict]) -> dict:
+    """The mean of several `pair_similarities` results (a family's goal tasks)."""
+    first = per_goal[0]
+    return {s: {p: {layer: sum(g[s][p][layer] for g in per_goal) / len(per_goal) for layer in first[s][p]}
+                for p in first[s]} for s in first}  # fmt: skip

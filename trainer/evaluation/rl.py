@@ -19,8 +19,10 @@ from trainer.domains.rl.methods import Sampler, StepSize, adapt, meta_update
 from trainer.domains.rl.rollout import rollout
 
 
-def _leaves(params: Params) -> Params:
-    return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+def _leaves(params: Params, adapting: frozenset[str] | None = None) -> Params:
+    """Fresh leaves; only ``adapting`` (None: every tensor) require grad, so `methods._step`
+    moves only those and holds the others fixed."""
+    return {k: v.detach().clone().requires_grad_(adapting is None or k in adapting) for k, v in params.items()}
 
 
 def own_step_sizes(sizes: Params, finetune_level: str, fixed: StepSize | Sequence[float]) -> tuple:
@@ -56,13 +58,15 @@ def mean_action_returns(sampler: Sampler, params: Params, goals: torch.Tensor) -
 
 
 def finetune_curves(sampler: Sampler, params: Params, goals: torch.Tensor, lr: StepSize | Sequence[float], steps: int,
-                    mean_action: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+                    mean_action: bool = False,
+                    adapting: frozenset[str] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """One sampled adaptation of 0..steps policy-gradient steps, scored per goal by the mean
     undiscounted return of its sampled trajectories and (``mean_action``) by the policy's
     mean action: ([*lead, steps+1], the same or None). ``params`` have leading axes that
-    are a prefix of the goals' (or none); ``lr``: the step sizes (`step_rates`)."""
+    are a prefix of the goals' (or none); ``lr``: the step sizes (`step_rates`); ``adapting``:
+    the tensors the steps move (None: all; the analysis' freezing ablations)."""
     rates = step_rates(lr, steps)
-    params = _leaves(sampler.policy.broadcast(params, goals.shape[:-1]))
+    params = _leaves(sampler.policy.broadcast(params, goals.shape[:-1]), adapting)
     sampled, quiet = [], []
     for rate in rates:
         drawn: list = []
@@ -70,12 +74,23 @@ def finetune_curves(sampler: Sampler, params: Params, goals: torch.Tensor, lr: S
             quiet.append(mean_action_returns(sampler, params, goals))
         params, _ = adapt(sampler, params, goals, rate, 1, goals.new_zeros(goals.shape[:-1]), False, drawn)
         sampled.append(drawn[0].traj.returns().mean(-1))
-        params = _leaves(params)
+        params = _leaves(params, adapting)
     d, _ = sampler.draw(goals, params, outer=True)
     sampled.append(d.traj.returns().mean(-1))
     if mean_action:
         quiet.append(mean_action_returns(sampler, params, goals))
     return torch.stack(sampled, -1).detach(), (torch.stack(quiet, -1) if mean_action else None)
+
+
+def goal_stepped(sampler: Sampler, params: Params, goals: torch.Tensor, lr: StepSize | Sequence[float],
+                 steps: int) -> Params:  # fmt: skip
+    """The policies after `finetune_curves`' adaptation (the same steps on fresh trajectories,
+    without its scoring draws): phi per goal, [*goals' lead, ...], detached."""
+    params = _leaves(sampler.policy.broadcast(params, goals.shape[:-1]))
+    for rate in step_rates(lr, steps):
+        params, _ = adapt(sampler, params, goals, rate, 1, goals.new_zeros(goals.shape[:-1]), False, [])
+        params = _leaves(params)
+    return {k: v.detach() for k, v in params.items()}
 
 
 def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: StepSize | Sequence[float],
@@ -87,20 +102,23 @@ def finetune_returns(sampler: Sampler, params: Params, goals: torch.Tensor, lr: 
 
 def family_curves(sampler: Sampler, theta: Params, meta_goals: torch.Tensor, goal_goals: torch.Tensor, lr: StepSize,
                   steps: int, meta: bool, mean_action: bool = False, chunk: int = 10,
-                  sizes: Params | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+                  sizes: Params | None = None,
+                  adapting: tuple[frozenset[str] | None, frozenset[str] | None] = (None, None),
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """Per family [F, steps+1], the mean over its goal tasks of `finetune_curves`' sampled
     (and with ``mean_action`` mean-action) scores, after (``meta``) or without the
     meta-update V_beta on the family's L tasks ``meta_goals`` [F, L, 2]; ``chunk``
     families at a time (the meta-update keeps a second-order graph). ``lr`` and ``sizes``:
-    the goal steps' and the meta-update's step sizes (`own_step_sizes`)."""
+    the goal steps' and the meta-update's step sizes (`own_step_sizes`); ``adapting``: the
+    tensors the meta-update and the goal steps move (None: all)."""
     sampled, quiet = [], []
     for start in range(0, meta_goals.shape[0], chunk):
         meta_part, goal_part = meta_goals[start : start + chunk], goal_goals[start : start + chunk]
         params = theta
         if meta:
-            params, _ = meta_update(sampler, _leaves(theta), meta_part, True, [], sizes)
+            params, _ = meta_update(sampler, _leaves(theta, adapting[0]), meta_part, True, [], sizes)
             params = {k: v.detach() for k, v in params.items()}
-        drawn, still = finetune_curves(sampler, params, goal_part, lr, steps, mean_action)
+        drawn, still = finetune_curves(sampler, params, goal_part, lr, steps, mean_action, adapting[1])
         sampled.append(drawn.mean(-2))
         if still is not None:
             quiet.append(still.mean(-2))

@@ -14,8 +14,10 @@ steps. Writes, into --out:
 - similarity-<measure>.png: per method a layer x pair heatmap, methods side by side;
 - ablation.md: the grid as a table per method.
 
-Navigation and continual run folders are refused with a one-line error: their policies
-and RLN/PLN nets have no layer recording yet.
+A `navigation`, `continual` or `continual-oml` run folder is analysed the same way from its
+own held-out families and problems (trainer/experiments/analyze_domains.py): policies'
+hidden layers and mean, the RLN/PLN layers; ablations over head/body or PLN/RLN.
+`navigation-maml` and `sinusoid-maml` runs are refused with a one-line error.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from trainer.domains.regression.sinusoid import eval_batches
 from trainer.evaluation import analysis, plots, report, stats
 from trainer.evaluation.activations import check_layers, default_layers
 from trainer.evaluation.similarity import MEASURES
-from trainer.experiments import continual, continual_oml, navigation, navigation_maml, sinusoid_maml
+from trainer.experiments import navigation_maml, sinusoid_maml
+from trainer.experiments.analyze_domains import domain_sections
 from trainer.experiments import sinusoid as sinusoid_exp
 from trainer.experiments.eval import check_episodes_fit, load_trained
 from trainer.experiments.options import Config, option, parse_names, typer_command
@@ -45,8 +48,13 @@ SCHEMA, SCHEMA_VERSION = "fewtask-analysis", 1
 INTERVALS = ("Per method, layer and pair: the mean over held-out families (goal tasks averaged within a family) and "
              "ci95 = 1.96 standard errors over families (normal approximation, trainer/evaluation/stats.py); "
              "diverged counts families whose value is not finite.")  # fmt: skip
-UNSUPPORTED = (navigation.EXPERIMENT, navigation_maml.EXPERIMENT, continual.EXPERIMENT, continual_oml.EXPERIMENT,
-               sinusoid_maml.EXPERIMENT)  # fmt: skip
+DOMAIN_INTERVALS = ("Per method, layer and pair (and ablation cell): the mean over units ({unit}) and ci95 = 1.96 "
+                    "standard errors over them (normal approximation, trainer/evaluation/stats.py); diverged counts "
+                    "units whose value is not finite.")  # fmt: skip
+DOMAIN_SUBSAMPLING = ("Probe inputs: {probes} A layer with more than max_rows rows keeps a uniform draw of max_rows of "
+                      "them without replacement (torch.Generator seeded with seed + 1000 * family + goal task for "
+                      "navigation, seed + problem index for continual runs), the same rows at all three points.")  # fmt: skip
+UNSUPPORTED = (navigation_maml.EXPERIMENT, sinusoid_maml.EXPERIMENT)
 SKIPPED = {"oracle": "its inputs carry the task's parameters (a different input layer); nothing to compare"}
 
 
@@ -54,16 +62,18 @@ SKIPPED = {"oracle": "its inputs carry the task's parameters (a different input 
 class AnalyzeConfig(Config):
     """`fewtask-train analyze`'s options."""
 
-    checkpoint: str = option(help="Run folders, comma-separated: a `sinusoid` run (OUT of the command), `fit` runs "
-                                  "(or their checkpoint.pt), or a folder of fit runs such as runs/demo.")
+    checkpoint: str = option(help="Run folders, comma-separated: a `sinusoid`, `navigation`, `continual` or "
+                                  "`continual-oml` run (OUT of the command), `fit` runs (or their checkpoint.pt), or a "
+                                  "folder of fit runs such as runs/demo.")
     episodes: Optional[str] = option(None, "Fixed held-out episodes (HDF5 from `fewtask-data episodes`) for fit runs; "
                                            "a sinusoid run uses its own held-out families.")
     out: Optional[str] = option(None, "Output folder (default: RUN/analysis of the first run).")
     methods: str = option("", "Comma-separated methods to analyze (default: every one found).")
     layers: str = option("", "Comma-separated module names to record (default: each block of the body, and the head).")
     measures: str = option(",".join(MEASURES), f"Comma-separated similarity measures from: {', '.join(MEASURES)}.")
-    steps: int = option(10, "Goal steps from theta' to phi (and in the ablation grid).")
-    max_families: int = option(200, "Held-out families (episodes) analyzed, the first ones in order; 0 = all.")
+    steps: int = option(10, "Goal steps from theta' to phi (and in the ablation grid); navigation: policy-gradient "
+                            "steps; continual runs take one online pass over each problem instead.")
+    max_families: int = option(200, "Held-out families (episodes, crops) analyzed, the first ones in order; 0 = all.")
     max_rows: int = option(4096, "Rows (inputs x positions) kept per layer, a seeded uniform draw; 0 = all.")
     batch_size: int = option(8, "Episodes evaluated together.", low=1)
     impl: str = option("auto", "auto (vmap for sinusoid MLPs; conv nets: loop on CPU), vmap or loop: same numbers, "
@@ -80,8 +90,8 @@ def _sinusoid_config(folder: Path) -> sinusoid_exp.SinusoidConfig | None:
     saved = json.loads(path.read_text())
     experiment = saved.get("experiment", "")
     if experiment in UNSUPPORTED:
-        raise FewtaskError(f"{folder} holds a run of {experiment!r}; analyze takes `sinusoid` runs and `fit` runs "
-                           "(the demo's); navigation and continual runs are not supported yet")  # fmt: skip
+        raise FewtaskError(f"{folder} holds a run of {experiment!r}; analyze takes `sinusoid`, `navigation`, "
+                           "`continual`, `continual-oml` and `fit` runs (the demo's)")  # fmt: skip
     if experiment != sinusoid_exp.EXPERIMENT:
         return None  # e.g. the demo's results.json beside its fit runs
     fields = sinusoid_exp.SinusoidConfig.__dataclass_fields__
@@ -117,7 +127,7 @@ def fit_runs(path: Path) -> list[Path]:
     runs = sorted(p for p in path.iterdir() if (p / ckpt.CHECKPOINT_NAME).exists()) if path.is_dir() else []
     if not runs:
         raise FewtaskError(f"no run at {path}; pass a `fit` run folder, a folder of them (e.g. runs/demo) or a "
-                           "`sinusoid` run folder")  # fmt: skip
+                           "`sinusoid`, `navigation`, `continual` or `continual-oml` run folder")  # fmt: skip
     return runs
 
 
@@ -135,11 +145,11 @@ def fit_method(run: Path, store: EpisodeStore) -> analysis.Analyzed:
 
 def image_methods(cfg: AnalyzeConfig, folders: list[Path], wanted: list[str] | None):
     """(methods, skipped, episode batches) of `fit` runs on ``cfg.episodes``."""
+    runs = [run for folder in folders for run in fit_runs(folder)]  # a folder that is no run fails first
     if not cfg.episodes:
         raise FewtaskError("fit runs need --episodes EPISODES.h5 (fixed held-out episodes from `fewtask-data episodes`)")
     if not Path(cfg.episodes).exists():
         raise FewtaskError(f"no episodes file {cfg.episodes}; write one with `fewtask-data episodes ... --out FILE.h5`")
-    runs = [run for folder in folders for run in fit_runs(folder)]
     with EpisodeStore(Path(cfg.episodes)) as store:
         methods = [fit_method(run, store) for run in runs]
         count = len(store) if cfg.max_families == 0 else min(cfg.max_families, len(store))
@@ -210,14 +220,25 @@ def analyze_method(m: analysis.Analyzed, batches, cfg: AnalyzeConfig, measures: 
     }  # fmt: skip
 
 
+def _cell(summary: dict, scale: float) -> str:
+    """mean ± ci95; where some units diverged, the summary of the others and their count."""
+    if summary.get("diverged"):
+        return f"{scale * summary['finite_mean']:.3g} ± {scale * summary['finite_ci95']:.2g} ({summary['diverged']} diverged)"
+    return f"{scale * summary['mean']:.3g} ± {scale * summary['ci95']:.2g}"
+
+
 def ablation_lines(name: str, section: dict, steps: int) -> list[str]:
     """One method's ablation grid as a markdown table (mean ± ci95)."""
     metric = section["ablation"]["metric"]
     scale, unit = (100, " %") if metric == "accuracy" else (1, "")
-    lines = [f"**{name}**: goal validation {metric}{unit} after {steps} goal steps (rows: the meta-update adapts; "
-             "columns: the goal steps adapt)", "", "| meta-update \\ goal steps | all | head | body |", "|---|---|---|---|"]  # fmt: skip
+    level = "online pass" if section["ablation"]["columns"].startswith("online") else "goal steps"
+    after = "one online pass" if level == "online pass" else f"{steps} goal steps"
+    lines = [f"**{name}**: goal validation {metric}{unit} after {after} (rows: the meta-update adapts; "
+             f"columns: what the {level} adapt{'s' if level == 'online pass' else ''})", ""]  # fmt: skip
+    columns = list(next(iter(section["ablation"]["grid"].values())))
+    lines += [f"| meta-update \\ {level} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for row, cells in section["ablation"]["grid"].items():
-        text = [f"{scale * c[metric]['mean']:.3g} ± {scale * c[metric]['ci95']:.2g}" for c in cells.values()]
+        text = [_cell(c[metric], scale) for c in cells.values()]
         lines.append(f"| {row if row != 'none' else 'none (no meta-update)'} | " + " | ".join(text) + " |")
     return lines + [""]
 
@@ -227,20 +248,31 @@ def run_analyze(cfg: AnalyzeConfig) -> dict:
     torch.set_num_threads(cfg.threads)
     measures = parse_names(cfg.measures, MEASURES, "similarity measure")
     impl = resolve_impl(cfg.impl, torch.device("cpu"))  # a bad --impl fails before any work
-    methods, skipped, batches, source = load_methods(cfg)
-    if cfg.impl == "auto" and source["kind"] == "sinusoid":
-        impl = "vmap"  # the MLP: vmap is the fast path, as `sinusoid` evaluates it
     first = Path(cfg.checkpoint.split(",")[0].strip())
-    out = io.ensure_writable(Path(cfg.out) if cfg.out else (first if first.is_dir() else first.parent) / "analysis")
-    sections = {}
-    for m in methods:
-        typer.echo(f"analyzing {m.name} on {sum(len(b) for b in batches)} held-out families")
-        sections[m.name] = analyze_method(m, batches, cfg, measures, impl)
+    out_dir = Path(cfg.out) if cfg.out else (first if first.is_dir() else first.parent) / "analysis"
+    wanted = [m.strip() for m in cfg.methods.split(",") if m.strip()] or None
+    domain = domain_sections(first, cfg, measures, wanted) if "," not in cfg.checkpoint.strip(",") else None
+    if domain is not None:  # a navigation or continual run folder: its own families and problems
+        sections, skipped, source, units = domain
+        if not sections:
+            raise FewtaskError(f"no method to analyze in {cfg.checkpoint}" + (f" named {cfg.methods}" if wanted else ""))
+        unit = source.pop("unit")
+    else:
+        methods, skipped, batches, source = load_methods(cfg)
+        if cfg.impl == "auto" and source["kind"] == "sinusoid":
+            impl = "vmap"  # the MLP: vmap is the fast path, as `sinusoid` evaluates it
+        units, unit = sum(len(b) for b in batches), "held-out family"
+        sections = {}
+        for m in methods:
+            typer.echo(f"analyzing {m.name} on {units} held-out families")
+            sections[m.name] = analyze_method(m, batches, cfg, measures, impl)
+    out = io.ensure_writable(out_dir)
     result = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "experiment": "rapid learning or feature reuse (issue 23)",
-        "source": source, "unit": "held-out family", "families": sum(len(b) for b in batches), "steps": cfg.steps,
-        "measures": measures, "pairs": {p: list(v) for p, v in analysis.PAIRS.items()}, "intervals": INTERVALS,
-        "subsampling": analysis.SUBSAMPLING, "config": report.json_safe(cfg), "methods": sections, "skipped": skipped,
+        "source": source, "unit": unit, "families": units, "steps": cfg.steps,
+        "measures": measures, "pairs": {p: list(v) for p, v in analysis.PAIRS.items()},
+        "intervals": INTERVALS if domain is None else DOMAIN_INTERVALS.format(unit=unit),
+        "subsampling": analysis.SUBSAMPLING if domain is None else DOMAIN_SUBSAMPLING.format(probes=source["probes"]), "config": report.json_safe(cfg), "methods": sections, "skipped": skipped,
     }  # fmt: skip
     io.write_json(out / "analysis.json", result)
     for s in measures:

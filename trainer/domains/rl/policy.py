@@ -95,6 +95,28 @@ class GaussianMLP(Policy):
         return mean, self.log_std_like(params, mean)
 
 
+    def layer_names(self) -> list[str]:
+        """The recorded layers, in forward order: each hidden layer's ReLU output, and the mean."""
+        return [f"hidden.{i}" for i in range(self.layers - 1)] + ["mean"]
+
+    def layer_outputs(self, params: Params, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{layer: its output [n, width]} for one policy (no leading axes) on ``obs`` [n,
+        obs_dim]: the same computation as ``dist``'s mean, kept layer by layer."""
+        out, h = {}, obs
+        for i in range(self.layers):
+            h = h @ params[f"w{i}"] + params[f"b{i}"]
+            if i < self.layers - 1:
+                h = torch.relu(h)
+                out[f"hidden.{i}"] = h
+        out["mean"] = h
+        return out
+
+    def head_names(self) -> frozenset[str]:
+        """The head: the mean's output layer and the log standard deviation (what maps the
+        features to the action distribution); the body is the hidden layers."""
+        last = self.layers - 1
+        return frozenset({f"w{last}", f"b{last}", "log_std"})
+
 class ConstantGaussian(Policy):
     """A Gaussian whose mean and log std are the parameters themselves (no observation):
     the bandit policy of the estimator tests, whose meta-objectives have closed forms."""
