@@ -90,6 +90,13 @@ def test_classification_batches_run_every_algorithm():
         grads, _, metrics = algo.outer_grads(params, algo.init_step_sizes(params), {}, batch)
         assert set(grads) == set(params)
         assert torch.isfinite(metrics["loss"]) and 0 <= float(metrics["acc"]) <= 1, name
+    # FO-MALTML logs the goal validation loss and accuracy after its first-order steps:
+    # fully first-order MALTML's (it used to log a zero accuracy placeholder).
+    fo, exact = (make_algorithm(n, model, alpha=0.1, beta=0.1, gamma=0.1, **kw) for n, kw in
+                 (("fo-maltml", {}), ("maltml", {"order": 1})))  # fmt: skip
+    m_fo, m_exact = (a.outer_grads(params, a.init_step_sizes(params), {}, batch)[2] for a in (fo, exact))
+    assert float(m_fo["acc"]) == pytest.approx(float(m_exact["acc"])) and float(m_fo["acc"]) > 0
+    assert float(m_fo["loss"]) == pytest.approx(float(m_exact["loss"]), rel=1e-6)
 
 
 def test_build_model_registry():

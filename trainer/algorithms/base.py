@@ -354,21 +354,22 @@ class PseudoGradient(Algorithm):
     their gradient is that loss's first-order hypergradient (every inner gradient held
     constant, only the step sizes scaling them differentiated)."""
 
-    def target_params(self, params, step_sizes, buffers, parts) -> tuple[dict, torch.Tensor]:
+    def target_params(self, params, step_sizes, buffers, parts) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """(theta', the loss it logs, its accuracy: 0 for regression)."""
         raise NotImplementedError
 
     def _target_from_tensors(self, params, step_sizes, buffers, tensors, k):
-        """(theta', loss, step-size gradients or {})."""
+        """(theta', loss, accuracy, step-size gradients or {})."""
         parts = split_parts(tensors, k)
         if not self.learn_step_sizes:
             return (*self.target_params(self.start_params(params), step_sizes, buffers, parts), {})
 
         def loss_of(sizes):
-            target, loss = self.target_params(self.start_params(params), sizes, buffers, parts)
-            return loss, (target, loss)
+            target, loss, acc = self.target_params(self.start_params(params), sizes, buffers, parts)
+            return loss, (target, loss, acc)
 
-        size_grads, (target, loss) = grad(loss_of, has_aux=True)(step_sizes)
-        return target, loss, size_grads
+        size_grads, (target, loss, acc) = grad(loss_of, has_aux=True)(step_sizes)
+        return target, loss, acc, size_grads
 
     def first_order_version(self) -> Algorithm:
         return self  # first order by construction
@@ -379,8 +380,8 @@ class PseudoGradient(Algorithm):
         if self.compile and self._compiled is None:
             self._compiled = compiled_or_eager(self._target_from_tensors, self.name, self.compile)
         step = self._compiled if self.compile else self._target_from_tensors
-        target, loss, size_grads = step(params, step_sizes, buffers, batch_tensors(batch), batch.shape.support_size)
+        target, loss, acc, size_grads = step(params, step_sizes, buffers, batch_tensors(batch), batch.shape.support_size)
         # With the zeroing trick the head's initialization is never used: nothing moves it.
         grads = {k: torch.zeros_like(p) if self.zero_head and k in self.heads else (p - target[k]).detach()
                  for k, p in params.items()}  # fmt: skip
-        return grads, size_grads, {"loss": loss.detach(), "acc": loss.new_zeros(())}
+        return grads, size_grads, {"loss": loss.detach(), "acc": acc.detach()}

@@ -44,10 +44,10 @@ class FOMALTML(PseudoGradient):
 
             def goal(sx, sy, vx, vy):
                 fast = fn.adapt(self.forward, theta, buffers, sx, sy, g, self.goal_steps, self.names, True)
-                return fast, fn.loss_on(self.forward, fast, buffers, vx, vy)
+                return fast, *fn.pred_metrics(self.forward(fast, buffers, vx), vy)
 
-            fast, loss = vmap(goal)(gsx, gsy, gvx, gvy)
-            return {k: v.mean(0) for k, v in fast.items()}, loss.mean()
+            fast, loss, acc = vmap(goal)(gsx, gsy, gvx, gvy)
+            return {k: v.mean(0) for k, v in fast.items()}, loss.mean(), acc.mean()
 
-        fast, loss = vmap(family)(*parts)
-        return {k: v.mean(0) for k, v in fast.items()}, loss.mean()
+        fast, loss, acc = vmap(family)(*parts)
+        return {k: v.mean(0) for k, v in fast.items()}, loss.mean(), acc.mean()

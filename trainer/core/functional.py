@@ -68,6 +68,11 @@ def loss_on(forward: Forward, params: Params, buffers: Params, x: torch.Tensor, 
     return task_loss(forward(params, buffers, x), y)
 
 
+def pred_metrics(pred: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, accuracy) of predictions; accuracy is 0 for regression targets."""
+    return task_loss(pred, y), accuracy(pred, y) if y.dtype == torch.int64 else pred.new_zeros(())
+
+
 def adapting(params: Params, names: frozenset[str] | None) -> list[str]:
     """Names of the parameters that adapt in an inner loop (all when ``names`` is None)."""
     return list(params) if names is None else [k for k in params if k in names]
@@ -179,8 +184,7 @@ def weighted_targets(forward: Forward, path: list[Params], buffers: Params, targ
             pred = forward(p, buffers, target[0])
         losses.append(task_loss(pred, target[1]))
     loss = (torch.stack(losses) * weights.to(losses[0])).sum()
-    acc = accuracy(pred, target[1]) if target[1].dtype == torch.int64 else pred.new_zeros(())
-    return loss, acc
+    return loss, pred_metrics(pred, target[1])[1]
 
 
 def adapt(
@@ -207,8 +211,7 @@ def adapted_metrics(
     fast = adapt(forward, params, buffers, support[0], support[1], lrs, steps, names, first_order)
     with at_inner_step(steps):
         pred = forward(fast, buffers, target[0])
-    acc = accuracy(pred, target[1]) if target[1].dtype == torch.int64 else pred.new_zeros(())
-    return task_loss(pred, target[1]), acc
+    return pred_metrics(pred, target[1])
 
 
 def tasks_adapted_metrics(forward, params, buffers, support, target, lrs, steps, names=None, first_order=False,
