@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from itertools import islice
-from pathlib import Path
 
 import pytest
 import torch
+from entry_point import train_cli as cli
 from typer.testing import CliRunner
 
 from fewtask_data import EpisodeShape, FamilyStream, FewtaskError, write_episodes
@@ -21,19 +18,12 @@ from trainer.experiments.analyze import AnalyzeConfig, run_analyze
 from trainer.experiments.demo import DemoConfig, run_demo
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 TINY_DEMO = dict(
     image_size=16, glyph_alphabets=5, glyph_characters=6, glyph_drawers=6, families_per_alphabet=2, ways=3, queries=2,
     val=3, meta_tasks=2, batch=2, steps=2, hidden=4, eval_episodes=4, eval_steps=1, workers=0, progress=False,
 )  # fmt: skip
 
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    """Through the real entry point, so errors pass the one-line error handler."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", "from trainer.cli import main; main()", *args], capture_output=True,
-                          text=True, cwd=REPO, env=env, timeout=300)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,11 @@ as one-line errors."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from entry_point import train_cli as cli
 from typer.testing import CliRunner
 
 from fewtask_data.sources.continual_sines import ContinualSpec
@@ -28,16 +26,10 @@ from trainer.evaluation.rl import family_curves
 from trainer.evaluation.similarity import MEASURES
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 NAV_TINY = ["--iterations", "2", "--seeds", "0", "--trajectories", "3", "--horizon", "6", "--hidden", "8,8",
             "--eval-steps", "1", "--batch-families", "2", "--tasks", "2", "--goal-tasks", "2", "--maml-tasks", "3"]  # fmt: skip
 
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-c", "from trainer.cli import main; main()", *args], capture_output=True,
-                          text=True, cwd=REPO, env=env, timeout=300)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

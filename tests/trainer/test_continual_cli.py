@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from entry_point import train_cli as cli
+from results_schema import check_results
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
@@ -17,20 +16,13 @@ from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, p
 from trainer.cli import app
 from trainer.domains.continual.net import ContinualNet
 from trainer.domains.continual.oml import OML
-from results_schema import check_results
 from trainer.experiments.continual_oml import ContinualOMLConfig, continual_oml
 from trainer.training.loop import TrainConfig, train
 
-REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 TINY = ["--functions", "3", "--steps-per-function", "2", "--batch", "4", "--width", "8", "--eval-problems", "4",
         "--val-problems", "2", "--test-points", "10", "--lr-grid", "0.01,0.1", "--no-progress"]  # fmt: skip
 
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    code = "from trainer.cli import main; main()"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
 
 
 def test_continual_oml_writes_results_curves_and_figures(tmp_path):

@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from entry_point import train_cli as cli
+from results_schema import check_results
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
-from results_schema import check_results
 from trainer.cli import app
 from trainer.domains.rl.env import PointEnv
 from trainer.domains.rl.methods import RLSettings, Sampler, maltml, maml
@@ -22,15 +19,9 @@ from trainer.domains.rl.policy import GaussianMLP
 from trainer.experiments.navigation_maml import NavigationMamlConfig, run_navigation_maml
 from trainer.training.policy_loop import RLTrainConfig, train_policy
 
-REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 TINY = ["--iterations", "2", "--seeds", "0", "--trajectories", "3", "--horizon", "6", "--hidden", "8", "--eval-steps", "2"]
 
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    code = "from trainer.cli import main; main()"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
 
 
 def tiny_objective(kind: str):

@@ -10,21 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from entry_point import train_cli as cli
+from results_schema import check_results
 from typer.testing import CliRunner
 
-from results_schema import check_results
 from trainer.cli import app
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 TINY = ["--steps", "6", "--eval-families", "6", "--eval-val", "10", "--finetune-steps", "3", "--log-every", "2", "--no-progress"]
 
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    """Through the real entry point, so errors pass the one-line error handler."""
-    code = "from trainer.cli import main; main()"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
 
 
 def test_sinusoid_writes_results_and_figures(tmp_path):

@@ -270,24 +270,13 @@ def run_tune(cfg: TuneCommon, target_of) -> dict:
     return summary
 
 
-def run_image(cfg: TuneImageConfig) -> None:
-    summary = run_tune(cfg, image_target)
-    _echo(cfg, summary)
+def tune_runner(target_of):
+    """A subcommand's body: the search with ``target_of(cfg, out)``, then its summary lines."""
 
+    def run(cfg: TuneCommon) -> None:
+        _echo(cfg, run_tune(cfg, target_of))
 
-def run_sinusoid(cfg: TuneSinusoidConfig) -> None:
-    summary = run_tune(cfg, lambda c, out: sinusoid_target(c))
-    _echo(cfg, summary)
-
-
-def run_navigation(cfg: TuneNavigationConfig) -> None:
-    summary = run_tune(cfg, navigation_target)
-    _echo(cfg, summary)
-
-
-def run_continual(cfg: TuneContinualConfig) -> None:
-    summary = run_tune(cfg, lambda c, out: continual_target(c))
-    _echo(cfg, summary)
+    return run
 
 
 def _echo(cfg: TuneCommon, summary: dict) -> None:
@@ -299,9 +288,9 @@ def _echo(cfg: TuneCommon, summary: dict) -> None:
 
 tune_app = typer.Typer(help="Hierarchical hyperparameter search (Optuna) on validation families; docs/tuning.md.",
                        no_args_is_help=True)  # fmt: skip
-tune_app.command("image")(typer_command(TuneImageConfig, run_image, "Tune methods on image families (`fit` + val episodes)."))
-tune_app.command("sinusoid")(typer_command(TuneSinusoidConfig, run_sinusoid, "Tune methods on sinusoid families."))
-tune_app.command("navigation")(typer_command(TuneNavigationConfig, run_navigation, "Tune methods on navigation crop "
+tune_app.command("image")(typer_command(TuneImageConfig, tune_runner(image_target), "Tune methods on image families (`fit` + val episodes)."))
+tune_app.command("sinusoid")(typer_command(TuneSinusoidConfig, tune_runner(lambda c, out: sinusoid_target(c)), "Tune methods on sinusoid families."))
+tune_app.command("navigation")(typer_command(TuneNavigationConfig, tune_runner(navigation_target), "Tune methods on navigation crop "
                                                                                   "families (scored on the val crops)."))
-tune_app.command("continual")(typer_command(TuneContinualConfig, run_continual, "Tune MALTML and OML on continual "
+tune_app.command("continual")(typer_command(TuneContinualConfig, tune_runner(lambda c, out: continual_target(c)), "Tune MALTML and OML on continual "
                                                                                "frequency families (validation families)."))
