@@ -6,22 +6,28 @@
 # so rerun the same command after an interruption.
 #
 #   scripts/tuned_reruns.sh PATH/TO/omniglot        # the folder with the two Omniglot zips
+#   STAGES=navigation scripts/tuned_reruns.sh       # one part only
 #
 # Environment: PY (python; default .venv/bin/python), WORK (default runs/tuned), TRIALS (per
 # stage and method, 8), TUNE_STEPS (outer steps per trial, 300), OMNIGLOT_STEPS (1000),
-# NAV_ITERATIONS (100), CONTINUAL_STEPS (600), SEEDS (0 1 2), DEVICE (cpu), THREADS (1),
-# METHODS (maltml fo-maltml maml pretrain), PRESET (the search's base fit options).
-# Navigation and continual have no `tune` target yet (docs/tuning.md): they rerun with
-# their documented settings at the stated budgets, and say so in their results.
+# NAV_ITERATIONS (100), NAV_TUNE_STEPS (iterations per trial, 40), CONTINUAL_STEPS (600),
+# CONTINUAL_TUNE_STEPS (100), SEEDS (0 1 2), DEVICE (cpu), THREADS (1), METHODS (maltml
+# fo-maltml maml pretrain), PRESET (the search's base fit options), NAV_PRESET (navigation's:
+# Adam as the outer step of every method, docs/tuning.md). STAGES (default all) picks parts:
+# omniglot, navigation, continual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OMNIGLOT=${1:?usage: scripts/tuned_reruns.sh OMNIGLOT_DIR}
+OMNIGLOT=${1:-}  # needed by the omniglot stage only
 WORK=${WORK:-runs/tuned}
 TRIALS=${TRIALS:-8}
 TUNE_STEPS=${TUNE_STEPS:-300}
 OMNIGLOT_STEPS=${OMNIGLOT_STEPS:-1000}
 NAV_ITERATIONS=${NAV_ITERATIONS:-100}
 CONTINUAL_STEPS=${CONTINUAL_STEPS:-600}
+NAV_TUNE_STEPS=${NAV_TUNE_STEPS:-40}
+CONTINUAL_TUNE_STEPS=${CONTINUAL_TUNE_STEPS:-100}
+NAV_PRESET=${NAV_PRESET:-scripts/presets/navigation-adam.json}
+STAGES=${STAGES:-"omniglot navigation continual"}
 SEEDS=${SEEDS:-"0 1 2"}
 DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-1}
@@ -35,33 +41,68 @@ TRAIN="$PY -m trainer.cli"
 stamp() { echo "[tuned_reruns $(date +%H:%M:%S)] $*"; }
 mkdir -p "$WORK"
 
-# 1. Omniglot families: data, fixed test episodes (600), then the search on val episodes.
-DATA="$WORK/omniglot-families"
-if [ ! -f "$DATA/test.h5" ]; then
-  stamp "building Omniglot families and test episodes"
-  $PY scripts/omniglot_families.py --root "$OMNIGLOT" --work "$DATA" --steps 0 --algorithms maml --threads "$THREADS"
-fi
-for m in $METHODS; do
-  stamp "tuning $m on validation families ($TRIALS trials per stage, $TUNE_STEPS steps each)"
-  $TRAIN tune image --data "$DATA/data" --config "$PRESET" --method "$m" \
-      --trials "$TRIALS" --steps "$TUNE_STEPS" --val-episodes 200 --out "$WORK/tune-omniglot"
-done
+wants() { case " $STAGES " in *" $1 "*) return 0;; *) return 1;; esac; }
+SEEDS_CSV=$(echo $SEEDS | tr ' ' ,)
 
-# 2. Tuned reruns: each method's best.json, OMNIGLOT_STEPS outer steps, 3 seeds, test episodes.
-for m in $METHODS; do
-  for s in $SEEDS; do
-    run="$WORK/omniglot-rerun/$m-seed$s"
-    stamp "training $m seed $s for $OMNIGLOT_STEPS steps"
-    $TRAIN fit --config "$WORK/tune-omniglot/$m/best.json" --steps "$OMNIGLOT_STEPS" --seed "$s" --out "$run" \
-        --device "$DEVICE" --resume --no-progress --checkpoint-every 100
-    [ -f "$run/eval.json" ] || $TRAIN eval --checkpoint "$run" --episodes "$DATA/test.h5" --steps 10 --no-progress
+if wants omniglot; then
+  [ -n "$OMNIGLOT" ] || { echo "usage: scripts/tuned_reruns.sh OMNIGLOT_DIR (or STAGES without omniglot)" >&2; exit 2; }
+  # 1. Omniglot families: data, fixed test episodes (600), then the search on val episodes.
+  DATA="$WORK/omniglot-families"
+  if [ ! -f "$DATA/test.h5" ]; then
+    stamp "building Omniglot families and test episodes"
+    $PY scripts/omniglot_families.py --root "$OMNIGLOT" --work "$DATA" --steps 0 --algorithms maml --threads "$THREADS"
+  fi
+  for m in $METHODS; do
+    stamp "tuning $m on validation families ($TRIALS trials per stage, $TUNE_STEPS steps each)"
+    $TRAIN tune image --data "$DATA/data" --config "$PRESET" --method "$m" \
+        --trials "$TRIALS" --steps "$TUNE_STEPS" --val-episodes 200 --out "$WORK/tune-omniglot"
   done
-done
 
-# 3. Navigation (100 iterations per method and seed) and continual (600 steps): untuned budgets.
-stamp "navigation: $NAV_ITERATIONS iterations per method, seeds $SEEDS"
-$TRAIN navigation --iterations "$NAV_ITERATIONS" --seeds "$(echo $SEEDS | tr ' ' ,)" --out "$WORK/navigation" --resume
-stamp "continual: $CONTINUAL_STEPS steps per method"
-[ -d "$WORK/continual-families" ] || $PY -m fewtask_data.cli build continual-sine-families --out "$WORK/continual-families"
-$TRAIN continual --families "$WORK/continual-families" --steps "$CONTINUAL_STEPS" --out "$WORK/continual" --device "$DEVICE"
+  # 2. Tuned reruns: each method's best.json, OMNIGLOT_STEPS outer steps, 3 seeds, test episodes.
+  for m in $METHODS; do
+    for s in $SEEDS; do
+      run="$WORK/omniglot-rerun/$m-seed$s"
+      stamp "training $m seed $s for $OMNIGLOT_STEPS steps"
+      $TRAIN fit --config "$WORK/tune-omniglot/$m/best.json" --steps "$OMNIGLOT_STEPS" --seed "$s" --out "$run" \
+          --device "$DEVICE" --resume --no-progress --checkpoint-every 100
+      [ -f "$run/eval.json" ] || $TRAIN eval --checkpoint "$run" --episodes "$DATA/test.h5" --steps 10 --no-progress
+    done
+  done
+fi
+
+# 3. Navigation: tune each method on the val crops (same trials and iterations per trial),
+#    then NAV_ITERATIONS iterations per method and seed with its best.json on the same crops,
+#    and one paired report of the separately trained methods (`combine`).
+if wants navigation; then
+  NAV_METHODS=${NAV_METHODS:-"maltml fo-maltml maml pretrain"}
+  stamp "tuning navigation methods on the val crops ($TRIALS trials per stage, $NAV_TUNE_STEPS iterations each)"
+  $TRAIN tune navigation --config "$NAV_PRESET" --method "$(echo $NAV_METHODS | tr ' ' ,)" --trials "$TRIALS" \
+      --steps "$NAV_TUNE_STEPS" --evals 4 --val-families 30 --out "$WORK/tune-navigation"
+  runs=()
+  for m in $NAV_METHODS; do
+    stamp "navigation $m: $NAV_ITERATIONS iterations, seeds $SEEDS"
+    $TRAIN navigation --config "$WORK/tune-navigation/$m/best.json" --families "$WORK/tune-navigation/families" \
+        --iterations "$NAV_ITERATIONS" --seeds "$SEEDS_CSV" --out "$WORK/navigation/$m" --resume
+    runs+=("$WORK/navigation/$m")
+  done
+  $TRAIN combine --runs "$(IFS=,; echo "${runs[*]}")" --out "$WORK/navigation/joint"
+fi
+
+# 4. Continual: tune MALTML and OML on validation frequency families, then CONTINUAL_STEPS
+#    steps per method with its best.json (one seed per run: the command trains one).
+if wants continual; then
+  FAM="$WORK/continual-families"
+  [ -d "$FAM" ] || $PY -m fewtask_data.cli build continual-sine-families --out "$FAM"
+  stamp "tuning continual methods ($TRIALS trials per stage, $CONTINUAL_TUNE_STEPS steps each)"
+  $TRAIN tune continual --families "$FAM" --method maltml,oml --trials "$TRIALS" --steps "$CONTINUAL_TUNE_STEPS" \
+      --out "$WORK/tune-continual"
+  for m in maltml oml; do
+    for s in $SEEDS; do
+      [ -f "$WORK/continual/$m-seed$s/results.json" ] && continue
+      stamp "continual $m seed $s: $CONTINUAL_STEPS steps"
+      $TRAIN continual --config "$WORK/tune-continual/$m/best.json" --families "$FAM" --steps "$CONTINUAL_STEPS" \
+          --seed "$s" --out "$WORK/continual/$m-seed$s" --device "$DEVICE" --resume
+    done
+  done
+fi
 stamp "done: results.json / eval.json under $WORK (each records iterations or steps and training seconds)"

@@ -10,6 +10,7 @@ from fewtask_data.cli.common import make_app, run
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 
 from trainer.experiments.analyze import analyze_command  # noqa: E402
+from trainer.experiments.combine import combine_command  # noqa: E402
 from trainer.experiments.continual import continual_command  # noqa: E402
 from trainer.experiments.continual_oml import continual_oml_command  # noqa: E402
 from trainer.experiments.continual_rl import continual_rl_command  # noqa: E402
@@ -34,6 +35,7 @@ app.command("continual")(continual_command)
 app.add_typer(tune_app, name="tune")
 app.command("continual-rl")(continual_rl_command)
 app.command("analyze")(analyze_command)
+app.command("combine")(combine_command)
 
 
 def main() -> None:

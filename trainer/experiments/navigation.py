@@ -32,6 +32,7 @@ from trainer.evaluation import plots, report
 from trainer.evaluation.protocol import sizes_record
 from trainer.evaluation.rl import describe, family_curves, own_step_sizes
 from trainer.evaluation.trajectories import trajectory_figure
+from trainer.experiments.combine import save_curves
 from trainer.experiments.options import (
     Config, config_option, methods_option, option, parse_ints, parse_names, parse_seeds, run_option, step_size_option,
     typer_command,
@@ -227,10 +228,12 @@ def family_paths(make_env, policy, settings, params, sizes, meta_goals, goal_goa
     return paths
 
 
-def train_and_score(c: NavigationConfig, method: str, seed: int, crops, meta_goals, goal_goals):
-    """Train (or load) one method for one seed and score it on the held-out crops under both
-    protocols: (curves, budget record, policy pieces for the path figure). A method that
-    learned its step sizes is scored with its own (`own_step_sizes`), the others with gamma."""
+def train_and_score(c: NavigationConfig, method: str, seed: int, crops, meta_goals, goal_goals,
+                    protocols: tuple[str, ...] = report.PROTOCOLS):
+    """Train (or load) one method for one seed and score it on the held-out crops under
+    ``protocols`` (default both): (curves, budget record, policy pieces for the path figure).
+    A method that learned its step sizes is scored with its own (`own_step_sizes`), the
+    others with gamma."""
     oracle = method == "oracle"
     settings = c.settings(alpha=c.alpha, beta=c.beta, gamma=c.gamma, **({"order": 1} if method == "fo-maltml" else {}))
     policy = GaussianMLP(4 if oracle else 2, 2, c.hidden_sizes)
@@ -243,13 +246,13 @@ def train_and_score(c: NavigationConfig, method: str, seed: int, crops, meta_goa
                                           c.eval_only, progress_line(f"{method} seed {seed}"), start)  # fmt: skip
     goal_lr, own = own_step_sizes(sizes, GOAL_LEVEL.get(method, "gamma"), c.gamma)
     curves = {}
-    for protocol in report.PROTOCOLS:
+    for protocol in protocols:
         sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(c.eval_seed + seed))
         sampled, quiet = family_curves(sampler, params, meta_goals, goal_goals, goal_lr, c.eval_steps,
                                        protocol == report.WITH, c.eval_mean_action, sizes=own)  # fmt: skip
         curves[protocol] = rl_curves(sampled, quiet)
-    typer.echo(f"{method} seed {seed}: return with / without meta-update after 0..{c.eval_steps} steps: "
-               f"{describe(curves[report.WITH]['return'])} | {describe(curves[report.WITHOUT]['return'])}")  # fmt: skip
+    typer.echo(f"{method} seed {seed}: return after 0..{c.eval_steps} steps, "
+               + " | ".join(f"{p}: {describe(v['return'])}" for p, v in curves.items()))
     return curves, training_record(method, seed, budget, sizes), (make_env, policy, settings, params, own)
 
 
@@ -280,6 +283,7 @@ def run_navigation(c: NavigationConfig) -> dict:
         curves[seed] = {}
         for method in methods:
             curves[seed][method], budget, pieces = train_and_score(c, method, seed, crops["train"], meta_goals, goal_goals)
+            save_curves(out / method / f"seed-{seed}", curves[seed][method])  # for `combine` (tuned methods' runs)
             budgets[method].append(budget)
             if seed == c.seed_list[0] and method in ("maltml", "maml"):
                 paths[method] = family_paths(*pieces, meta_goals, goal_goals, c.eval_seed)

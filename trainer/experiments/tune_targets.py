@@ -181,9 +181,10 @@ class NavigationTarget(Target):
             c = replace(self.base, out=folder, methods=method, iterations=n, checkpoint_every=n, resume=True,
                         eval_steps=self.score_steps, **values)  # fmt: skip
             c.check()
-            # the command's own scoring, on the val crops (both protocols; the one the method is meant for counts)
-            curves, _, _ = train_and_score(c, method, seed, self.train_crops, self.meta_goals, self.goal_goals)
-            score = float(curves[protocol_of(method, self.kind)]["return"][:, self.score_steps].mean())
+            # the command's own scoring on the val crops, under the one protocol the method is meant for
+            protocol = protocol_of(method, self.kind)
+            curves, _, _ = train_and_score(c, method, seed, self.train_crops, self.meta_goals, self.goal_goals, (protocol,))
+            score = float(curves[protocol]["return"][:, self.score_steps].mean())
             report(n, score)
         return score
 

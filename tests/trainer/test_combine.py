@@ -1,0 +1,66 @@
+"""`fewtask-train combine`: methods trained in separate runs (as tuned methods are, each with
+its own best.json) give the same joint report as one run that trained them together."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from results_schema import check_results
+from typer.testing import CliRunner
+
+from fewtask_data import FewtaskError
+from trainer.cli import app
+from trainer.experiments.combine import CombineConfig, combine
+
+runner = CliRunner()
+TINY = ["--iterations", "2", "--seeds", "0,1", "--trajectories", "3", "--horizon", "6", "--hidden", "8",
+        "--eval-steps", "2", "--batch-families", "2", "--tasks", "2", "--goal-tasks", "1", "--maml-tasks", "3"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from fewtask_data.builders.navigation import build_navigation_families
+
+    root = tmp_path_factory.mktemp("combine")
+    build_navigation_families(root / "fam", counts={"train": 4, "val": 1, "test": 3})
+
+    def navigation(out, methods, *more):
+        r = runner.invoke(app, ["navigation", "--out", str(root / out), "--families", str(root / "fam"),
+                                "--methods", methods, *TINY, *more])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        return root / out
+
+    return root, navigation("joint", "maltml,maml"), navigation("a", "maltml"), navigation("b", "maml"), navigation
+
+
+def test_combined_runs_equal_one_joint_run(runs):
+    root, joint, a, b, _ = runs
+    r = runner.invoke(app, ["combine", "--runs", f"{a},{b}", "--out", str(root / "combined")])
+    assert r.exit_code == 0, r.output
+    combined = check_results(root / "combined" / "results.json")
+    together = json.loads((joint / "results.json").read_text())
+    assert combined["seeds"] == together["seeds"] == [0, 1]
+    for m in ("maltml", "maml"):
+        for p in ("with_meta_update", "without_meta_update", "meta_update_gain"):
+            assert combined["methods"][m][p] == together["methods"][m][p]
+    assert combined["comparisons"]["maltml_minus_maml"] == together["comparisons"]["maltml_minus_maml"]
+    assert "with_minus_without" in combined["comparisons"]["maltml_minus_maml"]  # MALTML as meant minus MAML as meant
+    assert combined["config"]["methods"]["maltml"]["run"] == str(a)
+    assert "maltml_minus_maml" in r.output
+
+
+def test_runs_that_scored_other_units_are_refused(runs):
+    root, joint, a, _, navigation = runs
+    other = navigation("other-goals", "maml", "--eval-seed", "99")
+    with pytest.raises(FewtaskError, match="eval_seed differ"):
+        combine(CombineConfig(runs=f"{a},{other}", out=str(root / "x")))
+    with pytest.raises(FewtaskError, match="in two of the runs"):
+        combine(CombineConfig(runs=f"{a},{joint}", out=str(root / "x")))
+    with pytest.raises(FewtaskError, match="two or more"):
+        combine(CombineConfig(runs=str(a), out=str(root / "x")))
+    with pytest.raises(FewtaskError, match="no results.json"):
+        combine(CombineConfig(runs=f"{a},{root / 'fam'}", out=str(root / "x")))
+    (other / "maml" / "seed-1" / "curves.pt").unlink()
+    with pytest.raises(FewtaskError, match="curves.pt is missing"):
+        combine(CombineConfig(runs=f"{other},{a}", out=str(root / "x")))
