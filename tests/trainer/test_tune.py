@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import optuna
 import pytest
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from fewtask_data import FewtaskError
 from fewtask_data.sources.continual_sines import ContinualSpec, load_family_definitions
 from trainer.cli import app
-from trainer.experiments import tune
+from trainer.experiments import tune, tune_targets
 from trainer.experiments.fit import FitConfig
 from trainer.experiments.navigation import NavigationConfig
 from trainer.experiments.options import Config, option, read_config_file, typer_command
@@ -268,3 +269,32 @@ def test_config_file_precedence(tmp_path):
     path.write_text(json.dumps({"stepz": 7}))
     result = CliRunner().invoke(app, ["toy", "--config", str(path)])
     assert result.exit_code != 0 and "unknown options stepz" in str(result.exception)
+
+
+class BowlTarget(tune_targets.Target):
+    """A target whose score peaks at the base config's values (lr 1e-3, alpha 0.5)."""
+
+    kind, steps = "bowl", 4
+    base = dataclasses.make_dataclass("Base", [("lr", float, 1e-3), ("alpha", float, 0.5), ("batch", int, 3)])()
+
+    def space(self, method, stage):
+        return {"outer": {"lr": ("log", 1e-4, 1e-2), "batch": ("cat", [2, 4, 8])},
+                "step_sizes": {"alpha": ("log", 0.05, 1.0)}}.get(stage, {})  # fmt: skip
+
+    def trial(self, method, values, folder, report):
+        return -((math.log10(values["lr"]) + 3) ** 2) - (values.get("alpha", 0.5) - 0.5) ** 2
+
+    def best_config(self, method, values):
+        return dict(values)
+
+
+def test_each_stage_starts_from_its_incumbent_and_never_adopts_a_worse_best(tmp_path):
+    cfg = dataclasses.make_dataclass("Cfg", [("stages", str), ("trials", int), ("seed", int), ("pruner", str)])(
+        "outer,step_sizes,steps", 3, 0, "none")
+    record = tune.tune_method(cfg, BowlTarget(), "maml", tmp_path)
+    outer, sizes = record["stages"]["outer"], record["stages"]["step_sizes"]
+    assert outer["incumbent"] == {"lr": 1e-3} and sizes["incumbent"] == {"alpha": 0.5}  # batch 3 is not a choice
+    study = optuna.load_study(study_name="maml:outer", storage=tune.storage_url(tmp_path))
+    assert study.trials[0].params["lr"] == 1e-3  # the first trial is the start
+    assert record["best"]["lr"] == 1e-3 and record["best"]["alpha"] == 0.5  # the optimum, kept by every stage
+    assert sizes["best_value"] >= outer["best_value"]

@@ -237,6 +237,9 @@ def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
                                        "skipped": f"{method} has no option of this stage in {target.kind}"}  # fmt: skip
             continue
         study = open_study(cfg, f"{method}:{stage}", out)
+        start = incumbent(target, method, target.space(method, stage), fixed)
+        if start and not study.trials:  # a fresh stage's first trial: the values it would otherwise keep
+            study.enqueue_trial(start)
         remaining = cfg.trials - finished(study)
         if remaining > 0:
             study.optimize(objective(target, method, stage, fixed, out), n_trials=remaining)
@@ -245,10 +248,23 @@ def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
             fixed.update(best.params)
         record["stages"][stage] = {"finished": finished(study), "best_value": None if best is None else best.value,
                                    "best_params": {} if best is None else best.params,
-                                   "best_trial": None if best is None else best.number}  # fmt: skip
+                                   "best_trial": None if best is None else best.number, "incumbent": start}  # fmt: skip
     record["best"] = target.best_config(method, fixed)
     io.write_json(io.ensure_writable(out / method) / "best.json", record["best"])
     return record
+
+
+def incumbent(target, method: str, space: dict, fixed: dict) -> dict:
+    """The values a stage starts from (the earlier stages' best, else the base config's), where
+    its space admits them: enqueued as its first trial, so a stage keeps them unless a trial
+    scores better (hierarchical search never adopts a stage's best that trails its start)."""
+    start = {}
+    for name, (kind, *args) in space.items():
+        value = fixed.get(name, target.current(method, name))
+        inside = value in args[0] if kind == "cat" else isinstance(value, (int, float)) and args[0] <= value <= args[1]
+        if value is not None and inside and (kind != "int" or value == int(value)):
+            start[name] = value
+    return start
 
 
 def _best(study):

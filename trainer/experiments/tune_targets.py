@@ -70,6 +70,10 @@ class Target:
     def space(self, method: str, stage: str) -> Space:
         return stage_space(self.kind, method, stage, self.steps)
 
+    def current(self, method: str, name: str) -> Any:
+        """The value of option ``name`` that ``method`` trains with before any search (the base config's)."""
+        return getattr(self.base, name, None)
+
 
 @dataclass
 class ImageTarget(Target):
@@ -125,6 +129,9 @@ class SinusoidTarget(Target):
         if issubclass(algorithm_class(method), MAML) and "alpha" in values:
             values = {**{k: v for k, v in values.items() if k != "alpha"}, "maml_alpha": values["alpha"]}
         return with_schedules(values, self.steps)
+
+    def current(self, method: str, name: str) -> Any:
+        return self.base.maml_alpha if name == "alpha" and issubclass(algorithm_class(method), MAML) else super().current(method, name)
 
     def trial(self, method: str, values: dict, folder: Path, report: Report) -> float:
         from fewtask_data.sources import sinusoid
