@@ -46,7 +46,7 @@ def test_combined_runs_equal_one_joint_run(runs):
             assert combined["methods"][m][p] == together["methods"][m][p]
     assert combined["comparisons"]["maltml_minus_maml"] == together["comparisons"]["maltml_minus_maml"]
     assert "with_minus_without" in combined["comparisons"]["maltml_minus_maml"]  # MALTML as meant minus MAML as meant
-    assert combined["config"]["methods"]["maltml"]["run"] == str(a)
+    assert combined["config"]["methods"]["maltml"][0]["run"] == str(a)
     assert "maltml_minus_maml" in r.output
 
 
@@ -59,7 +59,7 @@ def test_runs_that_scored_other_units_are_refused(runs):
         combine(CombineConfig(runs=f"{a},{joint}", out=str(root / "x")))
     with pytest.raises(FewtaskError, match="two or more"):
         combine(CombineConfig(runs=str(a), out=str(root / "x")))
-    with pytest.raises(FewtaskError, match="no results.json"):
+    with pytest.raises(FewtaskError, match="neither eval.json nor results.json"):
         combine(CombineConfig(runs=f"{a},{root / 'fam'}", out=str(root / "x")))
     (other / "maml" / "seed-1" / "curves.pt").unlink()
     with pytest.raises(FewtaskError, match="curves.pt is missing"):

@@ -228,3 +228,35 @@ def test_meta_reduction_is_recorded_and_evaluated_as_trained(toy, test_h5, tmp_p
     del state["meta_reduction"], state["config"]["extra"]["algorithm"]["meta_reduction"]
     ckpt.save(path, state)
     assert evaluate_checkpoint(tmp_path / "old", test_h5, steps=1)["extra"]["meta_reduction"] == "mean"
+
+
+def test_combine_pairs_methods_evaluated_apart(toy, test_h5, tmp_path):
+    """Tuned methods are fit and evaluated one run each; `combine` pairs them per seed on the same episodes."""
+    folders = []
+    for algo in ("maltml", "maml"):
+        for seed in (0, 1):
+            run = tmp_path / f"{algo}-{seed}"
+            fit(config(toy, run, algo=algo, seed=seed, steps=2))
+            r = CliRunner().invoke(app, ["eval", "--checkpoint", str(run), "--episodes", str(test_h5), "--steps", "1",
+                                         "--no-progress"])  # fmt: skip
+            assert r.exit_code == 0, r.output
+            folders.append(run)
+    r = CliRunner().invoke(app, ["combine", "--runs", ",".join(map(str, folders)), "--out", str(tmp_path / "joint")])
+    assert r.exit_code == 0, r.output
+    joint = check_results(tmp_path / "joint" / "results.json")
+    assert joint["seeds"] == [0, 1] and set(joint["methods"]) == {"maltml", "maml"}
+    for algo in ("maltml", "maml"):
+        for seed in (0, 1):
+            alone = json.loads((tmp_path / f"{algo}-{seed}" / "eval.json").read_text())["methods"][algo]
+            mine = joint["per_seed"][str(seed)]["methods"][algo]
+            for p in ("with_meta_update", "without_meta_update", "meta_update_gain"):
+                for metric in ("accuracy", "loss"):
+                    assert mine[p][metric]["mean"] == alone[p][metric]["mean"]
+                    assert mine[p][metric]["ci95"] == alone[p][metric]["ci95"]
+    per_seed = joint["per_seed"]["0"]
+    a, b = per_seed["methods"]["maltml"], per_seed["methods"]["maml"]
+    as_meant = per_seed["comparisons"]["maltml_minus_maml"]["with_minus_without"]["accuracy"]["mean"]
+    expected = [x - y for x, y in zip(a["with_meta_update"]["accuracy"]["mean"], b["without_meta_update"]["accuracy"]["mean"])]
+    assert as_meant == pytest.approx(expected, abs=1e-9)
+    bad = CliRunner().invoke(app, ["combine", "--runs", f"{folders[0]},{folders[1]},{folders[2]}", "--out", str(tmp_path / "x")])
+    assert bad.exit_code != 0 and "missing: maml seed 1" in str(bad.exception)  # a FewtaskError: one line from the CLI

@@ -29,14 +29,31 @@ CURVES = "curves.pt"
 EVALUATION_KEYS = {
     "navigation": ("families", "test_families", "eval_seed", "eval_steps", "tasks", "goal_tasks", "horizon",
                    "trajectories", "eval_mean_action"),
+    "eval": ("episodes_file", "episodes", "steps"),
 }
 
 
+@dataclass
+class Entry:
+    """One method's evaluation for one seed, found in a run folder."""
+
+    experiment: str
+    unit: str
+    steps: list
+    method: str
+    seed: int
+    curves: Path
+    train: dict
+    config: dict
+    settings: dict
+
+
 def command_of(experiment: str) -> str:
-    """The command whose results.json names ``experiment`` (imported here: the commands import this module)."""
+    """The command whose results name ``experiment`` (imported here: the commands import this module)."""
+    from trainer.experiments import eval as evaluate
     from trainer.experiments import navigation
 
-    commands = {navigation.EXPERIMENT: "navigation"}
+    commands = {navigation.EXPERIMENT: "navigation", evaluate.EXPERIMENT: "eval"}
     if experiment not in commands:
         raise FewtaskError(f"combine does not take {experiment!r} runs; it takes: {', '.join(EVALUATION_KEYS)} runs")
     return commands[experiment]
@@ -51,50 +68,62 @@ def save_curves(folder: Path, curves: report.Curves) -> None:
 class CombineConfig(Config):
     """`fewtask-train combine`'s options."""
 
-    runs: str = option(help="Run folders, comma-separated, each with results.json and its methods' curves.pt.")
+    runs: str = option(help="Run folders, comma-separated: `navigation` runs (results.json and each method's curves.pt) "
+                            "or `eval` folders (eval.json and curves.pt), one per method and seed.")  # fmt: skip
     out: str = option(help="Output folder of the joint results.json.")
 
 
-def read_run(folder: Path) -> dict:
-    path = folder / "results.json"
-    if not path.is_file():
-        raise FewtaskError(f"{folder} has no results.json; pass finished run folders to --runs")
-    return json.loads(path.read_text())
-
-
-def evaluation_settings(run: dict) -> dict:
+def entries(folder: Path) -> list[Entry]:
+    """The (method, seed) evaluations of a `navigation` run or an `eval` folder."""
+    name = "eval.json" if (folder / "eval.json").is_file() else "results.json"
+    if not (folder / name).is_file():
+        raise FewtaskError(f"{folder} has neither eval.json nor results.json; pass finished run folders to --runs")
+    run = json.loads((folder / name).read_text())
     config, extra = run["config"], run.get("extra", {})
-    return {k: extra.get(k, config.get(k)) for k in EVALUATION_KEYS[command_of(run["experiment"])]}
+    settings = {k: extra.get(k, config.get(k)) for k in EVALUATION_KEYS[command_of(run["experiment"])]}
+    found = []
+    for method, summary in run["methods"].items():
+        for i, seed in enumerate(run["seeds"]):
+            curves = folder / CURVES if name == "eval.json" else folder / method / f"seed-{seed}" / CURVES
+            config_of = {"run": str(folder), **config, **({"algorithm": extra["algorithm"]} if "algorithm" in extra else {})}
+            found.append(Entry(run["experiment"], run["unit"], run["steps"], method, int(seed), curves,
+                               summary["train"][i] if i < len(summary["train"]) else {}, config_of, settings))  # fmt: skip
+    return found
 
 
 def combine(c: CombineConfig) -> dict:
     folders = [Path(p) for p in c.runs.split(",") if p]
     if len(folders) < 2:
         raise FewtaskError("--runs needs two or more run folders to combine")
-    runs = [read_run(f) for f in folders]
-    first, settings = runs[0], evaluation_settings(runs[0])
-    curves: dict[int, dict] = {int(s): {} for s in first["seeds"]}
-    train, configs = {}, {}
-    for folder, run in zip(folders, runs):
-        if run["experiment"] != first["experiment"] or run["seeds"] != first["seeds"]:
-            raise FewtaskError(f"{folder}: a {run['experiment']} run with seeds {run['seeds']}, the first is a "
-                               f"{first['experiment']} run with seeds {first['seeds']}; combine runs of one kind")  # fmt: skip
-        differ = {k: v for k, v in evaluation_settings(run).items() if v != settings[k]}
+    found = [e for f in folders for e in entries(f)]
+    first = found[0]
+    curves: dict[int, dict] = {}
+    train: dict[str, list] = {}
+    configs: dict[str, list] = {}
+    for e in found:
+        if e.experiment != first.experiment:
+            raise FewtaskError(f"{e.config['run']} is a {e.experiment!r} run, {folders[0]} a {first.experiment!r} one; "
+                               "combine runs of one kind")  # fmt: skip
+        differ = [k for k, v in e.settings.items() if v != first.settings[k]]
         if differ:
-            raise FewtaskError(f"{folder} scored other units than {folders[0]} ({', '.join(differ)} differ)")
-        for method, summary in run["methods"].items():
-            if method in train:
-                raise FewtaskError(f"method {method!r} is in two of the runs; combine each method once")
-            train[method], configs[method] = summary["train"], {"run": str(folder), **run["config"]}
-            for seed in curves:
-                path = folder / method / f"seed-{seed}" / CURVES
-                if not path.is_file():
-                    raise FewtaskError(f"{path} is missing: rerun that run with this version (it saves its curves)")
-                curves[seed][method] = torch.load(path)
+            raise FewtaskError(f"{e.config['run']} scored other units than {folders[0]} ({', '.join(differ)} differ)")
+        if e.method in curves.get(e.seed, {}):
+            raise FewtaskError(f"method {e.method!r} seed {e.seed} is in two of the runs; combine each once")
+        if not e.curves.is_file():
+            raise FewtaskError(f"{e.curves} is missing: rerun that run with this version (it saves its curves)")
+        curves.setdefault(e.seed, {})[e.method] = torch.load(e.curves, map_location="cpu")
+        train.setdefault(e.method, []).append(e.train)
+        configs.setdefault(e.method, []).append(e.config)
+    seeds = sorted(curves)
+    methods = list(train)
+    lacking = [f"{m} seed {s}" for s in seeds for m in methods if m not in curves[s]]
+    if lacking:
+        raise FewtaskError(f"every method needs every seed for paired intervals; missing: {', '.join(lacking)}")
     out = io.ensure_writable(Path(c.out))
     config = {"runs": [str(f) for f in folders], "methods": configs}
-    extra = {**first.get("extra", {}), "evaluation": settings}
-    results = report.results(first["experiment"], config, first["unit"], curves, first["steps"], train, None, extra)
+    ordered = {s: {m: curves[s][m] for m in methods} for s in seeds}
+    extra = {"evaluation": first.settings}
+    results = report.results(first.experiment, config, first.unit, ordered, first.steps, train, None, extra)
     io.write_json(out / "results.json", results)
     typer.echo(as_meant_table(results))
     typer.echo(f"wrote {out / 'results.json'}")

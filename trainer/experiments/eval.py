@@ -133,9 +133,11 @@ def eval_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar over the episodes (stderr)"),
 ) -> None:
     """Accuracy vs finetuning steps (95% CI) with and without meta-finetuning; writes eval.json and eval.png."""
-    results = evaluate_checkpoint(checkpoint, episodes, steps, batch_size, device, finetune_lr, impl, meta_reduction, progress)
     folder = out or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
     folder.mkdir(parents=True, exist_ok=True)
+    # the per-episode curves beside eval.json: `fewtask-train combine` pairs methods evaluated apart
+    results = evaluate_checkpoint(checkpoint, episodes, steps, batch_size, device, finetune_lr, impl, meta_reduction,
+                                  progress, curves_out=folder / "curves.pt")  # fmt: skip
     io.write_json(folder / "eval.json", results)
     count = results["extra"]["episodes"]
     plots.accuracy_figure(folder / "eval.png", results["methods"], results["steps"], count)
