@@ -187,3 +187,8 @@ def test_per_step_sizes_without_learned_ones_are_a_one_line_error(tmp_path, comm
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().count("\n") == 0 and "--per-step-step-sizes needs --learn-step-sizes" in r.stderr
     assert not (tmp_path / "run").exists()  # before any work
+
+
+def test_continual_without_families_is_a_one_line_error(tmp_path):
+    r = runner.invoke(app, ["continual", "--out", str(tmp_path / "run")])
+    assert r.exit_code != 0 and "--families is required" in str(r.exception)

@@ -156,9 +156,8 @@ def test_tiny_continual_study_writes_a_config_continual_takes(tmp_path):
     best = tmp_path / "tune" / "maltml" / "best.json"
     values = json.loads(best.read_text())
     assert values["methods"] == "maltml" and values["steps"] == 2 and values["width"] == 8
-    r = runner.invoke(app, ["continual", "--config", str(best), "--families", str(fams), "--no-progress",
-                            "--out", str(tmp_path / "run")])  # fmt: skip
-    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["continual", "--config", str(best), "--no-progress", "--out", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output  # best.json names the families: no --families needed
     trained = json.loads((tmp_path / "run" / "results.json").read_text())
     assert trained["config"]["inner_lr"] == values["inner_lr"] and trained["methods"]["maltml"]["train"][0]["steps"] == 2
 

@@ -162,7 +162,8 @@ def fresh_run(c, methods: list[str]) -> Path:
 class ContinualFamiliesConfig(ContinualTraining):
     """`fewtask-train continual`'s options."""
 
-    families: Path = option(..., "Family definitions from `fewtask-data build continual-sine-families` (folder or manifest.json).")
+    families: str = option("", "Family definitions from `fewtask-data build continual-sine-families` (folder or "
+                               "manifest.json); required, here or in --config.")  # fmt: skip
     out: Path = option(Path("runs/continual"), "Output folder: one subfolder per method, results.json, figures.")
     config: str = config_option()
     methods: str = methods_option(FAMILY_METHODS)
@@ -235,6 +236,9 @@ def family_method(c: ContinualFamiliesConfig, method: str, defs, grid) -> tuple[
 def continual_families(c: ContinualFamiliesConfig) -> dict:
     c.check()
     methods = parse_names(c.methods, FAMILY_METHODS)
+    if not c.families:
+        raise FewtaskError("--families is required: a folder from `fewtask-data build continual-sine-families` "
+                           "(on the command line or in --config)")  # fmt: skip
     defs = load_family_definitions(c.families)
     grid = c.grid()
     torch.set_num_threads(c.threads)
