@@ -133,16 +133,19 @@ def combine(c: CombineConfig) -> dict:
 def as_meant_table(results: dict) -> str:
     """Each method as meant (after its meta-update where it trains one) and the paired
     differences, per goal step: mean ± 95% over seeds."""
-    metric = next(iter(next(iter(results["methods"].values()))[report.WITHOUT]))
-    lines = [f"{metric} after 0..{len(results['steps']) - 1} goal steps (mean ± 95% over seeds {results['seeds']})"]
+    metrics = next(iter(results["methods"].values()))[report.WITHOUT]
+    metric = "accuracy" if "accuracy" in metrics else next(iter(metrics))  # images: accuracy in %, not the loss
+    scale = 100.0 if metric == "accuracy" else 1.0
+    unit = " (%)" if metric == "accuracy" else ""
+    lines = [f"{metric}{unit} after 0..{len(results['steps']) - 1} goal steps (mean ± 95% over seeds {results['seeds']})"]
     for m, r in results["methods"].items():
         for p in report.PROTOCOLS:
             if p in r:
-                lines.append(f"  {m:>10} {p:>20}: " + " / ".join(report.cell(r[p][metric], s, digits=1)
+                lines.append(f"  {m:>10} {p:>20}: " + " / ".join(report.cell(r[p][metric], s, scale, digits=1)
                                                               for s in range(len(results["steps"]))))  # fmt: skip
     for pair, table in results["comparisons"].items():
         for p, t in table.items():
-            lines.append(f"  {pair:>22} {p:>20}: " + " / ".join(report.cell(t[metric], s, digits=1)
+            lines.append(f"  {pair:>22} {p:>20}: " + " / ".join(report.cell(t[metric], s, scale, digits=1)
                                                               for s in range(len(results["steps"]))))  # fmt: skip
     return "\n".join(lines)
 
