@@ -53,6 +53,7 @@ def test_combined_runs_equal_one_joint_run(runs):
 def test_runs_that_scored_other_units_are_refused(runs):
     root, joint, a, _, navigation = runs
     other = navigation("other-goals", "maml", "--eval-seed", "99")
+    first = json.loads((a / "results.json").read_text())["extra"]["evaluation"]
     with pytest.raises(FewtaskError, match="eval_seed differ"):
         combine(CombineConfig(runs=f"{a},{other}", out=str(root / "x")))
     with pytest.raises(FewtaskError, match="in two of the runs"):
@@ -61,6 +62,12 @@ def test_runs_that_scored_other_units_are_refused(runs):
         combine(CombineConfig(runs=str(a), out=str(root / "x")))
     with pytest.raises(FewtaskError, match="neither eval.json nor results.json"):
         combine(CombineConfig(runs=f"{a},{root / 'fam'}", out=str(root / "x")))
+    results = json.loads((other / "results.json").read_text())
+    del results["extra"]["evaluation"]
+    (other / "results.json").write_text(json.dumps(results))
+    with pytest.raises(FewtaskError, match="records no evaluation settings"):
+        combine(CombineConfig(runs=f"{other},{a}", out=str(root / "x")))
+    (other / "results.json").write_text(json.dumps({**results, "extra": {**results["extra"], "evaluation": first}}))
     (other / "maml" / "seed-1" / "curves.pt").unlink()
     with pytest.raises(FewtaskError, match="curves.pt is missing"):
         combine(CombineConfig(runs=f"{other},{a}", out=str(root / "x")))

@@ -45,6 +45,15 @@ INTERVALS = (
 )
 
 Curves = Mapping[str, Mapping[str, torch.Tensor]]  # protocol -> metric -> [units, ...]
+# One method's curves for one seed, saved beside its run so that `fewtask-train combine` can
+# pair methods trained in separate runs; the run's results record the settings that fix its
+# units under extra["evaluation"] (equal settings: the same units in the same order).
+CURVES_FILE = "curves.pt"
+
+
+def save_curves(folder: Path, curves: Curves) -> None:
+    """``curves`` ({protocol: {metric: tensor}}) as ``folder/curves.pt``, on the CPU."""
+    torch.save({p: {m: v.detach().cpu() for m, v in c.items()} for p, c in curves.items()}, folder / CURVES_FILE)
 
 
 def method_summary(curves: Curves) -> dict:

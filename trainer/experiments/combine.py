@@ -2,9 +2,12 @@
 
 Tuned methods have different settings (each its own `best.json`), so each is trained in its
 own run folder; the paper's comparison still has to be paired on the same held-out units.
-A run that saves its evaluation curves (``OUT/<method>/seed-<S>/curves.pt``, the units in
-the run's fixed order) can be combined with others that scored the same units: same
-experiment, seeds and evaluation settings (checked, a mismatch is a one-line error). The
+A run that saves its evaluation curves (`report.save_curves`: ``OUT/<method>/seed-<S>/curves.pt``
+for `navigation`, ``curves.pt`` beside `eval`'s eval.json; the units in the run's fixed
+order) and records what fixes those units (``extra["evaluation"]``: crops, goals, seeds,
+episodes file, ...) can be combined with others of the same experiment whose evaluation
+settings are equal (checked; a mismatch is a one-line error naming the settings). This
+module knows no command: a new experiment joins by saving both. The
 joint results.json is the common schema (`evaluation.report`), with every pair of methods
 compared under each protocol and as meant (a after its meta-update, b without one).
 
@@ -24,14 +27,6 @@ from fewtask_data import FewtaskError, io
 from trainer.evaluation import report
 from trainer.experiments.options import Config, option, typer_command
 
-CURVES = "curves.pt"
-# Per command, the settings that fix which units are scored and how: equal in every run.
-EVALUATION_KEYS = {
-    "navigation": ("families", "test_families", "eval_seed", "eval_steps", "tasks", "goal_tasks", "horizon",
-                   "trajectories", "eval_mean_action"),
-    "eval": ("episodes_file", "episodes", "steps"),
-}
-
 
 @dataclass
 class Entry:
@@ -46,22 +41,6 @@ class Entry:
     train: dict
     config: dict
     settings: dict
-
-
-def command_of(experiment: str) -> str:
-    """The command whose results name ``experiment`` (imported here: the commands import this module)."""
-    from trainer.experiments import eval as evaluate
-    from trainer.experiments import navigation
-
-    commands = {navigation.EXPERIMENT: "navigation", evaluate.EXPERIMENT: "eval"}
-    if experiment not in commands:
-        raise FewtaskError(f"combine does not take {experiment!r} runs; it takes: {', '.join(EVALUATION_KEYS)} runs")
-    return commands[experiment]
-
-
-def save_curves(folder: Path, curves: report.Curves) -> None:
-    """One method's curves for one seed ({protocol: {metric: tensor}}), for `combine`."""
-    torch.save({p: {m: v.detach().cpu() for m, v in c.items()} for p, c in curves.items()}, folder / CURVES)
 
 
 @dataclass
@@ -80,11 +59,15 @@ def entries(folder: Path) -> list[Entry]:
         raise FewtaskError(f"{folder} has neither eval.json nor results.json; pass finished run folders to --runs")
     run = json.loads((folder / name).read_text())
     config, extra = run["config"], run.get("extra", {})
-    settings = {k: extra.get(k, config.get(k)) for k in EVALUATION_KEYS[command_of(run["experiment"])]}
+    if "evaluation" not in extra:
+        raise FewtaskError(f"{folder / name} records no evaluation settings (extra.evaluation): rerun it with this "
+                           "version; `navigation` and `eval` runs record them")  # fmt: skip
+    settings = extra["evaluation"]
     found = []
     for method, summary in run["methods"].items():
         for i, seed in enumerate(run["seeds"]):
-            curves = folder / CURVES if name == "eval.json" else folder / method / f"seed-{seed}" / CURVES
+            curves = folder if name == "eval.json" else folder / method / f"seed-{seed}"
+            curves = curves / report.CURVES_FILE
             config_of = {"run": str(folder), **config, **({"algorithm": extra["algorithm"]} if "algorithm" in extra else {})}
             found.append(Entry(run["experiment"], run["unit"], run["steps"], method, int(seed), curves,
                                summary["train"][i] if i < len(summary["train"]) else {}, config_of, settings))  # fmt: skip
@@ -104,7 +87,7 @@ def combine(c: CombineConfig) -> dict:
         if e.experiment != first.experiment:
             raise FewtaskError(f"{e.config['run']} is a {e.experiment!r} run, {folders[0]} a {first.experiment!r} one; "
                                "combine runs of one kind")  # fmt: skip
-        differ = [k for k, v in e.settings.items() if v != first.settings[k]]
+        differ = sorted(k for k in {*e.settings, *first.settings} if e.settings.get(k) != first.settings.get(k))
         if differ:
             raise FewtaskError(f"{e.config['run']} scored other units than {folders[0]} ({', '.join(differ)} differ)")
         if e.method in curves.get(e.seed, {}):

@@ -112,6 +112,7 @@ def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch
         "impl": impl, "meta_reduction": algo.meta_reduction,
         "finetune_lr_mean": float(torch.stack(list(ft_lrs.values())).mean()),
         "step_sizes": step_size_record(algo, sizes),
+        "evaluation": {"episodes_file": str(episodes), "episodes": count, "steps": steps},  # what `combine` compares
     }  # fmt: skip
     config = {"steps": steps, "batch_size": batch_size, "device": device, "finetune_lr": finetune_lr, "impl": impl,
               "meta_reduction": meta_reduction}  # fmt: skip
@@ -137,7 +138,7 @@ def eval_command(
     folder.mkdir(parents=True, exist_ok=True)
     # the per-episode curves beside eval.json: `fewtask-train combine` pairs methods evaluated apart
     results = evaluate_checkpoint(checkpoint, episodes, steps, batch_size, device, finetune_lr, impl, meta_reduction,
-                                  progress, curves_out=folder / "curves.pt")  # fmt: skip
+                                  progress, curves_out=folder / report.CURVES_FILE)  # fmt: skip
     io.write_json(folder / "eval.json", results)
     count = results["extra"]["episodes"]
     plots.accuracy_figure(folder / "eval.png", results["methods"], results["steps"], count)

@@ -32,7 +32,6 @@ from trainer.evaluation import plots, report
 from trainer.evaluation.protocol import sizes_record
 from trainer.evaluation.rl import describe, family_curves, own_step_sizes
 from trainer.evaluation.trajectories import trajectory_figure
-from trainer.experiments.combine import save_curves
 from trainer.experiments.options import (
     Config, config_option, methods_option, option, parse_ints, parse_names, parse_seeds, run_option, step_size_option,
     typer_command,
@@ -283,11 +282,15 @@ def run_navigation(c: NavigationConfig) -> dict:
         curves[seed] = {}
         for method in methods:
             curves[seed][method], budget, pieces = train_and_score(c, method, seed, crops["train"], meta_goals, goal_goals)
-            save_curves(out / method / f"seed-{seed}", curves[seed][method])  # for `combine` (tuned methods' runs)
+            report.save_curves(out / method / f"seed-{seed}", curves[seed][method])  # for `combine` (tuned methods' runs)
             budgets[method].append(budget)
             if seed == c.seed_list[0] and method in ("maltml", "maml"):
                 paths[method] = family_paths(*pieces, meta_goals, goal_goals, c.eval_seed)
-    extra = {"families": str(source), "test_families": len(test)}
+    # what fixes the scored units (crops, goals, rollouts): `combine` pairs runs only where these agree
+    evaluation = {"families": str(source), "test_families": len(test), "eval_seed": c.eval_seed,
+                  "eval_steps": c.eval_steps, "tasks": c.tasks, "goal_tasks": c.goal_tasks, "horizon": c.horizon,
+                  "trajectories": c.trajectories, "eval_mean_action": c.eval_mean_action}  # fmt: skip
+    extra = {"families": str(source), "test_families": len(test), "evaluation": evaluation}
     results = report.results(EXPERIMENT, c, "held-out crop family", curves, range(c.eval_steps + 1), budgets, PAIRS, extra)
     io.write_json(out / "results.json", results)
     write_figures(out, results["methods"], budgets, test[0].tolist(), meta_goals, goal_goals, paths)
