@@ -131,7 +131,10 @@ class SinusoidTarget(Target):
         return with_schedules(values, self.steps)
 
     def current(self, method: str, name: str) -> Any:
-        return self.base.maml_alpha if name == "alpha" and issubclass(algorithm_class(method), MAML) else super().current(method, name)
+        """The MAML family's alpha is the sinusoid command's --maml-alpha."""
+        if name == "alpha" and issubclass(algorithm_class(method), MAML):
+            return self.base.maml_alpha
+        return super().current(method, name)
 
     def trial(self, method: str, values: dict, folder: Path, report: Report) -> float:
         from fewtask_data.sources import sinusoid
