@@ -12,10 +12,5 @@ if [ -z "${PY:-}" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 mkdir -p "$WORK"
-"$PY" - "$WORK/omniglot-families-cuda.json" <<'PYEOF'
-import json, sys
-preset = json.load(open("scripts/presets/omniglot-families.json"))
-json.dump({**preset, "device": "cuda", "workers": 4, "impl": "vmap"}, open(sys.argv[1], "w"), indent=1)
-PYEOF
 WORK=$WORK PY=$PY DEVICE=cuda THREADS=${THREADS:-8} TUNE_STEPS=${TUNE_STEPS:-1000} \
-  PRESET="$WORK/omniglot-families-cuda.json" scripts/tuned_reruns.sh "$OMNIGLOT"
+  PRESET_OVERRIDES='{"device": "cuda", "workers": 4, "impl": "vmap"}' scripts/tuned_reruns.sh "$OMNIGLOT"

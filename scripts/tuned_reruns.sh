@@ -9,18 +9,25 @@
 #   STAGES=navigation scripts/tuned_reruns.sh       # one part only
 #
 # Environment: PY (python; default .venv/bin/python), WORK (default runs/tuned), TRIALS (per
-# stage and method, 8), TUNE_STEPS (outer steps per trial, 300), OMNIGLOT_STEPS (1000),
+# stage and method, 8), TUNE_STEPS (outer steps per trial, 300), TUNE_EVALS (validation scores
+# per trial, 4), VAL_EPISODES (200), OMNIGLOT_STEPS (1000),
 # NAV_ITERATIONS (100), NAV_TUNE_STEPS (iterations per trial, 40), CONTINUAL_STEPS (600),
 # CONTINUAL_TUNE_STEPS (100), SEEDS (0 1 2), DEVICE (cpu), THREADS (1), METHODS (maltml
 # fo-maltml maml pretrain), PRESET (the search's base fit options), NAV_PRESET (navigation's:
-# Adam as the outer step of every method, docs/tuning.md). STAGES (default all) picks parts:
-# omniglot, navigation, continual.
+# Adam as the outer step of every method, docs/tuning.md), PRESET_OVERRIDES (JSON merged into
+# every Omniglot base config, e.g. the GPU script's device). FO-MALTML starts from its own
+# preset (scripts/presets/fo-maltml-omniglot.json: Reptile's several steps per level). Each
+# method's Omniglot search has its own folder, so methods can be tuned in parallel processes
+# (METHODS=... per process). STAGES (default all) picks parts: omniglot, navigation, continual.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OMNIGLOT=${1:-}  # needed by the omniglot stage only
 WORK=${WORK:-runs/tuned}
 TRIALS=${TRIALS:-8}
 TUNE_STEPS=${TUNE_STEPS:-300}
+TUNE_EVALS=${TUNE_EVALS:-4}
+VAL_EPISODES=${VAL_EPISODES:-200}
+PRESET_OVERRIDES=${PRESET_OVERRIDES:-"{}"}
 OMNIGLOT_STEPS=${OMNIGLOT_STEPS:-1000}
 NAV_ITERATIONS=${NAV_ITERATIONS:-100}
 CONTINUAL_STEPS=${CONTINUAL_STEPS:-600}
@@ -53,9 +60,15 @@ if wants omniglot; then
     $PY scripts/omniglot_families.py --root "$OMNIGLOT" --work "$DATA" --steps 0 --algorithms maml --threads "$THREADS"
   fi
   for m in $METHODS; do
-    stamp "tuning $m on validation families ($TRIALS trials per stage, $TUNE_STEPS steps each)"
-    $TRAIN tune image --data "$DATA/data" --config "$PRESET" --method "$m" \
-        --trials "$TRIALS" --steps "$TUNE_STEPS" --val-episodes 200 --out "$WORK/tune-omniglot"
+    base="$WORK/tune-omniglot/$m-base.json"
+    preset=$PRESET
+    [ "$m" = fo-maltml ] && preset=scripts/presets/fo-maltml-omniglot.json
+    mkdir -p "$WORK/tune-omniglot"
+    $PY -c 'import json, sys; json.dump({**json.load(open(sys.argv[1])), **json.loads(sys.argv[2])}, open(sys.argv[3], "w"), indent=1)' \
+        "$preset" "$PRESET_OVERRIDES" "$base"
+    stamp "tuning $m on validation families ($TRIALS trials per stage, $TUNE_STEPS steps each, base $preset)"
+    $TRAIN tune image --data "$DATA/data" --config "$base" --method "$m" --trials "$TRIALS" --steps "$TUNE_STEPS" \
+        --evals "$TUNE_EVALS" --val-episodes "$VAL_EPISODES" --out "$WORK/tune-omniglot/$m"
   done
 
   # 2. Tuned reruns: each method's best.json, OMNIGLOT_STEPS outer steps, 3 seeds, test episodes.
@@ -63,7 +76,7 @@ if wants omniglot; then
     for s in $SEEDS; do
       run="$WORK/omniglot-rerun/$m-seed$s"
       stamp "training $m seed $s for $OMNIGLOT_STEPS steps"
-      $TRAIN fit --config "$WORK/tune-omniglot/$m/best.json" --steps "$OMNIGLOT_STEPS" --seed "$s" --out "$run" \
+      $TRAIN fit --config "$WORK/tune-omniglot/$m/$m/best.json" --steps "$OMNIGLOT_STEPS" --seed "$s" --out "$run" \
           --device "$DEVICE" --resume --no-progress --checkpoint-every 100
       [ -f "$run/eval.json" ] || $TRAIN eval --checkpoint "$run" --episodes "$DATA/test.h5" --steps 10 --no-progress
     done

@@ -9,6 +9,7 @@ from fewtask_data.cli.common import make_app, run
 
 app = make_app("Train and evaluate MALTML (and MAML, FOMAML, Reptile, ANIL, BOIL, baselines) on task families.")
 
+from trainer.core.allocator import keep_freed_memory  # noqa: E402
 from trainer.experiments.analyze import analyze_command  # noqa: E402
 from trainer.experiments.combine import combine_command  # noqa: E402
 from trainer.experiments.continual import continual_command  # noqa: E402
@@ -39,6 +40,7 @@ app.command("combine")(combine_command)
 
 
 def main() -> None:
+    keep_freed_memory()
     run(app)
 
 

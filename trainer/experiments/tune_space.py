@@ -39,13 +39,6 @@ RANGES = {
 PSEUDO_GRADIENT = ("Reptile", "FOMALTML")  # supervised pseudo-gradient methods: many small inner steps
 CONTINUAL = {"maltml": MALTMLContinual, "oml": OML}
 
-# Nichol et al.'s Omniglot settings for Reptile, as FO-MALTML's preset: several inner steps at every
-# level (they took 5 Adam steps of 0.001 per task, 10 at test; here plain SGD steps, so alpha is
-# an SGD step size), 5 families per outer step; docs/tuning.md.
-FO_MALTML_OMNIGLOT = {"task_steps": 5, "meta_steps": 5, "goal_steps": 5, "alpha": 0.1, "beta": 0.1, "gamma": 0.1,
-                      "batch": 5, "lr": 0.001}  # fmt: skip
-
-
 def method_class(kind: str, method: str) -> type:
     """The class whose traits describe ``method`` in an experiment of ``kind``: the continual
     algorithms (MALTML-continual, OML) for continual, the registry's otherwise."""
