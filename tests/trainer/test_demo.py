@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from fewtask_data import FewtaskError
 from results_schema import check_results
 from trainer.experiments.demo import DemoConfig, run_demo
 
@@ -61,3 +62,6 @@ def test_validation_runs_share_data_and_episodes_and_never_touch_test(tmp_path):
         assert saved["episodes_file"] == str(tmp_path / "shared" / "val.h5") and saved["algorithm"]["beta"] == beta
         assert saved["episodes_info"]["split"] == "val" and not (tmp_path / f"b{beta}" / "data").exists()
     assert not list(tmp_path.rglob("test.h5"))
+    # A run that wants other episodes than the shared val.h5 holds is refused, not scored on them.
+    with pytest.raises(FewtaskError, match=r"holds 4 episodes .* not the 5 .*delete it"):
+        run_demo(tmp_path / "more", DemoConfig(**{**cfg.__dict__, "data": str(data), "eval_episodes": 5}))

@@ -27,7 +27,9 @@ import torch
 import typer
 from tqdm import tqdm
 
-from fewtask_data import BuildOptions, EpisodeShape, FamilyStream, build_omniglot_families, io, write_episodes
+from fewtask_data import (
+    BuildOptions, EpisodeShape, EpisodeStore, FamilyStream, FewtaskError, build_omniglot_families, io, write_episodes,
+)  # fmt: skip
 from trainer.evaluation import plots, report
 from trainer.experiments.eval import evaluate_checkpoint
 from trainer.experiments.fit import FitConfig, TrainSettings, fit
@@ -123,6 +125,7 @@ def write_eval_episodes(data: Path, out: Path, cfg: DemoConfig) -> Path:
     split, seed = cfg.eval_split, 10_000 + cfg.seed
     path = (data.parent if cfg.data else out) / f"{split}.h5"
     if path.exists():
+        check_episodes(path, cfg.eval_episodes, cfg.shape(cfg.eval_goal_tasks), {"split": split, "seed": seed})
         return path
     _log(f"writing {cfg.eval_episodes} fixed held-out {split}-split family episodes to {path}")
     stream = FamilyStream(str(data), split, cfg.shape(cfg.eval_goal_tasks), seed=seed, episodes_per_visit=10)
@@ -130,6 +133,18 @@ def write_eval_episodes(data: Path, out: Path, cfg: DemoConfig) -> Path:
                     disable=not cfg.progress, mininterval=1.0)  # fmt: skip
     write_episodes(path, episodes, {"split": split, "seed": seed})
     return path
+
+
+def check_episodes(path: Path, count: int, shape: EpisodeShape, info: dict) -> None:
+    """Reuse ``path`` only if it holds the episodes this run would write (a file written for
+    another --eval-episodes, shape or seed would otherwise be scored silently)."""
+    with EpisodeStore(path) as store:
+        held = (len(store), store.shape, store.info)
+    if held != (count, shape, info):
+        raise FewtaskError(
+            f"{path} holds {held[0]} episodes of shape {held[1].as_dict()} ({held[2]}), not the {count} of shape "
+            f"{shape.as_dict()} ({info}) this run asks for; delete it to write them, or keep the settings that wrote it"
+        )
 
 
 def train_one(algo: str, data: Path, out: Path, cfg: DemoConfig) -> dict:
