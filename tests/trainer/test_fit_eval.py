@@ -89,6 +89,10 @@ def test_eval_is_deterministic_and_reports_both_protocols(toy, test_h5, tmp_path
     for key in ("without_meta_update", "with_meta_update"):
         assert batched[key]["accuracy"]["mean"] == pytest.approx(first[key]["accuracy"]["mean"], abs=1e-6)
         assert batched[key]["loss"]["mean"] == pytest.approx(first[key]["loss"]["mean"], rel=1e-4)
+    # One protocol only (what `tune` scores): the same numbers, the other one not computed.
+    meant = evaluate_checkpoint(tmp_path / "run", test_h5, steps=3, batch_size=5, protocols=("without_meta_update",))
+    assert "with_meta_update" not in meant["methods"]["maml"] and "meta_update_gain" not in meant["methods"]["maml"]
+    assert meant["methods"]["maml"]["without_meta_update"] == first["without_meta_update"]
 
 
 def test_eval_cli_writes_json_and_plot(toy, test_h5, tmp_path):

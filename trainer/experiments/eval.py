@@ -73,12 +73,14 @@ def check_episodes_fit(store: EpisodeStore, spec: dict) -> None:
 
 def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch_size: int = 8, device: str = "cpu",
                         finetune_lr: float | None = None, impl: str = "auto", meta_reduction: str | None = None,
-                        progress: bool = False, curves_out: Path | None = None) -> dict:
+                        progress: bool = False, curves_out: Path | None = None,
+                        protocols: tuple[str, ...] = report.PROTOCOLS) -> dict:
     """Run the protocol on a `fit` checkpoint; returns eval.json's content (module doc).
     The meta-update reduces the L task losses as the checkpoint was trained (``mean`` for
     checkpoints from before the option), unless ``meta_reduction`` says otherwise. ``progress``:
     a bar on stderr over the episodes. ``curves_out``: also save the per-episode curves there
-    (torch.save of `episode_curves`), for paired comparisons between checkpoints."""
+    (torch.save of `episode_curves`), for paired comparisons between checkpoints. ``protocols``:
+    the ones to run (both by default; `tune` scores only the one a method is meant for)."""
     if steps < 0 or batch_size < 1:
         raise FewtaskError("--steps must be >= 0 and --batch-size >= 1")
     dev = device_for(device)
@@ -98,7 +100,7 @@ def evaluate_checkpoint(checkpoint: Path, episodes: Path, steps: int = 10, batch
         check_episodes_fit(store, record["model"])
         batches = (batch.to(dev) for batch in store.batches(batch_size))
         curves = episode_curves(algo, params, sizes, buffers, batches, steps, impl, progress=progress, total=len(store),
-                                finetune_lr=finetune_lr)  # fmt: skip
+                                finetune_lr=finetune_lr, protocols=protocols)  # fmt: skip
         store_info, shape, count = store.info, store.shape.as_dict(), len(store)
     if curves_out is not None:
         ckpt.save(Path(curves_out), curves)  # atomic torch.save

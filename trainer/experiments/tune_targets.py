@@ -97,7 +97,8 @@ class ImageTarget(Target):
         for n in chunks(self.steps, self.evals):
             settings.update(steps=n, checkpoint_every=n, log_every=max(1, n // 4))
             fit(FitConfig(data=str(self.data), out=str(folder), algo=method, **settings))
-            res = evaluate_checkpoint(folder, self.val, steps=self.score_steps, batch_size=16, impl=self.base.eval_impl)
+            res = evaluate_checkpoint(folder, self.val, steps=self.score_steps, batch_size=16, impl=self.base.eval_impl,
+                                      protocols=(protocol_of(method),))  # fmt: skip
             score = res["methods"][method][protocol_of(method)]["accuracy"]["mean"][self.score_steps]
             report(n, score)
         return score
