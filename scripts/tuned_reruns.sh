@@ -10,7 +10,8 @@
 #
 # Environment: PY (python; default .venv/bin/python), WORK (default runs/tuned), TRIALS (per
 # stage and method, 8), TUNE_STEPS (outer steps per trial, 300), TUNE_EVALS (validation scores
-# per trial, 4), VAL_EPISODES (200), OMNIGLOT_STEPS (1000),
+# per trial, 4), VAL_EPISODES (200), OMNIGLOT_STEPS (1000), ALL_METHODS (the Omniglot methods
+# combined into one paired report once each has its evals; default maltml fo-maltml maml pretrain),
 # NAV_ITERATIONS (100), NAV_TUNE_STEPS (iterations per trial, 40), CONTINUAL_STEPS (600),
 # CONTINUAL_TUNE_STEPS (100), SEEDS (0 1 2), DEVICE (cpu), THREADS (1), METHODS (maltml
 # fo-maltml maml pretrain), PRESET (the search's base fit options), NAV_PRESET (navigation's:
@@ -81,6 +82,17 @@ if wants omniglot; then
       [ -f "$run/eval.json" ] || $TRAIN eval --checkpoint "$run" --episodes "$DATA/test.h5" --steps 10 --no-progress
     done
   done
+  # 3. One paired report of every method and seed, by whichever process finishes the last eval.
+  evals=()
+  for m in ${ALL_METHODS:-maltml fo-maltml maml pretrain}; do
+    for s in $SEEDS; do evals+=("$WORK/omniglot-rerun/$m-seed$s"); done
+  done
+  missing=$(for e in "${evals[@]}"; do [ -f "$e/eval.json" ] || echo "$e"; done)
+  if [ -z "$missing" ]; then
+    $TRAIN combine --runs "$(IFS=,; echo "${evals[*]}")" --out "$WORK/omniglot-rerun/joint"
+  else
+    stamp "not combining yet: no eval.json in $(echo $missing | tr '\n' ' ')"
+  fi
 fi
 
 # 3. Navigation: tune each method on the val crops (same trials and iterations per trial),
