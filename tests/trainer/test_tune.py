@@ -208,6 +208,7 @@ def test_killed_continual_search_resumes_and_chunks_resume_exactly(tmp_path, mon
         (lambda t: tune.TuneContinualConfig(families=t, steps=0, out=t), "^--steps must be >= 1"),
         (lambda t: tune.TuneNavigationConfig(trials=0, out=t), "^--trials must be >= 1"),
         (lambda t: tune.TuneContinualConfig(families=t, val_families=0, out=t), "^--val-families must be >= 1"),
+        (lambda t: tune.TuneSinusoidConfig(train_seeds="0,0", out=t), "^--train-seeds must be distinct"),
     ],
 )
 def test_bad_methods_and_budgets_are_one_line_errors_before_any_work(tmp_path, config, message):
@@ -215,6 +216,19 @@ def test_bad_methods_and_budgets_are_one_line_errors_before_any_work(tmp_path, c
     with pytest.raises(FewtaskError, match=message) as err:
         tune.run_tune(config(out), lambda c, o: pytest.fail("built a target"))
     assert "\n" not in str(err.value) and not out.exists()
+
+
+def test_a_trial_over_several_training_seeds_scores_their_mean(tmp_path):
+    cfg = tune.TuneSinusoidConfig(method="maml", stages="step_sizes", trials=1, steps=2, evals=1, val_families=8,
+                                  out=tmp_path / "tune", pruner="none", train_seeds="0,3")  # fmt: skip
+    tune.run_tune(cfg, lambda c, out: tune.sinusoid_target(c))
+    (trial,) = optuna.load_study(study_name="maml:step_sizes", storage=tune.storage_url(tmp_path / "tune")).trials
+    target = tune.sinusoid_target(cfg)
+    alone = {s: target.trial("maml", trial.params, tmp_path / f"alone-{s}", lambda n, v: None, seed=s) for s in (0, 3)}
+    assert alone[0] != alone[3]  # the seed reaches training
+    assert trial.user_attrs["seed_scores"] == {"0": pytest.approx(alone[0]), "3": pytest.approx(alone[3])}
+    assert trial.value == pytest.approx((alone[0] + alone[3]) / 2)
+    assert (tmp_path / "tune" / "maml" / "step_sizes-000" / "seed-3").is_dir()
 
 
 def test_tune_config_is_the_training_commands_base(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import typer
 
 from fewtask_data import FewtaskError, io
-from trainer.experiments.options import Config, option, parse_names, read_config_file, typer_command
+from trainer.experiments.options import Config, option, parse_names, parse_seeds, read_config_file, typer_command
 from trainer.experiments.tune_report import write_report
 from trainer.experiments.tune_space import STAGES, suggest
 from trainer.experiments.tune_targets import (
@@ -54,6 +54,8 @@ class TuneCommon(Config):
     steps: int = option(200, "Outer training steps per trial.", low=1)
     evals: int = option(4, "Validation scores per trial (the pruner's intermediate values).")
     seed: int = option(0, "Seed of the TPE sampler and of every trial's training.")
+    train_seeds: str = option("", "Comma-separated training seeds: each trial trains once per seed and scores their "
+                                  "mean (the pruner sees the first seed's scores); empty: one run, with --seed.")
     pruner: str = option("median", "median (Optuna's MedianPruner after 3 finished trials) or none.")
     config: str = option("", "JSON file of the training command's option values: the base every trial starts from.")
     kind: ClassVar[str]  # the experiment: its methods (METHODS) and search spaces
@@ -62,6 +64,7 @@ class TuneCommon(Config):
     def check(self) -> list[str]:
         """The methods to tune; a one-line error for a bad stage, pruner or method of this experiment."""
         parse_names(self.stages, STAGES, "stage")
+        training_seeds(self)
         if self.pruner not in ("median", "none"):
             raise FewtaskError(f"--pruner must be median or none, got {self.pruner!r}")
         return parse_names(self.method, METHODS[self.kind], f"{self.kind} method")
@@ -198,8 +201,20 @@ def open_study(cfg: TuneCommon, name: str, out: Path):
     return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
 
 
-def objective(target, method: str, stage: str, fixed: dict, out: Path):
-    """The Optuna objective of one stage: the earlier stages' values fixed, this stage's suggested."""
+def training_seeds(cfg: TuneCommon) -> tuple[int | None, ...]:
+    """--train-seeds as a tuple; (None,) (one run with the base config's seed) when empty."""
+    text = getattr(cfg, "train_seeds", "")
+    try:
+        return tuple(parse_seeds(text)) if text else (None,)
+    except FewtaskError:
+        raise FewtaskError(f"--train-seeds must be distinct non-negative integers separated by commas, got {text!r}; "
+                           "e.g. --train-seeds 0,1") from None  # fmt: skip
+
+
+def objective(target, method: str, stage: str, fixed: dict, out: Path, seeds: tuple[int | None, ...] = (None,)):
+    """The Optuna objective of one stage: the earlier stages' values fixed, this stage's suggested.
+    With several training ``seeds`` a trial trains once per seed (``seed-<S>`` folders) and
+    scores their mean; the pruner sees the first seed's intermediate scores."""
     import optuna
 
     space = target.space(method, stage)
@@ -207,15 +222,24 @@ def objective(target, method: str, stage: str, fixed: dict, out: Path):
     def run(trial) -> float:
         values = {**fixed, **{name: suggest(trial, name, spec) for name, spec in space.items()}}
 
-        def report(step: int, score: float) -> None:
+        def finite(step: int, score: float) -> None:
             if not math.isfinite(score):
                 raise optuna.TrialPruned(f"validation score {score} at step {step}")
+
+        def report(step: int, score: float) -> None:
+            finite(step, score)
             trial.report(score, step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
+        folder = out / method / f"{stage}-{trial.number:03d}"
         try:
-            return target.trial(method, values, out / method / f"{stage}-{trial.number:03d}", report)
+            if seeds == (None,):
+                return target.trial(method, values, folder, report)
+            scores = [target.trial(method, values, folder / f"seed-{s}", report if i == 0 else finite, seed=s)
+                      for i, s in enumerate(seeds)]  # fmt: skip
+            trial.set_user_attr("seed_scores", dict(zip(map(str, seeds), scores)))
+            return sum(scores) / len(scores)
         except FewtaskError as err:
             if "non-finite" not in str(err):
                 raise
@@ -242,7 +266,7 @@ def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
             study.enqueue_trial(start)
         remaining = cfg.trials - finished(study)
         if remaining > 0:
-            study.optimize(objective(target, method, stage, fixed, out), n_trials=remaining)
+            study.optimize(objective(target, method, stage, fixed, out, training_seeds(cfg)), n_trials=remaining)
         best = _best(study)
         if best is not None:
             fixed.update(best.params)

@@ -57,6 +57,11 @@ def with_schedules(values: dict, steps: int) -> dict:
     return values
 
 
+def seeded(seed: int | None) -> dict:
+    """The training seed as a config override: none when a trial keeps the base config's."""
+    return {} if seed is None else {"seed": seed}
+
+
 def changed(config: Any, default: Any) -> dict:
     """The option values of ``config`` that differ from ``default``'s (what a config file must say)."""
     return {f.name: getattr(config, f.name) for f in fields(config) if "help" in f.metadata and f.name not in QUIET
@@ -65,7 +70,8 @@ def changed(config: Any, default: Any) -> dict:
 
 class Target:
     """What `tune` asks of a target beside ``kind``, ``steps``, ``trial`` and ``best_config``:
-    the options a stage searches (by default the kind's space)."""
+    the options a stage searches (by default the kind's space). ``trial(..., seed=S)`` trains
+    with seed S instead of the base config's (`tune --train-seeds`)."""
 
     def space(self, method: str, stage: str) -> Space:
         return stage_space(self.kind, method, stage, self.steps)
@@ -87,12 +93,14 @@ class ImageTarget(Target):
     score_steps: int
     kind: str = "image"
 
-    def trial(self, method: str, values: dict, folder: Path, report: Report) -> float:
+    def trial(self, method: str, values: dict, folder: Path, report: Report, seed: int | None = None) -> float:
         from trainer.experiments.eval import evaluate_checkpoint
         from trainer.experiments.fit import FitConfig, TrainSettings, fit
 
         settings = {f.name: getattr(self.base, f.name) for f in fields(TrainSettings)}
         settings.update(with_schedules(values, self.steps), progress=False, resume=True)
+        if seed is not None:
+            settings["seed"] = seed
         score = math.nan
         for n in chunks(self.steps, self.evals):
             settings.update(steps=n, checkpoint_every=n, log_every=max(1, n // 4))
@@ -137,13 +145,14 @@ class SinusoidTarget(Target):
             return self.base.maml_alpha
         return super().current(method, name)
 
-    def trial(self, method: str, values: dict, folder: Path, report: Report) -> float:
+    def trial(self, method: str, values: dict, folder: Path, report: Report, seed: int | None = None) -> float:
         from fewtask_data.sources import sinusoid
         from trainer.domains.regression.sinusoid import eval_batches
         from trainer.evaluation.protocol import episode_curves
         from trainer.experiments.sinusoid import train_method
 
-        base = replace(self.base, algorithms=method, out=folder, resume=True, progress=False, **self.options(method, values))
+        base = replace(self.base, algorithms=method, out=folder, resume=True, progress=False, **self.options(method, values),
+                       **seeded(seed))  # fmt: skip
         val = eval_batches(self.val_seed, self.val_families, base.shape(base.eval_val), sinusoid.SinusoidSpec())
         score = math.nan
         for n in chunks(self.steps, self.evals):
@@ -183,10 +192,10 @@ class NavigationTarget(Target):
         space = stage_space(self.kind, method, stage, self.steps, self.base.optimizer)
         return {k: v for k, v in space.items() if hasattr(self.base, k)}
 
-    def trial(self, method: str, values: dict, folder: Path, report: Report) -> float:
+    def trial(self, method: str, values: dict, folder: Path, report: Report, seed: int | None = None) -> float:
         from trainer.experiments.navigation import train_and_score
 
-        seed = self.base.seed_list[0]
+        seed = self.base.seed_list[0] if seed is None else seed
         score = math.nan
         for n in chunks(self.steps, self.evals):
             c = replace(self.base, out=folder, methods=method, iterations=n, checkpoint_every=n, resume=True,
@@ -218,12 +227,12 @@ class ContinualTarget(Target):
     evals: int
     kind: str = "continual"
 
-    def trial(self, method: str, values: dict, folder: Path, report: Report) -> float:
+    def trial(self, method: str, values: dict, folder: Path, report: Report, seed: int | None = None) -> float:
         from trainer.experiments.continual import family_method
 
         score = math.nan
         for n in chunks(self.steps, self.evals):
-            c = replace(self.base, out=folder, methods=method, steps=n, **values)
+            c = replace(self.base, out=folder, methods=method, steps=n, **values, **seeded(seed))
             c.check()
             # the command's own scoring (online step chosen on each family's validation problems), on validation families
             curves, _, _ = family_method(c, method, self.defs, c.grid())
