@@ -148,10 +148,14 @@ def deploy_method(c, space, method: str, seed: int, trained: dict, phases: list[
     if (c.resume or c.eval_only) and path.exists():
         return torch.load(path)
     grid = space.grid_tasks()
+    checkpoint = folder / "stream-checkpoint.pkl"  # every phase; --resume goes on from it
     with io.exclusive(folder):
+        if not c.resume:
+            checkpoint.unlink(missing_ok=True)
         if method in SAC_METHODS:
             learner = _Sac(c, space, method, seed)
-            result = deploy(learner, phases, lambda tasks: learner.sac.score(tasks, 1, c.eval_seed), grid, seed, progress)
+            result = deploy(learner, phases, lambda tasks: learner.sac.score(tasks, 1, c.eval_seed), grid, seed, progress,
+                            checkpoint)  # fmt: skip
             goal = held_out_tasks(c, space, load_dynamics_families(c.families)[1])[1]  # SAC's final policy, no adaptation
             dicts = [dict(zip(space.names, t)) for t in goal.reshape(-1, goal.shape[-1]).tolist()]
             result["held_out"] = learner.sac.score(dicts, 1, c.eval_seed).reshape(goal.shape[:2]).mean(-1)
@@ -160,8 +164,9 @@ def deploy_method(c, space, method: str, seed: int, trained: dict, phases: list[
             learner = PolicyLearner(method, policy, trained[TRAINED[method]], make_env, settings, space, c.tasks,
                                     c.stream_goal_steps, c.max_kl)  # fmt: skip
             scorer = lambda tasks: score(make_env, policy, learner.current, as_vectors(space, tasks), c.eval_trajectories, c.eval_seed)  # noqa: E731
-            result = deploy(learner, phases, scorer, grid, seed, progress)
+            result = deploy(learner, phases, scorer, grid, seed, progress, checkpoint)
         torch.save(result, path)
+        checkpoint.unlink(missing_ok=True)  # the finished deployment is stream.pt
     return result
 
 

@@ -68,6 +68,24 @@ def set_task(env, task: dict) -> None:
     mujoco.mj_setConst(model, u.data)
 
 
+def physics_state(env) -> np.ndarray:
+    """Everything MuJoCo integrates from (time, positions, velocities, activations, warm
+    start, controls, applied forces): with it a rebuilt env steps on exactly."""
+    import mujoco
+
+    u, spec = env.unwrapped, mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(u.model, spec))
+    mujoco.mj_getState(u.model, u.data, state, spec)
+    return state
+
+
+def set_physics_state(env, state: np.ndarray) -> None:
+    import mujoco
+
+    u = env.unwrapped
+    mujoco.mj_setState(u.model, u.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+
+
 def task_reward(task_type: str, info: dict, action: np.ndarray, reward: np.ndarray, target: np.ndarray | None) -> np.ndarray:
     """The reward of the task type for one vector step (``action`` clipped to the action box)."""
     if task_type == "run":

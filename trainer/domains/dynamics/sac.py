@@ -16,7 +16,7 @@ import torch
 
 from fewtask_data import FewtaskError
 from fewtask_data.sources.dynamics import TaskSpace
-from trainer.domains.dynamics.env import gym, make_raw, set_task, task_reward
+from trainer.domains.dynamics.env import gym, make_raw, physics_state, set_physics_state, set_task, task_reward
 from trainer.domains.dynamics.replay import strategy_buffer_class
 
 
@@ -40,6 +40,27 @@ def task_gym_env(space: TaskSpace, horizon: int):
             self.observation_space = box(-np.inf, np.inf, (2,)) if self.point else self.inner.observation_space
             self.action_space = box(-1.0, 1.0, (2,)) if self.point else self.inner.action_space
             self.task, self.t = {}, 0
+
+        # Pickling (an exact resume mid-stream): gymnasium's MuJoCo envs pickle as their
+        # constructor arguments, so the physics state, the task and the env's generator are
+        # saved beside them and written back into a rebuilt env.
+        def __getstate__(self) -> dict:
+            state = {k: v for k, v in self.__dict__.items() if k != "inner"}
+            if not self.point:
+                state["inner_state"] = (physics_state(self.inner), self.inner.unwrapped.np_random)
+            return state
+
+        def __setstate__(self, state: dict) -> None:
+            physics, rng = state.pop("inner_state", (None, None))
+            self.__dict__.update(state)
+            self.inner = None
+            if not self.point:
+                self.inner = make_raw(space.env)
+                self.inner.reset()  # the wrappers' reset-before-step check
+                if self.task:
+                    set_task(self.inner, self.task)
+                set_physics_state(self.inner, physics)
+                self.inner.unwrapped.np_random = rng
 
         def set_task(self, task: dict) -> None:
             self.task = space.check_task(dict(task))
