@@ -29,20 +29,20 @@ wait
 
 # 3. every (method, seed) in parallel, JOBS at a time; --resume continues a killed run exactly
 # (maml-continual reuses maml's meta-training folder, whose lock allows one process: it runs after)
-METHODS="maltml maml pg-finetune sac-fifo sac-reservoir sac-half sac-mtr"
+METHODS="maltml maml pg-finetune sac-fifo sac-reservoir sac-half sac-mtr sac-oracle"
 for s in 0 1 2; do for m in $METHODS; do echo "$m $s"; done; done | xargs -P "$JOBS" -n 2 sh -c \
   "$PY -m trainer.cli continual-rl ${COMMON[*]} --seeds \$1 --methods \$0 --resume > $OUT-\$0-s\$1.log 2>&1"
 for s in 0 1 2; do $PY -m trainer.cli continual-rl "${COMMON[@]}" --seeds $s --methods maml-continual --resume > "$OUT-mc-s$s.log" 2>&1 & done
 wait
 
 # 4. pool: every method and seed scored the same way, paired intervals over the 3 seeds
-$PY -m trainer.cli continual-rl "${COMMON[@]}" --seeds 0,1,2 --methods maltml,maml,maml-continual,pg-finetune,oracle,sac-fifo,sac-reservoir,sac-half,sac-mtr --eval-only
+$PY -m trainer.cli continual-rl "${COMMON[@]}" --seeds 0,1,2 --methods maltml,maml,maml-continual,pg-finetune,oracle,sac-fifo,sac-reservoir,sac-half,sac-mtr,sac-oracle --eval-only
 
 # 5. Kaplanis's direction check at a real scale: linear -7 -> -17 (and the sinusoid), gymnasium's running reward
 $PY -m fewtask_data.cli build dynamics-families --out "$RUNS/families-run" --task-type run
 for stream in drift sine; do
   $PY -m trainer.cli continual-rl --families "$RUNS/families-run" --out "$RUNS/continual-rl-sac-$stream" --stream $stream \
-    --methods sac-fifo,sac-reservoir,sac-half,sac-mtr --seeds 0,1,2 --phases 50 --phase-steps 20000 --sac-buffer 100000 \
+    --methods sac-fifo,sac-reservoir,sac-half,sac-mtr,sac-oracle --seeds 0,1,2 --phases 50 --phase-steps 20000 --sac-buffer 100000 \
     --horizon 999 --eval-steps 0 --reference-iterations 20 --resume > "$RUNS/sac-$stream.log" 2>&1 &
 done
 wait

@@ -104,11 +104,12 @@ def test_continual_rl_on_point_families_end_to_end_with_resume_and_lock(tmp_path
     assert first.returncode == 0, first.stderr[-2000:]
     assert "sac-mtr seed 0 phase 2" in first.stdout and "maltml seed 0 it 2" in first.stdout
     results = check_results(out / "results.json")
-    assert set(results["methods"]) == {"maltml", "maml", "pretrain", "oracle", "sac-fifo", "sac-reservoir", "sac-half", "sac-mtr"}
+    assert set(results["methods"]) == {"maltml", "maml", "pretrain", "oracle", "sac-fifo", "sac-reservoir", "sac-half", "sac-mtr",
+                                       "sac-oracle"}  # fmt: skip
     assert len(results["extra"]["per_seed_stream"]["0"]["grid_returns"]["sac-mtr"]) == 4
     streams = results["extra"]["stream_results"]
     assert set(streams["methods"]) == {"maltml", "maml", "maml-continual", "pg-finetune", "oracle", "sac-fifo",
-                                       "sac-reservoir", "sac-half", "sac-mtr"}  # fmt: skip
+                                       "sac-reservoir", "sac-half", "sac-mtr", "sac-oracle"}  # fmt: skip
     assert len(streams["methods"]["maltml"]["grid_return"]["mean"]) == 4  # before + after each of 3 phases
     assert "maltml_minus_sac-mtr" in streams["comparisons"]
     stream = json.loads((out / "stream-seed-0.json").read_text())
@@ -128,3 +129,20 @@ def test_point_families_load_without_mujoco(tmp_path):
     build_dynamics_families(tmp_path, counts={"train": 2, "val": 1, "test": 2}, env="point")
     space, fams = load_dynamics_families(tmp_path)
     assert space.names == ["goal_x", "goal_y"] and len(fams["test"]) == 2
+
+
+@needs_mujoco
+def test_sac_context_oracle_observes_the_task_parameters():
+    from fewtask_data.sources.dynamics import TaskSpace
+    from trainer.domains.dynamics.sac import task_gym_env
+
+    space = TaskSpace("HalfCheetah-v5", "velocity", {"gravity": [-17.0, -7.0], "velocity": [0.0, 2.0]}, "gravity", ())
+    plain, oracle = task_gym_env(space, 5), task_gym_env(space, 5, context=True)
+    for env in (plain, oracle):
+        env.set_task({"gravity": -12.0, "velocity": 1.0})
+    obs, ctx = plain.reset(seed=0)[0], oracle.reset(seed=0)[0]
+    assert oracle.observation_space.shape[0] == plain.observation_space.shape[0] + 2
+    assert np.array_equal(ctx[:-2], obs) and np.allclose(ctx[-2:], [-12 / 17, 1 / 2])  # each over its range's magnitude
+    action = np.full(6, 0.3)
+    stepped = oracle.step(action)[0]
+    assert np.array_equal(stepped[:-2], plain.step(action)[0]) and np.allclose(stepped[-2:], ctx[-2:])

@@ -34,7 +34,10 @@ from trainer.training.policy_loop import train_or_load
 from trainer.training.stream_learners import PolicyLearner, score, single_task_reference
 
 EXPERIMENT = "MALTML across drifting dynamics families (Devos & Dandi section 4.2, after Kaplanis et al. 2020)"
-SAC_METHODS = {"sac-fifo": "fifo", "sac-reservoir": "reservoir", "sac-half": "half", "sac-mtr": "mtr"}
+# SAC and its replay strategy; sac-oracle also observes the task's parameters (Kaplanis et al.'s agents see the
+# gravity), with the simplest buffer, so what it keeps beyond sac-fifo is what the context buys
+SAC_METHODS = {"sac-fifo": "fifo", "sac-reservoir": "reservoir", "sac-half": "half", "sac-mtr": "mtr",
+               "sac-oracle": "fifo"}  # fmt: skip
 TRAINED = {"maltml": "maltml", "maml": "maml", "maml-continual": "maml", "pg-finetune": "pretrain", "oracle": "oracle"}
 METHODS = (*TRAINED, *SAC_METHODS)
 PAIRS = (("maltml", "maml"), ("maltml", "pretrain"), ("maltml", "oracle"), ("maml", "pretrain"))
@@ -135,7 +138,8 @@ class _Sac:
         from trainer.domains.dynamics.sac import SacLearner, SacSettings
 
         settings = SacSettings(c.sac_buffer, c.sac_learning_starts, c.sac_batch, c.sac_hidden)
-        self.sac, self.steps = SacLearner(space, SAC_METHODS[method], c.horizon, seed, settings), c.phase_steps
+        context = method == "sac-oracle"
+        self.sac, self.steps = SacLearner(space, SAC_METHODS[method], c.horizon, seed, settings, context), c.phase_steps
 
     def learn(self, phase: dict, generator) -> int:
         return self.sac.learn(phase, self.steps)

@@ -28,8 +28,15 @@ def _sb3():
     return stable_baselines3
 
 
-def task_gym_env(space: TaskSpace, horizon: int):
-    """A gymnasium env with ``set_task(dict)``: MuJoCo by id, or the point env."""
+def context_of(space: TaskSpace, task: dict) -> np.ndarray:
+    """The task's parameters as the context oracle observes them: each divided by the largest
+    magnitude of its range (at least 1), so every component is about unit size."""
+    return np.array([task[n] / max(abs(lo), abs(hi), 1.0) for n, (lo, hi) in space.ranges.items()], dtype=np.float32)
+
+
+def task_gym_env(space: TaskSpace, horizon: int, context: bool = False):
+    """A gymnasium env with ``set_task(dict)``: MuJoCo by id, or the point env. ``context``:
+    the task's parameters are appended to every observation (`context_of`; the SAC oracle)."""
     gymnasium = gym()
 
     class TaskGymEnv(gymnasium.Env):
@@ -37,9 +44,14 @@ def task_gym_env(space: TaskSpace, horizon: int):
             self.point = space.env == "point"
             self.inner = None if self.point else make_raw(space.env)
             box = gymnasium.spaces.Box
-            self.observation_space = box(-np.inf, np.inf, (2,)) if self.point else self.inner.observation_space
+            dim = (2 if self.point else self.inner.observation_space.shape[0]) + (len(space.names) if context else 0)
+            dtype = np.float32 if self.point else self.inner.observation_space.dtype
+            self.observation_space = box(-np.inf, np.inf, (dim,), dtype=dtype)
             self.action_space = box(-1.0, 1.0, (2,)) if self.point else self.inner.action_space
             self.task, self.t = {}, 0
+
+        def _observe(self, obs: np.ndarray) -> np.ndarray:
+            return np.concatenate([obs, context_of(space, self.task)]) if context else obs
 
         # Pickling (an exact resume mid-stream): gymnasium's MuJoCo envs pickle as their
         # constructor arguments, so the physics state, the task and the env's generator are
@@ -72,8 +84,8 @@ def task_gym_env(space: TaskSpace, horizon: int):
             self.t = 0
             if self.point:
                 self.pos = np.zeros(2, dtype=np.float32)
-                return self.pos.copy(), {}
-            return self.inner.reset(seed=seed)[0], {}
+                return self._observe(self.pos.copy()), {}
+            return self._observe(self.inner.reset(seed=seed)[0]), {}
 
         def step(self, action):
             self.t += 1
@@ -81,11 +93,11 @@ def task_gym_env(space: TaskSpace, horizon: int):
             if self.point:  # PointEnv's dynamics: move clip(0.1 a), reward -distance
                 self.pos = (self.pos + np.clip(0.1 * a, -0.1, 0.1)).astype(np.float32)
                 dist = np.linalg.norm(self.pos - np.array([self.task["goal_x"], self.task["goal_y"]]))
-                return self.pos.copy(), -float(dist), bool(dist < 0.01), self.t >= horizon, {}
+                return self._observe(self.pos.copy()), -float(dist), bool(dist < 0.01), self.t >= horizon, {}
             obs, reward, term, _, info = self.inner.step(a)
             target = np.array([self.task.get("velocity", 0.0)])
             r = task_reward(space.task_type, {"x_velocity": np.array([info["x_velocity"]])}, a[None], np.array([reward]), target)
-            return obs, float(r[0]), bool(term), self.t >= horizon, info
+            return self._observe(obs), float(r[0]), bool(term), self.t >= horizon, info
 
     return TaskGymEnv()
 
@@ -102,12 +114,14 @@ class SacSettings:
 
 
 class SacLearner:
-    """stable-baselines3 SAC learning the stream's goal tasks one phase after another."""
+    """stable-baselines3 SAC learning the stream's goal tasks one phase after another;
+    ``context``: observing each task's parameters (the context oracle)."""
 
-    def __init__(self, space: TaskSpace, strategy: str, horizon: int, seed: int, settings: SacSettings) -> None:
+    def __init__(self, space: TaskSpace, strategy: str, horizon: int, seed: int, settings: SacSettings,
+                 context: bool = False) -> None:  # fmt: skip
         sb3 = _sb3()
         self.space, self.horizon = space, horizon
-        self.env, self.eval_env = task_gym_env(space, horizon), task_gym_env(space, horizon)
+        self.env, self.eval_env = task_gym_env(space, horizon, context), task_gym_env(space, horizon, context)
         kwargs = {"strategy": strategy, "seed": seed, **({"levels": settings.levels, "keep": settings.keep} if strategy == "mtr" else {})}
         self.model = sb3.SAC("MlpPolicy", self.env, learning_rate=settings.lr, buffer_size=settings.buffer,
                              learning_starts=settings.learning_starts, batch_size=settings.batch, seed=seed, device="cpu",
