@@ -244,6 +244,8 @@ def test_tune_config_is_the_training_commands_base(tmp_path, monkeypatch):
 def test_search_spaces_fit_each_method():
     assert set(stage_space("image", "maltml", "step_sizes", 10)) == {"alpha", "beta", "gamma"}
     assert set(stage_space("image", "pretrain", "step_sizes", 10)) == {"alpha"}  # its goal step size
+    assert set(stage_space("image", "pretrain", "outer", 10)) == {"lr", "flat_batch"}  # it trains on flat batches
+    assert set(stage_space("sinusoid", "pretrain", "outer", 10)) == {"lr", "families"}  # there on batches of families
     assert "meta_multi_step_loss" in stage_space("image", "maltml", "steps", 10)
     assert "multi_step_loss" not in stage_space("image", "reptile", "steps", 10)
     assert stage_space("image", "fo-maltml", "steps", 10)["meta_steps"] == ("int", 1, 10)

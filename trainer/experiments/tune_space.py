@@ -23,10 +23,11 @@ Space = dict[str, tuple]
 
 # Ranges per experiment kind: inner step sizes, beta, outer rates (Adam's lr; TRPO's max_kl), and
 # the option (with its choices) of families per outer step: ``batch`` for methods with a meta
-# level, ``task_batch`` (where it differs) for the others.
+# level, ``task_batch`` (where it differs) for the others; image pretraining trains on flat
+# batches of labelled images, so its batch is ``flat_batch`` (images per step).
 RANGES = {
     "image": {"inner": (0.05, 1.0), "beta": (1e-3, 0.1), "lr": (1e-4, 1e-2), "batch": ("batch", [2, 4, 8]),
-              "reptile_inner": (0.01, 0.5)},
+              "reptile_inner": (0.01, 0.5), "flat_batch": ("flat_batch", [32, 64, 128])},
     "sinusoid": {"inner": (1e-4, 0.1), "beta": (1e-3, 0.1), "lr": (1e-4, 1e-2), "batch": ("families", [5, 10, 20]),
                  "reptile_inner": (1e-3, 0.1)},
     # the navigation defaults: alpha = gamma = 0.5, beta 0.1, TRPO's KL 0.01, 4 families (MALTML) or 20 tasks (MAML)
@@ -103,8 +104,9 @@ def stage_space(kind: str, method: str, stage: str, trial_steps: int, optimizer:
     r = RANGES[kind]
     if stage == "outer":
         rate = "max_kl" if optimizer == "trpo" else "lr"
-        meta = method_class(kind, method).trains_meta_step
-        name, choices = r["batch"] if meta else r.get("task_batch", r["batch"])
+        cls = method_class(kind, method)
+        flat = "flat_batch" in r and getattr(cls, "flat_training", False)
+        name, choices = r["flat_batch"] if flat else r["batch"] if cls.trains_meta_step else r.get("task_batch", r["batch"])
         return {rate: ("log", *r[rate]), name: ("cat", choices)}
     if stage == "step_sizes":
         pseudo = kind in ("image", "sinusoid") and algorithm_class(method).__name__ in PSEUDO_GRADIENT
