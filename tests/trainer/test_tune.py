@@ -88,13 +88,16 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path, monke
                                   out=tmp_path, pruner="none")  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         tune.run_tune(cfg, lambda c, out: tune.sinusoid_target(c))
-    first_two = calls[:2]
+    first_two, killed = calls[:2], calls[2]
     kill["on"], calls[:] = False, []
     summary = tune.run_tune(cfg, lambda c, out: tune.sinusoid_target(c))
     assert len(calls) == 2 and summary["methods"]["maml"]["stages"]["step_sizes"]["finished"] == 4
     study = optuna.load_study(study_name="maml:step_sizes", storage=tune.storage_url(tmp_path))
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 4 and [t.params for t in done[:2]] == [{"alpha": v["alpha"]} for v in first_two]
+    # the killed trial's point runs again first, in its own folder (its training resumes from its checkpoint)
+    assert calls[0]["alpha"] == killed["alpha"] and done[2].user_attrs["resumes"] == 2
+    assert done[2].user_attrs["folder"] == str(tmp_path / "maml" / "step_sizes-002")
     assert len({t.params["alpha"] for t in done}) == 4  # the resumed sampler does not redraw old trials
     best = json.loads((tmp_path / "maml" / "best.json").read_text())
     assert best["algorithms"] == "maml" and "maml_alpha" in best and "alpha" not in best  # sinusoid's MAML step size

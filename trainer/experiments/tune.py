@@ -232,7 +232,8 @@ def objective(target, method: str, stage: str, fixed: dict, out: Path, seeds: tu
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        folder = out / method / f"{stage}-{trial.number:03d}"
+        # a trial resuming a killed one trains on in that trial's folder (`requeue_killed`)
+        folder = Path(trial.user_attrs.get("folder", out / method / f"{stage}-{trial.number:03d}"))
         try:
             if seeds == (None,):
                 return target.trial(method, values, folder, report)
@@ -264,6 +265,7 @@ def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
         start = incumbent(target, method, target.space(method, stage), fixed)
         if start and not study.trials:  # a fresh stage's first trial: the values it would otherwise keep
             study.enqueue_trial(start)
+        requeue_killed(study, out / method, stage)
         remaining = cfg.trials - finished(study)
         if remaining > 0:
             study.optimize(objective(target, method, stage, fixed, out, training_seeds(cfg)), n_trials=remaining)
@@ -276,6 +278,25 @@ def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
     record["best"] = target.best_config(method, fixed)
     io.write_json(io.ensure_writable(out / method) / "best.json", record["best"])
     return record
+
+
+def requeue_killed(study, folder: Path, stage: str) -> None:
+    """A search killed mid-trial leaves that trial RUNNING (or FAIL): mark it failed and run
+    its point again first, in its own folder, so its training resumes from the last chunk's
+    checkpoint instead of a fresh point being drawn. One process per study: a RUNNING trial
+    found here is a dead one. (A chunk already past is scored again, at the checkpoint's step.)"""
+    import optuna
+
+    state = optuna.trial.TrialState
+    requeued = {t.user_attrs.get("resumes") for t in study.get_trials(deepcopy=False)}
+    for t in study.get_trials(deepcopy=False, states=(state.RUNNING, state.FAIL)):
+        if t.state == state.RUNNING:
+            study._storage.set_trial_state_values(t._trial_id, state=state.FAIL)
+        if t.number in requeued or not t.params:
+            continue
+        old = t.user_attrs.get("folder", str(folder / f"{stage}-{t.number:03d}"))
+        study.enqueue_trial(t.params, user_attrs={"resumes": t.number, "folder": old})
+        requeued.add(t.number)
 
 
 def incumbent(target, method: str, space: dict, fixed: dict) -> dict:
