@@ -316,3 +316,25 @@ def test_each_stage_starts_from_its_incumbent_and_never_adopts_a_worse_best(tmp_
     assert study.trials[0].params["lr"] == 1e-3  # the first trial is the start
     assert record["best"]["lr"] == 1e-3 and record["best"]["alpha"] == 0.5  # the optimum, kept by every stage
     assert sizes["best_value"] >= outer["best_value"]
+
+
+def test_study_snapshot_records_every_trial_of_an_unfinished_search(tmp_path):
+    """scripts/study_snapshot.py: a search killed mid-way is recorded trial by trial (tune.json waits for the end)."""
+    import subprocess
+    import sys
+
+    storage = tune.storage_url(tmp_path)
+    study = optuna.create_study(study_name="maml:outer", storage=storage, direction="maximize")
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}
+    for lr, value in ((1e-3, 0.4), (3e-3, 0.5)):
+        study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions=space, value=value))
+    out = tmp_path / "snap"
+    run = subprocess.run([sys.executable, "scripts/study_snapshot.py", str(tmp_path), "--out", str(out)], capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-500:]
+    rows = (out / "maml-outer.csv").read_text().splitlines()
+    assert rows[0].startswith("number,state,value,lr") and len(rows) == 3 and rows[2].startswith("1,COMPLETE,0.5,0.003")
+    assert "| maml:outer | COMPLETE 2 | 0.5000 (trial 1: {'lr': 0.003}) |" in (out / "studies.md").read_text()
+    missing = subprocess.run([sys.executable, "scripts/study_snapshot.py", str(out), "--out", str(out)], capture_output=True,
+                             text=True, check=False)  # fmt: skip
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("error: no study.db in")
