@@ -329,12 +329,22 @@ def test_study_snapshot_records_every_trial_of_an_unfinished_search(tmp_path):
     for lr, value in ((1e-3, 0.4), (3e-3, 0.5)):
         study.add_trial(optuna.trial.create_trial(params={"lr": lr}, distributions=space, value=value))
     out = tmp_path / "snap"
-    run = subprocess.run([sys.executable, "scripts/study_snapshot.py", str(tmp_path), "--out", str(out)], capture_output=True,
-                         text=True, check=False)  # fmt: skip
+    script = [sys.executable, "scripts/study_snapshot.py"]
+    run = subprocess.run([*script, str(tmp_path), "--out", str(out)], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr[-500:]
     rows = (out / "maml-outer.csv").read_text().splitlines()
     assert rows[0].startswith("number,state,value,lr") and len(rows) == 3 and rows[2].startswith("1,COMPLETE,0.5,0.003")
     assert "| maml:outer | COMPLETE 2 | 0.5000 (trial 1: {'lr': 0.003}) |" in (out / "studies.md").read_text()
-    missing = subprocess.run([sys.executable, "scripts/study_snapshot.py", str(out), "--out", str(out)], capture_output=True,
-                             text=True, check=False)  # fmt: skip
+    missing = subprocess.run([*script, str(out), "--out", str(out)], capture_output=True, text=True, check=False)
     assert missing.returncode == 1 and missing.stderr.strip().startswith("error: no study.db in")
+
+
+def test_a_trial_left_running_by_a_killed_process_is_requeued_once(tmp_path):
+    study = optuna.create_study(study_name="maml:outer", storage=tune.storage_url(tmp_path), direction="maximize")
+    study.ask({"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)})  # a SIGKILL leaves it RUNNING
+    for _ in range(2):  # resumed twice: one requeue
+        tune.requeue_killed(study, tmp_path / "maml", "outer")
+    (killed, again) = study.trials
+    assert killed.state == optuna.trial.TrialState.FAIL and again.state == optuna.trial.TrialState.WAITING
+    assert again.system_attrs["fixed_params"] == killed.params  # an enqueued trial's point
+    assert again.user_attrs == {"resumes": 0, "folder": str(tmp_path / "maml" / "outer-000")}

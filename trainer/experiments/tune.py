@@ -291,7 +291,7 @@ def requeue_killed(study, folder: Path, stage: str) -> None:
     requeued = {t.user_attrs.get("resumes") for t in study.get_trials(deepcopy=False)}
     for t in study.get_trials(deepcopy=False, states=(state.RUNNING, state.FAIL)):
         if t.state == state.RUNNING:
-            study._storage.set_trial_state_values(t._trial_id, state=state.FAIL)
+            study.tell(t.number, state=state.FAIL)
         if t.number in requeued or not t.params:
             continue
         old = t.user_attrs.get("folder", str(folder / f"{stage}-{t.number:03d}"))
