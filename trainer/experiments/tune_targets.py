@@ -98,9 +98,7 @@ class ImageTarget(Target):
         from trainer.experiments.fit import FitConfig, TrainSettings, fit
 
         settings = {f.name: getattr(self.base, f.name) for f in fields(TrainSettings)}
-        settings.update(with_schedules(values, self.steps), progress=False, resume=True)
-        if seed is not None:
-            settings["seed"] = seed
+        settings.update(with_schedules(values, self.steps), **seeded(seed), progress=False, resume=True)
         score = math.nan
         for n in chunks(self.steps, self.evals):
             settings.update(steps=n, checkpoint_every=n, log_every=max(1, n // 4))
