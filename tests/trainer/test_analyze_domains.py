@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from entry_point import train_cli as cli
+from tinynav import crop_families, navigation_run
 from typer.testing import CliRunner
 
 from fewtask_data.sources.continual_sines import ContinualSpec
@@ -34,14 +35,8 @@ NAV_TINY = ["--iterations", "2", "--seeds", "0", "--trajectories", "3", "--horiz
 
 @pytest.fixture(scope="module")
 def nav_run(tmp_path_factory):
-    from fewtask_data.builders.navigation import build_navigation_families
-
     tmp = tmp_path_factory.mktemp("nav")
-    build_navigation_families(tmp / "fam", counts={"train": 4, "val": 1, "test": 3})
-    r = runner.invoke(app, ["navigation", "--out", str(tmp / "run"), "--families", str(tmp / "fam"),
-                            "--methods", "maltml,maml", *NAV_TINY])  # fmt: skip
-    assert r.exit_code == 0, r.output
-    return tmp / "run"
+    return navigation_run(tmp / "run", crop_families(tmp), "maltml,maml", *NAV_TINY)
 
 
 @pytest.fixture(scope="module")

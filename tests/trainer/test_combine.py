@@ -7,6 +7,7 @@ import json
 
 import pytest
 from results_schema import check_results
+from tinynav import SMALL_BATCH, crop_families, navigation_run
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
@@ -15,21 +16,16 @@ from trainer.experiments.combine import CombineConfig, combine
 
 runner = CliRunner()
 TINY = ["--iterations", "2", "--seeds", "0,1", "--trajectories", "3", "--horizon", "6", "--hidden", "8",
-        "--eval-steps", "2", "--batch-families", "2", "--tasks", "2", "--goal-tasks", "1", "--maml-tasks", "3"]  # fmt: skip
+        "--eval-steps", "2", *SMALL_BATCH]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from fewtask_data.builders.navigation import build_navigation_families
-
     root = tmp_path_factory.mktemp("combine")
-    build_navigation_families(root / "fam", counts={"train": 4, "val": 1, "test": 3})
+    fam = crop_families(root)
 
     def navigation(out, methods, *more):
-        r = runner.invoke(app, ["navigation", "--out", str(root / out), "--families", str(root / "fam"),
-                                "--methods", methods, *TINY, *more])  # fmt: skip
-        assert r.exit_code == 0, r.output
-        return root / out
+        return navigation_run(root / out, fam, methods, *TINY, *more)
 
     return root, navigation("joint", "maltml,maml"), navigation("a", "maltml"), navigation("b", "maml"), navigation
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from fewtask_data import FewtaskError
 from results_schema import check_results
 from test_rl_train import cli
+from tinynav import SMALL_BATCH, crop_families
 from trainer.cli import app
 from trainer.core.step_sizes import level_lrs
 from trainer.domains.rl.env import PointEnv
@@ -192,13 +193,11 @@ def test_resume_with_learned_step_sizes_is_exact_and_keeps_to_its_kind(tmp_path)
 
 
 def test_navigation_learns_step_sizes_end_to_end_and_scores_with_them(tmp_path, monkeypatch):
-    from fewtask_data.builders.navigation import build_navigation_families
     from trainer.experiments import navigation
 
-    build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
-    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
-            "--tasks", "2", "--goal-tasks", "1", "--maml-tasks", "3", "--methods", "maltml,maml,pretrain",
-            "--optimizer", "adam", "--lr", "0.05", "--learn-step-sizes", *TINY]  # fmt: skip
+    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(crop_families(tmp_path)),
+            "--methods", "maltml,maml,pretrain", "--optimizer", "adam", "--lr", "0.05", "--learn-step-sizes",
+            *SMALL_BATCH, *TINY]  # fmt: skip
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     report = check_results(tmp_path / "run" / "results.json")

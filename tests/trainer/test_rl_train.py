@@ -9,6 +9,7 @@ import pytest
 import torch
 from entry_point import train_cli as cli
 from results_schema import check_results
+from tinynav import SMALL_BATCH, crop_families, navigation_run
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
@@ -110,13 +111,7 @@ def test_user_errors_print_one_line(tmp_path):
 
 
 def test_navigation_on_crop_families_writes_results(tmp_path):
-    from fewtask_data.builders.navigation import build_navigation_families
-
-    build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
-    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
-            "--tasks", "2", "--goal-tasks", "1", "--maml-tasks", "3", "--methods", "maltml,fo-maltml,maml", *TINY]  # fmt: skip
-    r = runner.invoke(app, args)
-    assert r.exit_code == 0, r.output
+    navigation_run(tmp_path / "run", crop_families(tmp_path), "maltml,fo-maltml,maml", *SMALL_BATCH, *TINY)
     report = check_results(tmp_path / "run" / "results.json")
     assert report["extra"]["test_families"] == 3 and set(report["methods"]) == {"maltml", "fo-maltml", "maml"}
     m = {p: s["return"] for p, s in report["methods"]["maltml"].items() if p != "train"}
@@ -128,15 +123,10 @@ def test_navigation_on_crop_families_writes_results(tmp_path):
 
 
 def test_navigation_takes_the_order_and_reduction_of_every_experiment(tmp_path):
-    from fewtask_data.builders.navigation import build_navigation_families
     from trainer.experiments.navigation import NavigationConfig
 
-    build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
-    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
-            "--tasks", "2", "--goal-tasks", "1", "--methods", "maltml,fo-maltml", "--order", "2", "--meta-reduction", "mean",
-            *TINY]  # fmt: skip
-    r = runner.invoke(app, args)
-    assert r.exit_code == 0, r.output
+    navigation_run(tmp_path / "run", crop_families(tmp_path), "maltml,fo-maltml", "--order", "2", "--meta-reduction", "mean",
+                   *SMALL_BATCH, *TINY)  # fmt: skip
     report = check_results(tmp_path / "run" / "results.json")
     assert report["config"]["order"] == 2 and report["config"]["meta_reduction"] == "mean"
     c = NavigationConfig(order=2, meta_reduction="mean")
@@ -167,11 +157,9 @@ def test_navigation_maml_eval_mean_action_and_step_sizes_per_step(tmp_path):
 
 
 def test_navigation_eval_mean_action_leaves_the_sampled_scores_unchanged(tmp_path):
-    from fewtask_data.builders.navigation import build_navigation_families
-
-    build_navigation_families(tmp_path / "fam", counts={"train": 4, "val": 1, "test": 3})
-    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(tmp_path / "fam"), "--batch-families", "2",
-            "--tasks", "2", "--goal-tasks", "1", "--maml-tasks", "3", "--methods", "maltml,maml", *TINY]  # fmt: skip
+    fam = crop_families(tmp_path)
+    args = ["navigation", "--out", str(tmp_path / "run"), "--families", str(fam), "--methods", "maltml,maml",
+            *SMALL_BATCH, *TINY]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 0
     plain = json.loads((tmp_path / "run" / "results.json").read_text())
     r = runner.invoke(app, [*args, "--eval-only", "--eval-mean-action"])
