@@ -348,3 +348,38 @@ def test_a_trial_left_running_by_a_killed_process_is_requeued_once(tmp_path):
     assert killed.state == optuna.trial.TrialState.FAIL and again.state == optuna.trial.TrialState.WAITING
     assert again.system_attrs["fixed_params"] == killed.params  # an enqueued trial's point
     assert again.user_attrs == {"resumes": 0, "folder": str(tmp_path / "maml" / "outer-000")}
+
+
+def test_collect_script_copies_what_a_tuned_rerun_folder_reports(tmp_path):
+    """scripts/collect_tuned_omniglot.sh: trials of an unfinished search, a finished search's files,
+    a finished rerun's eval and an unfinished one's metrics as partial; checkpoints stay behind."""
+    import os
+    import subprocess
+    import sys
+
+    work, dest = tmp_path / "work", tmp_path / "docs"
+    search = work / "tune-omniglot" / "maml"
+    (search / "maml").mkdir(parents=True)
+    study = optuna.create_study(study_name="maml:outer", storage=tune.storage_url(search), direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 1e-3}, distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}, value=0.4))
+    for name in ("tune.json", "report.md", "maml/best.json", "maml/outer-history.png"):
+        (search / name).write_text(name)
+    done, running = work / "omniglot-rerun" / "maml-seed0", work / "omniglot-rerun" / "maml-seed1"
+    for run in (done, running):
+        run.mkdir(parents=True)
+        for name in ("metrics.jsonl", "config.json", "checkpoint.pt"):
+            (run / name).write_text(name)
+    (done / "eval.json").write_text("{}")
+    env = {**os.environ, "PY": sys.executable}
+    r = subprocess.run(["scripts/collect_tuned_omniglot.sh", str(work), str(dest)], capture_output=True, text=True,
+                       check=False, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-500:]
+    assert (dest / "studies" / "maml-outer.csv").read_text().splitlines()[1].startswith("0,COMPLETE,0.4")
+    assert sorted(p.name for p in (dest / "tune" / "maml").iterdir()) == ["best.json", "outer-history.png", "report.md",
+                                                                         "tune.json"]  # fmt: skip
+    assert sorted(p.name for p in (dest / "rerun" / "maml-seed0").iterdir()) == ["config.json", "eval.json", "metrics.jsonl"]
+    assert sorted(p.name for p in (dest / "rerun" / "maml-seed1").iterdir()) == ["config.json", "metrics-partial.jsonl"]
+    wrong = subprocess.run(["scripts/collect_tuned_omniglot.sh", str(dest), str(dest)], capture_output=True, text=True,
+                           check=False)  # fmt: skip
+    assert wrong.returncode == 2 and wrong.stderr.strip().startswith("error: no tune-omniglot folder in")
