@@ -30,7 +30,8 @@ for folder in "${searches[@]}"; do
   [ -f "$folder/tune.json" ] || continue  # written when the search is done
   m=$(basename "$folder")
   mkdir -p "$DEST/tune/$m"
-  cp "$folder/tune.json" "$folder/report.md" "$DEST/tune/$m/"
+  cp "$folder/tune.json" "$DEST/tune/$m/"
+  sed "s#($m/#(#g; s#\`$m/best.json\`#\`best.json\`#g" "$folder/report.md" > "$DEST/tune/$m/report.md"  # files sit flat here
   for f in "$folder"/*/best.json "$folder"/*/*.png; do [ -e "$f" ] && cp "$f" "$DEST/tune/$m/"; done
 done
 

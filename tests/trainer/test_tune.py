@@ -363,8 +363,9 @@ def test_collect_script_copies_what_a_tuned_rerun_folder_reports(tmp_path):
     study = optuna.create_study(study_name="maml:outer", storage=tune.storage_url(search), direction="maximize")
     study.add_trial(optuna.trial.create_trial(
         params={"lr": 1e-3}, distributions={"lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)}, value=0.4))
-    for name in ("tune.json", "report.md", "maml/best.json", "maml/outer-history.png"):
+    for name in ("tune.json", "maml/best.json", "maml/outer-history.png"):
         (search / name).write_text(name)
+    (search / "report.md").write_text("Config: `maml/best.json`.\n![maml/outer-history.png](maml/outer-history.png)\n")
     done, running = work / "omniglot-rerun" / "maml-seed0", work / "omniglot-rerun" / "maml-seed1"
     for run in (done, running):
         run.mkdir(parents=True)
@@ -378,6 +379,9 @@ def test_collect_script_copies_what_a_tuned_rerun_folder_reports(tmp_path):
     assert (dest / "studies" / "maml-outer.csv").read_text().splitlines()[1].startswith("0,COMPLETE,0.4")
     assert sorted(p.name for p in (dest / "tune" / "maml").iterdir()) == ["best.json", "outer-history.png", "report.md",
                                                                          "tune.json"]  # fmt: skip
+    # The report's links point at the files beside it (tune keeps them in a subfolder).
+    assert (dest / "tune" / "maml" / "report.md").read_text().splitlines() == [
+        "Config: `best.json`.", "![maml/outer-history.png](outer-history.png)"]
     assert sorted(p.name for p in (dest / "rerun" / "maml-seed0").iterdir()) == ["config.json", "eval.json", "metrics.jsonl"]
     assert sorted(p.name for p in (dest / "rerun" / "maml-seed1").iterdir()) == ["config.json", "metrics-partial.jsonl"]
     wrong = subprocess.run(["scripts/collect_tuned_omniglot.sh", str(dest), str(dest)], capture_output=True, text=True,
