@@ -306,9 +306,12 @@ class BowlTarget(tune_targets.Target):
         return dict(values)
 
 
-def test_each_stage_starts_from_its_incumbent_and_never_adopts_a_worse_best(tmp_path):
+def test_each_stage_starts_from_its_incumbent_and_never_adopts_a_worse_best(tmp_path, monkeypatch):
     cfg = dataclasses.make_dataclass("Cfg", [("stages", str), ("trials", int), ("seed", int), ("pruner", str)])(
         "outer,step_sizes,steps", 3, 0, "none")
+    trained = []
+    real = BowlTarget.trial
+    monkeypatch.setattr(BowlTarget, "trial", lambda self, *a: trained.append(a[1]) or real(self, *a))
     record = tune.tune_method(cfg, BowlTarget(), "maml", tmp_path)
     outer, sizes = record["stages"]["outer"], record["stages"]["step_sizes"]
     assert outer["incumbent"] == {"lr": 1e-3} and sizes["incumbent"] == {"alpha": 0.5}  # batch 3 is not a choice
@@ -316,6 +319,26 @@ def test_each_stage_starts_from_its_incumbent_and_never_adopts_a_worse_best(tmp_
     assert study.trials[0].params["lr"] == 1e-3  # the first trial is the start
     assert record["best"]["lr"] == 1e-3 and record["best"]["alpha"] == 0.5  # the optimum, kept by every stage
     assert sizes["best_value"] >= outer["best_value"]
+    # Stage 2's incumbent is what stage 1's best trained: its score is reused, one training fewer.
+    first = optuna.load_study(study_name="maml:step_sizes", storage=tune.storage_url(tmp_path)).trials[0]
+    best_outer = study.trials[outer["best_trial"]]
+    assert first.params == {"alpha": 0.5} and first.user_attrs["reused_from"] == f"maml:outer#{best_outer.number}"
+    assert first.value == best_outer.value and sizes["finished"] == 3 and len(trained) == 3 + 2
+
+
+def test_a_reused_incumbent_scores_what_training_it_again_scores(tmp_path):
+    """The premise of reusing: on a real target, training the incumbent's values gives the reused score exactly."""
+    cfg = tune.TuneSinusoidConfig(method="maml", stages="outer,step_sizes", trials=2, steps=2, evals=2, val_families=8,
+                                  out=tmp_path, pruner="none")  # fmt: skip
+    target = tune.sinusoid_target(cfg)
+    record = tune.run_tune(cfg, lambda c, out: target)["methods"]["maml"]
+    storage = tune.storage_url(tmp_path)
+    reused = optuna.load_study(study_name="maml:step_sizes", storage=storage).trials[0]
+    assert reused.user_attrs["reused_from"].startswith("maml:outer#")
+    again = []
+    values = {**record["stages"]["outer"]["best_params"], **reused.params}
+    score = target.trial("maml", values, tmp_path / "again", lambda step, s: again.append((step, s)))
+    assert score == reused.value and dict(again) == reused.intermediate_values
 
 
 def test_study_snapshot_records_every_trial_of_an_unfinished_search(tmp_path):

@@ -28,7 +28,7 @@ import typer
 from fewtask_data import FewtaskError, io
 from trainer.experiments.options import Config, option, parse_names, parse_seeds, read_config_file, typer_command
 from trainer.experiments.tune_report import write_report
-from trainer.experiments.tune_space import STAGES, suggest
+from trainer.experiments.tune_space import STAGES, distribution, suggest
 from trainer.experiments.tune_targets import (
     ContinualTarget, ImageTarget, NavigationTarget, SinusoidTarget, validation_families,
 )  # fmt: skip
@@ -256,15 +256,20 @@ def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     fixed: dict[str, Any] = {}
     record: dict[str, Any] = {"method": method, "stages": {}}
+    best_so_far = None  # (study name, trial): the best trial of the latest stage that has one; it trained `fixed`
     for stage in parse_names(cfg.stages, STAGES, "stage"):
-        if not target.space(method, stage):  # e.g. pretraining has no steps per level in navigation
+        space = target.space(method, stage)
+        if not space:  # e.g. pretraining has no steps per level in navigation
             record["stages"][stage] = {"finished": 0, "best_value": None, "best_params": {}, "best_trial": None,
                                        "skipped": f"{method} has no option of this stage in {target.kind}"}  # fmt: skip
             continue
         study = open_study(cfg, f"{method}:{stage}", out)
-        start = incumbent(target, method, target.space(method, stage), fixed)
+        start = incumbent(target, method, space, fixed)
         if start and not study.trials:  # a fresh stage's first trial: the values it would otherwise keep
-            study.enqueue_trial(start)
+            if best_so_far is not None and set(start) == set(space):
+                reuse_as_incumbent(study, *best_so_far, start, space)
+            else:
+                study.enqueue_trial(start)
         requeue_killed(study, out / method, stage)
         remaining = cfg.trials - finished(study)
         if remaining > 0:
@@ -272,12 +277,30 @@ def tune_method(cfg: TuneCommon, target, method: str, out: Path) -> dict:
         best = _best(study)
         if best is not None:
             fixed.update(best.params)
+            best_so_far = (study.study_name, best)
         record["stages"][stage] = {"finished": finished(study), "best_value": None if best is None else best.value,
                                    "best_params": {} if best is None else best.params,
                                    "best_trial": None if best is None else best.number, "incumbent": start}  # fmt: skip
     record["best"] = target.best_config(method, fixed)
     io.write_json(io.ensure_writable(out / method) / "best.json", record["best"])
     return record
+
+
+def reuse_as_incumbent(study, source_study: str, source, start: dict, space: dict) -> None:
+    """Record the best trial so far as this stage's incumbent instead of training it again.
+
+    The incumbent gives every option of the stage its current value, so it trains exactly
+    what the best trial so far trained (the earlier stages' best values, the base config
+    elsewhere, the same training seeds), and training is deterministic: its scores are that
+    trial's (`user_attrs["reused_from"]` names it). It still counts toward the stage's trials."""
+    import optuna
+
+    attrs = {"reused_from": f"{source_study}#{source.number}"}
+    if "seed_scores" in source.user_attrs:
+        attrs["seed_scores"] = source.user_attrs["seed_scores"]
+    study.add_trial(optuna.trial.create_trial(
+        params=start, distributions={name: distribution(spec) for name, spec in space.items()}, value=source.value,
+        intermediate_values=dict(source.intermediate_values), user_attrs=attrs))  # fmt: skip
 
 
 def requeue_killed(study, folder: Path, stage: str) -> None:

@@ -117,6 +117,18 @@ def stage_space(kind: str, method: str, stage: str, trial_steps: int, optimizer:
     raise FewtaskError(f"unknown stage {stage!r}; choose from {', '.join(STAGES)}")
 
 
+def distribution(spec: tuple):
+    """The Optuna distribution `suggest` draws ``spec`` from (to record a trial it did not draw)."""
+    import optuna
+
+    kind, *args = spec
+    if kind == "log":
+        return optuna.distributions.FloatDistribution(args[0], args[1], log=True)
+    if kind == "int":
+        return optuna.distributions.IntDistribution(args[0], args[1])
+    return optuna.distributions.CategoricalDistribution(args[0])
+
+
 def suggest(trial, name: str, spec: tuple) -> Any:
     """One value of ``spec`` from an Optuna trial."""
     kind, *args = spec
