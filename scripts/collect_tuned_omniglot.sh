@@ -40,10 +40,9 @@ for run in "$WORK"/omniglot-rerun/*-seed*; do
   out="$DEST/rerun/$(basename "$run")"
   mkdir -p "$out"
   for f in eval.json eval.png config.json; do [ -f "$run/$f" ] && cp "$run/$f" "$out/"; done
-  if [ -f "$run/metrics.jsonl" ]; then
-    if [ -f "$run/eval.json" ]; then cp "$run/metrics.jsonl" "$out/"; else cp "$run/metrics.jsonl" "$out/metrics-partial.jsonl"; fi
-  fi
-  if [ -f "$run/eval.json" ]; then rm -f "$out/metrics-partial.jsonl"; fi
+  metrics=metrics-partial.jsonl  # until the rerun is evaluated
+  [ -f "$run/eval.json" ] && { rm -f "$out/$metrics"; metrics=metrics.jsonl; }
+  [ -f "$run/metrics.jsonl" ] && cp "$run/metrics.jsonl" "$out/$metrics"
 done
 [ -d "$WORK/omniglot-rerun/joint" ] && { mkdir -p "$DEST/joint"; cp -r "$WORK/omniglot-rerun/joint/." "$DEST/joint/"; }
 cp "$WORK"/*.log "$DEST/logs/" 2>/dev/null || true
