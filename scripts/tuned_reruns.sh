@@ -114,20 +114,24 @@ if wants navigation; then
 fi
 
 # 4. Continual: tune MALTML and OML on validation frequency families, then CONTINUAL_STEPS
-#    steps per method with its best.json (one seed per run: the command trains one).
+#    steps per method with its best.json (one seed per run: the command trains one), and one
+#    paired report of both methods and every seed (`combine`).
 if wants continual; then
   FAM="$WORK/continual-families"
   [ -d "$FAM" ] || $PY -m fewtask_data.cli build continual-sine-families --out "$FAM"
   stamp "tuning continual methods ($TRIALS trials per stage, $CONTINUAL_TUNE_STEPS steps each)"
   $TRAIN tune continual --families "$FAM" --method maltml,oml --trials "$TRIALS" --steps "$CONTINUAL_TUNE_STEPS" \
       --out "$WORK/tune-continual"
+  runs=()
   for m in maltml oml; do
     for s in $SEEDS; do
+      runs+=("$WORK/continual/$m-seed$s")
       [ -f "$WORK/continual/$m-seed$s/results.json" ] && continue
       stamp "continual $m seed $s: $CONTINUAL_STEPS steps"
       $TRAIN continual --config "$WORK/tune-continual/$m/best.json" --families "$FAM" --steps "$CONTINUAL_STEPS" \
           --seed "$s" --out "$WORK/continual/$m-seed$s" --device "$DEVICE" --resume
     done
   done
+  $TRAIN combine --runs "$(IFS=,; echo "${runs[*]}")" --out "$WORK/continual/joint"
 fi
 stamp "done: results.json / eval.json under $WORK (each records iterations or steps and training seconds)"

@@ -67,3 +67,28 @@ def test_runs_that_scored_other_units_are_refused(runs):
     (other / "maml" / "seed-1" / "curves.pt").unlink()
     with pytest.raises(FewtaskError, match="curves.pt is missing"):
         combine(CombineConfig(runs=f"{other},{a}", out=str(root / "x")))
+
+
+def test_continual_runs_of_one_method_each_combine_into_the_joint_report(tmp_path):
+    """`continual` trains one seed per run; tuned MALTML and OML each train alone and are paired by `combine`."""
+    from tinycontinual import tiny_families
+
+    def continual(out, methods, *more):
+        r = runner.invoke(app, tiny_families(tmp_path, "--methods", methods, "--lr-grid", "0.01,0.1", *more, out=out))
+        assert r.exit_code == 0, r.output
+        return tmp_path / out
+
+    joint, a, b = continual("joint", "maltml,oml"), continual("a", "maltml"), continual("b", "oml")
+    assert (a / "maltml" / "seed-0" / "curves.pt").is_file()
+    r = runner.invoke(app, ["combine", "--runs", f"{a},{b}", "--out", str(tmp_path / "combined")])
+    assert r.exit_code == 0, r.output
+    combined = check_results(tmp_path / "combined" / "results.json")
+    together = json.loads((joint / "results.json").read_text())
+    assert combined["steps"] is None and combined["seeds"] == [0]
+    for m in ("maltml", "oml"):
+        assert combined["methods"][m]["with_meta_update"] == together["methods"][m]["with_meta_update"]
+    assert combined["comparisons"]["maltml_minus_oml"] == together["comparisons"]["maltml_minus_oml"]
+    assert "maltml_minus_oml" in r.output and "with_minus_without" in r.output
+    other = continual("other", "oml", "--eval-problems", "4")
+    with pytest.raises(FewtaskError, match="eval_problems differ"):
+        combine(CombineConfig(runs=f"{a},{other}", out=str(tmp_path / "x")))

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from entry_point import train_cli as cli
 from results_schema import check_results
+from tinycontinual import tiny_families
 from typer.testing import CliRunner
 
 from fewtask_data import FewtaskError
@@ -110,16 +110,6 @@ def test_bad_input_is_one_line_error(tmp_path, args, message):
 def test_bad_settings_raise_before_any_work(tmp_path, kwargs, message):
     with pytest.raises(FewtaskError, match=message):
         continual_oml(ContinualOMLConfig(out=tmp_path, **kwargs))
-
-
-def tiny_families(tmp_path: Path, *extra: str) -> list[str]:
-    """`continual`'s arguments on tiny families built in tmp_path (2 functions x 2 online steps)."""
-    from fewtask_data.builders.continual_sines import build_continual_families
-
-    build_continual_families(tmp_path / "fams", families=4, test_families=2,
-                             spec=ContinualSpec(functions=2, steps_per_function=2, batch=3, train_pool=20, eval_pool=20))  # fmt: skip
-    return ["continual", "--families", str(tmp_path / "fams"), "--out", str(tmp_path / "run"), "--steps", "2", "--width", "8",
-            "--eval-problems", "3", "--val-problems", "1", "--test-points", "10", "--no-progress", *extra]  # fmt: skip
 
 
 def test_continual_families_compares_maltml_and_oml_with_and_without_meta_finetuning(tmp_path):

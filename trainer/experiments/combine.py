@@ -3,7 +3,7 @@
 Tuned methods have different settings (each its own `best.json`), so each is trained in its
 own run folder; the paper's comparison still has to be paired on the same held-out units.
 A run that saves its evaluation curves (`report.save_curves`: ``OUT/<method>/seed-<S>/curves.pt``
-for `navigation`, ``curves.pt`` beside `eval`'s eval.json; the units in the run's fixed
+for `navigation` and `continual`, ``curves.pt`` beside `eval`'s eval.json; the units in the run's fixed
 order) and records what fixes those units (``extra["evaluation"]``: crops, goals, seeds,
 episodes file, ...) can be combined with others of the same experiment whose evaluation
 settings are equal (checked; a mismatch is a one-line error naming the settings). This
@@ -47,8 +47,8 @@ class Entry:
 class CombineConfig(Config):
     """`fewtask-train combine`'s options."""
 
-    runs: str = option(help="Run folders, comma-separated: `navigation` runs (results.json and each method's curves.pt) "
-                            "or `eval` folders (eval.json and curves.pt), one per method and seed.")  # fmt: skip
+    runs: str = option(help="Run folders, comma-separated: `navigation` or `continual` runs (results.json and each "
+                            "method's curves.pt) or `eval` folders (eval.json and curves.pt), one per method and seed.")  # fmt: skip
     out: str = option(help="Output folder of the joint results.json.")
 
 
@@ -115,21 +115,28 @@ def combine(c: CombineConfig) -> dict:
 
 def as_meant_table(results: dict) -> str:
     """Each method as meant (after its meta-update where it trains one) and the paired
-    differences, per goal step: mean ± 95% over seeds."""
+    differences, per goal step (one column where the metric has no steps, as `continual`'s
+    MSE after its online pass): mean ± 95% over seeds."""
     metrics = next(iter(results["methods"].values()))[report.WITHOUT]
     metric = "accuracy" if "accuracy" in metrics else next(iter(metrics))  # images: accuracy in %, not the loss
     scale = 100.0 if metric == "accuracy" else 1.0
+    digits = 3 if metric == "mse" else 1  # continual MSEs are around 1; accuracies in %, returns in tens
     unit = " (%)" if metric == "accuracy" else ""
-    lines = [f"{metric}{unit} after 0..{len(results['steps']) - 1} goal steps (mean ± 95% over seeds {results['seeds']})"]
+    steps = results["steps"]
+    columns = range(len(steps)) if steps else [None]
+    after = f" after 0..{len(steps) - 1} goal steps" if steps else ""
+    lines = [f"{metric}{unit}{after} (mean ± 95% over seeds {results['seeds']})"]
+
+    def row(summary: dict) -> str:
+        return " / ".join(report.cell(summary, s, scale, digits) for s in columns)
+
     for m, r in results["methods"].items():
         for p in report.PROTOCOLS:
             if p in r:
-                lines.append(f"  {m:>10} {p:>20}: " + " / ".join(report.cell(r[p][metric], s, scale, digits=1)
-                                                              for s in range(len(results["steps"]))))  # fmt: skip
+                lines.append(f"  {m:>10} {p:>20}: " + row(r[p][metric]))
     for pair, table in results["comparisons"].items():
         for p, t in table.items():
-            lines.append(f"  {pair:>22} {p:>20}: " + " / ".join(report.cell(t[metric], s, scale, digits=1)
-                                                              for s in range(len(results["steps"]))))  # fmt: skip
+            lines.append(f"  {pair:>22} {p:>20}: " + row(t[metric]))
     return "\n".join(lines)
 
 

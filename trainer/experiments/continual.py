@@ -247,8 +247,12 @@ def continual_families(c: ContinualFamiliesConfig) -> dict:
     for method in methods:
         curves[method], record, per_method[method] = family_method(c, method, defs, grid)
         records[method] = [record]
+        report.save_curves(io.ensure_writable(out / method / f"seed-{c.seed}"), curves[method])  # for `combine`
+    # what fixes the scored problems and the meta-update's data: `combine` pairs runs only where these agree
+    evaluation = {"family_build_id": defs.build_id, "eval_problems": c.eval_problems, "test_points": c.test_points,
+                  "meta_problems": c.meta_problems}  # fmt: skip
     extra = {"family_build_id": defs.build_id, "train_frequencies": defs.frequencies["train"],
-             "test_frequencies": defs.frequencies["test"], "methods": per_method}  # fmt: skip
+             "test_frequencies": defs.frequencies["test"], "methods": per_method, "evaluation": evaluation}  # fmt: skip
     results = report.results(EXPERIMENT, c, "held-out evaluation problem", {c.seed: curves}, None, records, extra=extra)
     io.write_json(out / "results.json", results)
     bars = {f"{m} ({'with' if p == report.WITH else 'without'})": {"mse": results["methods"][m][p]["mse"],
