@@ -8,12 +8,15 @@
 2. With ``--meta-iteration``: wall time of MAML meta-iterations with the published
    settings (20 tasks x 20 trajectories, horizon 100, one inner step, TRPO), and of its
    parts (sampling, the objective, one KL Hessian-vector product).
+   With ``--maltml-iteration``: the same for MALTML at `navigation`'s defaults (4 families,
+   5 meta and 2 goal tasks each, one step per level, third order), in the same run, so the
+   two iterations' costs compare part by part.
 3. With ``--gradient-noise``: mean pairwise cosine between meta-gradients of the
    estimators on independent samples (same tasks, same parameters), which shows the
    variance price of the exact estimator's upstream score term.
 
 Usage: .venv/bin/python scripts/bench_navigation.py [--tasks 20] [--trajectories 20]
-       [--meta-iteration] [--gradient-noise]
+       [--meta-iteration] [--maltml-iteration] [--gradient-noise]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 import torch
 
 from trainer.domains.rl.env import PointEnv
-from trainer.domains.rl.methods import RLSettings, Sampler, maml
+from trainer.domains.rl.methods import RLSettings, Sampler, maltml, maml
 from trainer.domains.rl.policy import GaussianMLP
 
 
@@ -78,42 +81,64 @@ def vector_steps_per_second(goals: torch.Tensor, trajectories: int, horizon: int
     return steps / (time.perf_counter() - t0)
 
 
-def meta_iteration(tasks: int, trajectories: int, repeats: int) -> dict:
+def maml_objective(tasks: int):
+    """MAML's objective on ``tasks`` uniform goals, as the training loop calls it."""
+
+    def objective(sampler, params, gen, graph=True):
+        return maml(sampler, params, torch.rand(tasks, 2, generator=gen) - 0.5, graph)
+
+    return objective
+
+
+def maltml_objective(families: int, tasks: int, goal_tasks: int):
+    """MALTML's objective (`navigation`'s defaults: B families, L meta and C goal tasks each;
+    uniform goals stand in for the crops: the cost does not depend on where goals lie)."""
+
+    def objective(sampler, params, gen, graph=True):
+        meta = torch.rand(families, tasks, 2, generator=gen) - 0.5
+        goal = torch.rand(families, goal_tasks, 2, generator=gen) - 0.5
+        return maltml(sampler, params, meta, goal, graph)
+
+    return objective
+
+
+def meta_iteration(name: str, objective, settings: RLSettings, repeats: int) -> dict:
+    """Seconds per TRPO iteration of ``objective`` (the training loop's), and its parts on one
+    batch: the first pass with sampling, the objective's replay on the same samples, one KL
+    Hessian-vector product (TRPO's conjugate gradient takes ~10 and the line search replays)."""
     from trainer.training.policy_loop import RLTrainConfig, train_policy
     import tempfile
 
     policy = GaussianMLP(2, 2)
     theta = policy.init(torch.Generator().manual_seed(0))
-    settings = RLSettings(trajectories=trajectories, alpha=0.1, estimator="dice")
 
     def make_env(goals, n):
         return PointEnv(goals, n, 100)
 
-    def objective(sampler, params, gen, graph):
-        return maml(sampler, params, torch.rand(tasks, 2, generator=gen) - 0.5, graph)
-
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        train_policy(theta, objective, lambda gen: Sampler(make_env, policy, settings, gen), RLTrainConfig(repeats, out), "maml")
+        train_policy(theta, objective, lambda gen: Sampler(make_env, policy, settings, gen), RLTrainConfig(repeats, out), name)
         per_iteration = (time.perf_counter() - t0) / repeats
     # parts, on one batch
     leaves = {k: v.clone().requires_grad_() for k, v in theta.items()}
-    goals = torch.rand(tasks, 2, generator=torch.Generator().manual_seed(1)) - 0.5
     sampler = Sampler(make_env, policy, settings, torch.Generator().manual_seed(2))
     t0 = time.perf_counter()
-    maml(sampler, leaves, goals)
+    objective(sampler, leaves, torch.Generator().manual_seed(1))
     sample_s = time.perf_counter() - t0
     sampler.rewind()
     t0 = time.perf_counter()
-    out = maml(sampler, leaves, goals)
+    out = objective(sampler, leaves, torch.Generator().manual_seed(1))
     replay_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     kl_grads = torch.autograd.grad(out.kl, list(leaves.values()), create_graph=True)
     flat = torch.cat([g.reshape(-1) for g in kl_grads])
+    kl_grad_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     torch.autograd.grad(flat @ torch.randn_like(flat), list(leaves.values()))
     hvp_s = time.perf_counter() - t0
     return {"seconds_per_meta_iteration": round(per_iteration, 2), "first_pass_with_sampling_s": round(sample_s, 2),
-            "objective_replay_s": round(replay_s, 2), "kl_hvp_s": round(hvp_s, 2), "iterations_timed": repeats}  # fmt: skip
+            "objective_replay_s": round(replay_s, 2), "kl_gradient_s": round(kl_grad_s, 2), "kl_hvp_s": round(hvp_s, 2),
+            "iterations_timed": repeats}  # fmt: skip
 
 
 def gradient_noise(tasks: int, trajectories: int, alpha: float, repeats: int) -> dict:
@@ -139,6 +164,10 @@ def main() -> None:
     p.add_argument("--trajectories", type=int, default=20)
     p.add_argument("--horizon", type=int, default=100)
     p.add_argument("--meta-iteration", action="store_true")
+    p.add_argument("--maltml-iteration", action="store_true")
+    p.add_argument("--families", type=int, default=4, help="MALTML's families per meta-batch (B)")
+    p.add_argument("--meta-tasks", type=int, default=5, help="MALTML's meta tasks per family (L)")
+    p.add_argument("--goal-tasks", type=int, default=2, help="MALTML's goal tasks per family (C)")
     p.add_argument("--gradient-noise", action="store_true")
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
@@ -154,8 +183,14 @@ def main() -> None:
     print(f"env steps/s: vectorized {result['vectorized_steps_per_s']:,} vs per-env loop "
           f"{result['python_loop_steps_per_s']:,}: {result['speedup']}x ({result['agents']} agents)")  # fmt: skip
     if a.meta_iteration:
-        result["maml_meta_iteration"] = meta_iteration(a.tasks, a.trajectories, a.repeats)
+        maml_settings = RLSettings(trajectories=a.trajectories, alpha=0.1, estimator="dice")  # the published MAML run
+        result["maml_meta_iteration"] = meta_iteration("maml", maml_objective(a.tasks), maml_settings, a.repeats)
         print("MAML meta-iteration:", result["maml_meta_iteration"])
+    if a.maltml_iteration:  # beside MAML's, measured in the same run
+        maltml_fn = maltml_objective(a.families, a.meta_tasks, a.goal_tasks)
+        maltml_settings = RLSettings(trajectories=a.trajectories, alpha=0.5, beta=0.1, gamma=0.5, estimator="dice")
+        result["maltml_meta_iteration"] = meta_iteration("maltml", maltml_fn, maltml_settings, a.repeats)
+        print("MALTML meta-iteration:", result["maltml_meta_iteration"])
     if a.gradient_noise:
         result["gradient_noise"] = gradient_noise(a.tasks, a.trajectories, 0.5, 4)
         print("meta-gradient agreement across samples:", result["gradient_noise"])
