@@ -10,9 +10,14 @@ steps) per continual problem, three ways in one process so the ratios share the 
              batched matmuls and one plain autograd pass   (oml.problems_loss, OML's default)
 
 Prints ms per problem-meta-step for each path and the ratios loop / vmap and loop /
-batched, for each meta-batch size. Usage:
+batched, for each meta-batch size. With ``--maltml-families B`` (e.g. 1,2), also one
+MALTML-continual outer step (L = 2 meta problems and one goal problem per family, order 3)
+two ways: torch.func.vmap over the B families under torch.func.grad (the trainer's path
+before 2026-12-08) against the trainer's Python loop over families with plain autograd.
+Usage:
 
     .venv/bin/python scripts/bench_continual.py [--problems 1,4,16] [--reps 3] [--threads 1] [--device cpu]
+        [--maltml-families 1,2]
 """
 
 from __future__ import annotations
@@ -24,15 +29,24 @@ import time
 import torch
 from torch.func import grad
 
-from fewtask_data.sources.continual_sines import ContinualSpec, function_pool, sample_problems
+from torch.func import vmap
+
+from fewtask_data.sources.continual_sines import ContinualSpec, family_batches, function_pool, sample_problems
 from trainer.domains.continual.net import build_net
-from trainer.domains.continual.oml import OML, problems_loss_vmap
+from trainer.domains.continual.oml import OML, MALTMLContinual, problems_loss_vmap
 from bench_args import parse_with_threads  # scripts/ is on sys.path when a script runs
 
 
 def func_vmap_grads(algo: OML, params, batch):
     """OML's outer gradient through torch.func: vmap over problems, torch.func.grad."""
     loss = lambda p: problems_loss_vmap(p, batch.tensors(), algo.lr, algo.split, algo.depth).mean()  # noqa: E731
+    return grad(loss)(params)
+
+
+def maltml_vmap_grads(algo: MALTMLContinual, params, fams):
+    """MALTML-continual's outer gradient as torch.func.vmap over the families under torch.func.grad."""
+    meta, goal = fams.meta.tensors(), fams.goal.tensors()
+    loss = lambda p: vmap(lambda m, g: algo.family_loss(p, m, g))(meta, goal).mean()  # noqa: E731
     return grad(loss)(params)
 
 
@@ -57,6 +71,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--width", type=int, default=300)
+    ap.add_argument("--maltml-families", default="", help="MALTML-continual families per outer step to time (e.g. 1,2)")
     args = parse_with_threads(ap)
     device = torch.device(args.device)
     spec = ContinualSpec()
@@ -74,6 +89,15 @@ def main() -> None:
         row = {"problems": p, "loop_ms_per_problem": round(1000 * loop / p, 1),
                "vmap_ms_per_problem": round(1000 * vmapped / p, 1), "batched_ms_per_problem": round(1000 * batched / p, 1),
                "speedup_vmap": round(loop / vmapped, 2), "speedup_batched": round(loop / batched, 2)}  # fmt: skip
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for f in (int(v) for v in args.maltml_families.split(",") if v):
+        fams = next(family_batches(f, pool, [0.5, 1.0, 1.5], f, 2, 1, spec)).to(device)
+        algo = MALTMLContinual(net)
+        vmapped = time_step(lambda q, x: maltml_vmap_grads(algo, q, x), params, fams, args.reps, device)
+        looped = time_step(lambda q, x: algo.outer_grads(q, {}, {}, x), params, fams, args.reps, device)
+        row = {"maltml_families": f, "vmap_families_s": round(vmapped, 2), "loop_families_s": round(looped, 2),
+               "speedup_loop": round(vmapped / looped, 2)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps({"device": str(device), "threads": args.threads, "width": args.width, "rows": rows}))
