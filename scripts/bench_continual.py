@@ -27,9 +27,7 @@ import json
 import time
 
 import torch
-from torch.func import grad
-
-from torch.func import vmap
+from torch.func import grad, vmap
 
 from fewtask_data.sources.continual_sines import ContinualSpec, family_batches, function_pool, sample_problems
 from trainer.domains.continual.net import build_net

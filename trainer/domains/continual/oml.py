@@ -142,18 +142,8 @@ class OML(AlgorithmProtocol):
         return reference.loop_oml_loss(params, batch.tensors(), lr, self.split, self.depth, self.first_order)
 
     def outer_grads(self, params: Params, step_sizes, buffers, batch):
-        if self.learn_step_sizes:
-            return self._learned_grads(params, step_sizes, batch)
-        # plain autograd on both paths: no torch.func transform to pay for at the outer level
-        objective = self.loop_objective if self.impl == "loop" else self.objective
-        with torch.enable_grad():
-            p = {k: v.detach().requires_grad_() for k, v in params.items()}
-            loss = objective(p, batch)
-            grads = dict(zip(p, torch.autograd.grad(loss, list(p.values()))))
-        return grads, {}, {"loss": loss.detach()}
-
-    def _learned_grads(self, params: Params, step_sizes, batch):
-        """Gradients w.r.t. the parameters and the log step sizes (plain autograd: one backward)."""
+        """Gradients w.r.t. the parameters and the log step sizes (none unless learned): one
+        plain autograd pass on either path (no torch.func transform to pay for at the outer level)."""
         objective = self.loop_objective if self.impl == "loop" else self.objective
         with torch.enable_grad():
             p = {k: v.detach().requires_grad_() for k, v in params.items()}
